@@ -1,0 +1,200 @@
+//! [`Handle`]: an owned `mnvkd` handle as a blocking `Read` + `Write` stream.
+
+use std::io::{self, Read, Write};
+
+use crate::{errno, sys};
+
+/// An open handle of this process (a socket, a pipe end, …), owned: it is
+/// closed when dropped.
+///
+/// Reads block until at least one byte is available or the peer closed (a
+/// read of 0 bytes is end of stream); a write sends the whole buffer or
+/// fails. Blocking suspends only this process.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::io::Write;
+/// use mnvkd_guest::Handle;
+///
+/// // SAFETY: handle 3 was given to this process and nothing else owns it.
+/// let mut peer = unsafe { Handle::from_raw(3) };
+/// peer.write_all(b"hello\n")?;
+/// peer.close()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Handle {
+    /// The handle number; open in this process, and owned by nothing else.
+    raw: i32,
+}
+
+impl Handle {
+    /// Takes ownership of the handle numbered `raw`.
+    ///
+    /// # Safety
+    ///
+    /// `raw` must be open in this process and owned by nothing else: the
+    /// `Handle` closes it when dropped, and a handle number can be reused
+    /// once closed. (Breaking this cannot corrupt memory, but can close a
+    /// handle that other code is using, as with a Unix file descriptor.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mnvkd_guest::Handle;
+    ///
+    /// // SAFETY: nothing else owns handle 3.
+    /// let handle = unsafe { Handle::from_raw(3) };
+    /// assert_eq!(handle.as_raw(), 3);
+    /// ```
+    pub unsafe fn from_raw(raw: i32) -> Handle {
+        Handle { raw }
+    }
+
+    /// The handle number, still owned by this `Handle`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mnvkd_guest::Handle;
+    ///
+    /// // SAFETY: nothing else owns handle 5.
+    /// let handle = unsafe { Handle::from_raw(5) };
+    /// assert_eq!(handle.as_raw(), 5);
+    /// ```
+    pub fn as_raw(&self) -> i32 {
+        self.raw
+    }
+
+    /// Gives up ownership and returns the handle number, which stays open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mnvkd_guest::Handle;
+    ///
+    /// // SAFETY: nothing else owns handle 5.
+    /// let handle = unsafe { Handle::from_raw(5) };
+    /// let raw = handle.into_raw(); // not closed
+    /// assert_eq!(raw, 5);
+    /// ```
+    pub fn into_raw(self) -> i32 {
+        let raw = self.raw;
+        std::mem::forget(self);
+        raw
+    }
+
+    /// Closes the handle, reporting the error that dropping it would ignore.
+    ///
+    /// # Errors
+    ///
+    /// [`sys::BADF`] (as [`io::ErrorKind::InvalidInput`]) if the handle was
+    /// not open.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mnvkd_guest::Handle;
+    ///
+    /// // SAFETY: handle 3 was given to this process and nothing else owns it.
+    /// let handle = unsafe { Handle::from_raw(3) };
+    /// handle.close()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn close(self) -> io::Result<()> {
+        close(self.into_raw())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Errors are ignored, as for std's files; `Handle::close` reports them.
+        let _ = close(self.raw);
+    }
+}
+
+impl Read for Handle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read(self.raw, buf)
+    }
+}
+
+impl Read for &Handle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read(self.raw, buf)
+    }
+}
+
+impl Write for Handle {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write(self.raw, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &Handle {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write(self.raw, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The most an import moves in one call: its result is an `i32`.
+const MAX_LEN: usize = i32::MAX as usize;
+
+/// Reads from handle `raw` into `buf`; 0 is end of stream.
+pub(crate) fn read(raw: i32, buf: &mut [u8]) -> io::Result<usize> {
+    if buf.is_empty() {
+        // The import would block for a byte it has no room for.
+        return Ok(0);
+    }
+    let len = buf.len().min(MAX_LEN);
+    // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes.
+    errno::check(unsafe { sys::read(raw, buf.as_mut_ptr(), len) })
+}
+
+/// Writes `buf` (all of it, up to `MAX_LEN`) to handle `raw`.
+pub(crate) fn write(raw: i32, buf: &[u8]) -> io::Result<usize> {
+    let len = buf.len().min(MAX_LEN);
+    // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
+    errno::check(unsafe { sys::write(raw, buf.as_ptr(), len) })
+}
+
+/// Closes handle `raw`.
+pub(crate) fn close(raw: i32) -> io::Result<()> {
+    // SAFETY: the import touches no memory; callers own `raw`.
+    errno::check(unsafe { sys::close(raw) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Natively the imports are stubs that fail with `io`.
+
+    #[test]
+    fn native_stubs_fail_with_io() {
+        // SAFETY: nothing else owns handle 7.
+        let mut handle = unsafe { Handle::from_raw(7) };
+        let err = handle.write(b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Other);
+        assert_eq!(err.to_string(), "any other I/O failure (io)");
+        assert!(handle.read(&mut [0; 4]).is_err());
+        assert!(handle.close().is_err());
+    }
+
+    #[test]
+    fn empty_read_does_not_call_the_import() {
+        // SAFETY: nothing else owns handle 7.
+        let mut handle = unsafe { Handle::from_raw(7) };
+        assert_eq!(handle.read(&mut []).unwrap(), 0);
+        assert!(handle.flush().is_ok());
+    }
+}

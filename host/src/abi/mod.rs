@@ -1,0 +1,135 @@
+//! The `mnvkd` host imports (layer 1), one module per capability group.
+//!
+//! `wit/mnvkd.wit` is the contract; a test keeps [`add_all`] and it equal.
+//! This module holds what every group shares: the error codes and the one rule
+//! for guest buffers (a buffer outside the micro-heap gets [`Errno::Fault`],
+//! never a trap and never a host read outside the guest's memory).
+
+pub mod io;
+
+use std::ops::Range;
+
+use wasmtime::{Caller, Extern, Linker, Memory};
+
+use crate::process::ProcessState;
+
+/// The import module name of every layer-1 function.
+pub const MODULE: &str = "mnvkd";
+
+/// Registers every layer-1 group with `linker`, in a fixed order.
+///
+/// # Errors
+/// When a name is registered twice (a bug in this crate).
+pub fn add_all(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
+    io::add_to_linker(linker)?;
+    Ok(())
+}
+
+/// A guest-visible error: the negative result of a layer-1 import. The values
+/// are the `@errno` table of `wit/mnvkd.wit` and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Errno {
+    /// The handle is not open in this process.
+    Badf = -1,
+    /// A buffer lies (partly) outside the micro-heap.
+    Fault = -2,
+    /// An argument is malformed.
+    Inval = -3,
+    /// The other end is gone.
+    Pipe = -4,
+    /// Any other I/O failure.
+    Io = -5,
+    /// A per-process or per-app limit was reached.
+    Limit = -6,
+    /// The app was not granted this capability.
+    Denied = -7,
+    /// The operation did not complete in time.
+    Timedout = -8,
+}
+
+impl Errno {
+    /// Every code, for the `wit/` consistency test.
+    pub const ALL: [Errno; 8] = [
+        Errno::Badf,
+        Errno::Fault,
+        Errno::Inval,
+        Errno::Pipe,
+        Errno::Io,
+        Errno::Limit,
+        Errno::Denied,
+        Errno::Timedout,
+    ];
+
+    /// The code as the guest sees it.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The name used in `wit/mnvkd.wit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Errno::Badf => "badf",
+            Errno::Fault => "fault",
+            Errno::Inval => "inval",
+            Errno::Pipe => "pipe",
+            Errno::Io => "io",
+            Errno::Limit => "limit",
+            Errno::Denied => "denied",
+            Errno::Timedout => "timedout",
+        }
+    }
+}
+
+impl From<std::io::Error> for Errno {
+    fn from(err: std::io::Error) -> Errno {
+        use std::io::ErrorKind::*;
+        match err.kind() {
+            BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | WriteZero => {
+                Errno::Pipe
+            }
+            TimedOut => Errno::Timedout,
+            _ => Errno::Io,
+        }
+    }
+}
+
+/// A guest buffer that passed the bounds check.
+#[derive(Debug, Clone)]
+pub struct GuestBuffer {
+    /// The micro-heap the buffer is in.
+    pub memory: Memory,
+    /// Byte range inside it; `end <= memory.data_size()` held when checked.
+    pub range: Range<usize>,
+}
+
+/// Checks that `len` bytes at `ptr` lie inside the caller's exported `memory`.
+///
+/// `import` names the calling import for the debug log of a fault.
+pub fn guest_buffer(
+    caller: &mut Caller<'_, ProcessState>,
+    import: &str,
+    ptr: i32,
+    len: i32,
+) -> Result<GuestBuffer, Errno> {
+    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        tracing::debug!(pid = %caller.data().pid, import, "the guest exports no `memory`");
+        return Err(Errno::Fault);
+    };
+    let size = memory.data_size(&*caller);
+    match ptr.checked_add(len) {
+        Some(end) if end <= size => Ok(GuestBuffer {
+            memory,
+            range: ptr..end,
+        }),
+        _ => {
+            tracing::debug!(
+                pid = %caller.data().pid,
+                import,
+                "{import}: buffer {ptr:#x}+{len} is outside the micro-heap ({size} bytes)"
+            );
+            Err(Errno::Fault)
+        }
+    }
+}

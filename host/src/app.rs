@@ -1,0 +1,123 @@
+//! An app: one tenant's module, compiled once and pre-linked, with its limits
+//! and the count of its live processes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use anyhow::{bail, Context as _};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
+
+use crate::config::Limits;
+use crate::process::ProcessState;
+
+/// A loaded app, ready to start processes.
+pub struct App {
+    /// The file stem of its `.wasm`; names it in the table, the logs and `--listen`.
+    pub name: Arc<str>,
+    /// Where its module came from.
+    pub path: PathBuf,
+    /// The module, linked once; each process instantiates this.
+    pub pre: InstancePre<ProcessState>,
+    /// Limits for each process.
+    pub limits: Limits,
+    /// Extra environment for each process.
+    pub env: Vec<(String, String)>,
+    /// Arguments after the app name (the `run` subcommand's).
+    pub args: Vec<String>,
+    /// Whether guest stderr goes to the host's stderr as is (`run`) instead of the log.
+    pub terminal: bool,
+    /// Live processes; never above `limits.max_processes`.
+    live: AtomicUsize,
+    /// The acceptor waiting for a free process slot, if any.
+    slot_waiter: Mutex<Option<Waker>>,
+}
+
+impl App {
+    /// Compiles and links the module at `path`.
+    ///
+    /// # Errors
+    /// When the file is missing or not a Wasm module, when it imports what the
+    /// host does not provide, or when it has no `_start` command entry.
+    pub fn load(
+        engine: &Engine,
+        linker: &Linker<ProcessState>,
+        path: &Path,
+        limits: Limits,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<App> {
+        let shown = path.display();
+        let bytes = std::fs::read(path).with_context(|| format!("failed to read `{shown}`"))?;
+        let module = Module::new(engine, &bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("`{shown}` is not a valid WebAssembly module"))?;
+        match module.get_export("_start") {
+            Some(ExternType::Func(func)) if func.params().len() == 0 && func.results().len() == 0 => {}
+            Some(_) => bail!("`{shown}` exports `_start` with the wrong type (want a func with no params or results)"),
+            None => bail!("`{shown}` has no `_start` export: build it as a wasm32-wasip1 command (a bin crate)"),
+        }
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(anyhow::Error::from)
+            // wasmtime names the missing import: "unknown import: `env::f` has not been defined".
+            .with_context(|| format!("failed to link `{shown}` against the host's imports"))?;
+        Ok(App {
+            name: app_name(path)?.into(),
+            path: path.to_path_buf(),
+            pre,
+            limits,
+            env,
+            args: Vec::new(),
+            terminal: false,
+            live: AtomicUsize::new(0),
+            slot_waiter: Mutex::new(None),
+        })
+    }
+
+    /// Takes a process slot, or parks `cx` until one is released.
+    pub fn poll_acquire_slot(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut waiter = self.slot_waiter.lock().unwrap();
+        let live = self.live.load(Ordering::Acquire);
+        if live < self.limits.max_processes {
+            self.live.store(live + 1, Ordering::Release);
+            return Poll::Ready(());
+        }
+        *waiter = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Gives back a slot taken by [`App::poll_acquire_slot`].
+    pub fn release_slot(&self) {
+        let waiter = {
+            let mut waiter = self.slot_waiter.lock().unwrap();
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            waiter.take()
+        };
+        if let Some(waker) = waiter {
+            waker.wake();
+        }
+    }
+}
+
+/// The app name for `path`: its file stem.
+///
+/// # Errors
+/// When the path has no UTF-8 file stem.
+pub fn app_name(path: &Path) -> anyhow::Result<String> {
+    path.file_stem()
+        .and_then(|stem| stem.to_str())
+        .map(str::to_owned)
+        .with_context(|| format!("cannot name an app after `{}`", path.display()))
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("limits", &self.limits)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}

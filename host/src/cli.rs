@@ -1,0 +1,104 @@
+//! The command line: clap types and their conversion into configurations.
+//! No runtime logic lives here; see [`crate::serve`] and [`crate::run_once`].
+
+mod run;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{parse_duration, parse_size, Limits};
+
+/// Exit status for a guest that failed (trap, CPU budget) in `run`.
+pub const EXIT_GUEST_FAILED: u8 = 1;
+/// Exit status for usage and host errors (bad flags, bad module, address in use).
+pub const EXIT_HOST_ERROR: u8 = 2;
+
+const AFTER_HELP: &str = "\
+Exit status: 0 ok; 1 the guest failed (trap, CPU budget) in `run`, or the
+guest's own non-zero exit status; 2 usage or host error (bad flag, unreadable
+or invalid module, missing import or `_start`, address in use).
+
+Logging: MNVKD_LOG=debug (or any tracing filter, e.g. `mnvkd_host=trace`).";
+
+/// M:N virtual kernel daemon for WebAssembly: one micro-process per connection.
+#[derive(Debug, Parser)]
+#[command(name = "mnvkd-host", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve apps: each accepted TCP connection gets its own micro-process.
+    Serve(serve::ServeArgs),
+    /// Run one guest with this terminal's stdin/stdout as its connection.
+    Run(run::RunArgs),
+}
+
+/// Limit flags shared by `serve` and `run`; each overrides the manifests.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Micro-heap cap per process, e.g. 16MiB [default: 16MiB]
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    max_memory: Option<u64>,
+    /// CPU time a process may compute without blocking before it is killed, e.g. 5s or 250ms [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    cpu_budget: Option<std::time::Duration>,
+}
+
+impl LimitArgs {
+    fn apply(&self, mut limits: Limits) -> Limits {
+        if let Some(max_memory) = self.max_memory {
+            limits.max_memory = max_memory;
+        }
+        if let Some(cpu_budget) = self.cpu_budget {
+            limits.cpu_budget = cpu_budget;
+        }
+        limits
+    }
+}
+
+fn size_arg(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|err| format!("{err:#}"))
+}
+
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text).map_err(|err| format!("{err:#}"))
+}
+
+/// Logs go to stderr; `MNVKD_LOG` sets the filter (default `info` for
+/// `serve`, `warn` for `run`, whose terminal belongs to the guest).
+pub fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Run(_) => "warn",
+    };
+    let filter =
+        EnvFilter::try_from_env("MNVKD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Runs the parsed command.
+///
+/// # Errors
+/// Host and usage errors; the caller prints them and exits with [`EXIT_HOST_ERROR`].
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            crate::serve::serve(args.into_config()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let status = crate::run_once::run(args.into_config()?)?;
+            Ok(ExitCode::from(status))
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! `mnvkd-host serve`: flags → [`ServeConfig`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::LimitArgs;
+use crate::app::app_name;
+use crate::config::Limits;
+use crate::manifest::Manifest;
+use crate::serve::{AppSpec, ServeConfig};
+
+/// First port of the default addresses: app N (in argument order) gets 8000 + N.
+const FIRST_DEFAULT_PORT: u16 = 8000;
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// The apps: wasm32-wasip1 commands (`.wasm`, or `.wat` text); an optional
+    /// manifest `<name>.toml` beside each sets its address and limits
+    #[arg(value_name = "WASM", required = true)]
+    wasm: Vec<PathBuf>,
+    /// Listen address, as ADDR for the only app or APP=ADDR (APP is the file
+    /// stem); repeatable. Port 0 picks a free port [default: 127.0.0.1:8000,
+    /// 8001, … in argument order]
+    #[arg(long, value_name = "[APP=]ADDR")]
+    listen: Vec<String>,
+    /// Worker threads running processes [default: number of cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Processes of each app alive at once; more connections wait to be accepted [default: 10000, fitted to vm.max_map_count]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_processes: Option<u32>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+impl ServeArgs {
+    pub(super) fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let names = self
+            .wasm
+            .iter()
+            .map(|path| app_name(path))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                bail!("two apps are named `{name}`: app names (file stems) must be unique");
+            }
+        }
+        let mut listen: Vec<Option<SocketAddr>> = vec![None; names.len()];
+        for flag in &self.listen {
+            let (index, addr) = match flag.split_once('=') {
+                Some((app, addr)) => {
+                    let index = names.iter().position(|n| n == app).with_context(|| {
+                        format!("--listen `{flag}`: no app is named `{app}`")
+                    })?;
+                    (index, addr)
+                }
+                None if names.len() == 1 => (0, flag.as_str()),
+                None => bail!("--listen `{flag}`: with several apps, name one: --listen APP={flag}"),
+            };
+            listen[index] = Some(resolve(addr)?);
+        }
+        let mut apps = Vec::with_capacity(names.len());
+        for (index, (path, name)) in self.wasm.into_iter().zip(names).enumerate() {
+            let manifest = Manifest::load_for(&path)?;
+            let mut limits = manifest.apply(Limits::default())?;
+            limits = self.limits.apply(limits);
+            if let Some(max) = self.max_processes {
+                limits.max_processes = max as usize;
+            }
+            let limits = limits
+                .validated()
+                .with_context(|| format!("invalid limits for app `{name}`"))?;
+            let addr = match (listen[index], &manifest.listen) {
+                (Some(addr), _) => addr,
+                (None, Some(addr)) => resolve(addr)
+                    .with_context(|| format!("in `{}`", Manifest::path_for(&path).display()))?,
+                (None, None) => default_addr(index)?,
+            };
+            apps.push(AppSpec {
+                name,
+                path,
+                limits,
+                env: manifest.env.into_iter().collect(),
+                listen: addr,
+            });
+        }
+        let threads = match self.threads {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        Ok(ServeConfig { apps, threads })
+    }
+}
+
+fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .with_context(|| format!("invalid listen address `{addr}` (expected e.g. 127.0.0.1:8080)"))?
+        .next()
+        .with_context(|| format!("listen address `{addr}` resolves to nothing"))
+}
+
+fn default_addr(index: usize) -> anyhow::Result<SocketAddr> {
+    let port = u16::try_from(index)
+        .ok()
+        .and_then(|i| FIRST_DEFAULT_PORT.checked_add(i))
+        .context("too many apps for default ports: give --listen")?;
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}

@@ -1,0 +1,142 @@
+//! Per-app limits and the human-friendly sizes and durations they are written in.
+//!
+//! Limits are validated once, when an app is loaded; the kernel and the
+//! processes only read them. Parsing of manifests lives in `manifest.rs`.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// Bytes in one Wasm page: memory limits are rounded up to whole pages.
+pub const WASM_PAGE: u64 = 64 * 1024;
+
+/// What one app's processes may use. Command-line flags override the manifest,
+/// which overrides these defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest micro-heap (linear memory) of one process, in bytes; a multiple of [`WASM_PAGE`].
+    pub max_memory: u64,
+    /// CPU time a process may compute without blocking before it is killed.
+    pub cpu_budget: Duration,
+    /// Most processes of this app alive at once; further connections wait in the accept queue.
+    pub max_processes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory: 16 * 1024 * 1024,
+            cpu_budget: Duration::from_secs(5),
+            max_processes: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that the limits make sense, rounding the memory cap up to whole pages.
+    ///
+    /// # Errors
+    /// When a limit is zero or the memory cap is over 2 GiB (so that every byte
+    /// count a guest import returns fits its non-negative `s32` result).
+    pub fn validated(mut self) -> anyhow::Result<Limits> {
+        if self.max_memory == 0 || self.max_memory > 2 * 1024 * 1024 * 1024 {
+            bail!("max-memory must be between 64KiB and 2GiB");
+        }
+        self.max_memory = self.max_memory.div_ceil(WASM_PAGE) * WASM_PAGE;
+        if self.cpu_budget.is_zero() {
+            bail!("cpu-budget must be more than 0");
+        }
+        if self.max_processes == 0 {
+            bail!("max-processes must be at least 1");
+        }
+        Ok(self)
+    }
+}
+
+/// Parses a size such as `16MiB`, `512KiB`, `1GiB`, `65536` (bytes); `K`, `M`, `G`,
+/// `KB`, `MB`, `GB` are read as binary units too.
+///
+/// # Errors
+/// When the text is not a number followed by a known unit.
+pub fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .with_context(|| format!("invalid size `{text}` (expected e.g. 16MiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => bail!("invalid size `{text}`: unknown unit `{unit}` (use KiB, MiB or GiB)"),
+    };
+    number
+        .checked_mul(scale)
+        .with_context(|| format!("size `{text}` is too large"))
+}
+
+/// Parses a duration such as `5s`, `250ms`, `2m` or `100us`.
+///
+/// # Errors
+/// When the text is not a number followed by `us`, `ms`, `s` or `m`.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .with_context(|| format!("invalid duration `{text}` (expected e.g. 5s or 250ms)"))?;
+    Ok(match unit.trim() {
+        "us" => Duration::from_micros(number),
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        _ => bail!("invalid duration `{text}`: give a unit (us, ms, s or m)"),
+    })
+}
+
+/// Formats a byte count the way [`parse_size`] reads it, for the start-up table.
+pub fn format_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => format!("{b}B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("65536").unwrap(), 65536);
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("5").is_err());
+    }
+
+    #[test]
+    fn memory_cap_rounds_up_to_pages() {
+        let limits = Limits {
+            max_memory: 100_000,
+            ..Limits::default()
+        }
+        .validated()
+        .unwrap();
+        assert_eq!(limits.max_memory, 2 * WASM_PAGE);
+        assert_eq!(format_size(limits.max_memory), "128KiB");
+    }
+}

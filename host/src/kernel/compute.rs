@@ -1,0 +1,52 @@
+//! How long the process being polled on this thread has computed.
+//!
+//! The worker records when it started polling a task and how much the task had
+//! computed before; the epoch callback of the guest's store reads that here to
+//! decide between going on, yielding, and ending a runaway process. "Computed"
+//! means time spent in polls since the task last blocked: a process that waits
+//! for I/O starts over, one that is only preempted does not.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+thread_local! {
+    /// The poll in progress on this thread, if any.
+    static SLICE: Cell<Option<Slice>> = const { Cell::new(None) };
+}
+
+/// One poll of one task.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slice {
+    /// When the worker started this poll.
+    pub started: Instant,
+    /// Compute time the task had accumulated before this poll.
+    pub before: Duration,
+}
+
+/// Compute time of the process currently running on this thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComputeTime {
+    /// Time in the current poll: what the process has had of its turn.
+    pub slice: Duration,
+    /// Time computed since the process last blocked, this poll included.
+    pub since_block: Duration,
+}
+
+/// Compute time of the task being polled on this thread; `None` outside a poll.
+pub fn current() -> Option<ComputeTime> {
+    SLICE.with(Cell::get).map(|slice| {
+        let elapsed = slice.started.elapsed();
+        ComputeTime {
+            slice: elapsed,
+            since_block: slice.before + elapsed,
+        }
+    })
+}
+
+pub(super) fn enter(slice: Slice) {
+    SLICE.with(|cell| cell.set(Some(slice)));
+}
+
+pub(super) fn leave() {
+    SLICE.with(|cell| cell.set(None));
+}

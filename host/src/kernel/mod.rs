@@ -1,0 +1,91 @@
+//! The kernel: M processes multiplexed onto N worker threads.
+//!
+//! A process is a future (a wasmtime `call_async` on its own fiber). Workers
+//! take ready tasks from a shared [`runq`], poll them once, and go on; a task
+//! that blocks parks its waker with the reactor and leaves the worker free. A
+//! ticker thread advances the wasmtime epoch every [`TICK`], which makes a
+//! computing guest call back into [`compute`] and, past its slice, yield.
+//!
+//! The kernel never touches sockets: it only polls futures and requeues them
+//! when their wakers fire. See docs/kernel.md for the choices and figures.
+
+pub mod compute;
+mod runq;
+mod task;
+mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use runq::RunQueue;
+use task::Task;
+
+/// Period of the epoch ticker, and so the granularity of preemption.
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// Handle to the running kernel: spawn processes onto it.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// Where woken and preempted tasks wait for a worker.
+    runq: Arc<RunQueue>,
+    /// Number of worker threads.
+    threads: usize,
+}
+
+impl Kernel {
+    /// Starts `threads` workers and the epoch ticker for `engine`.
+    ///
+    /// # Errors
+    /// When a thread or the timer runtime cannot be started.
+    pub fn start(threads: usize, engine: &wasmtime::Engine) -> anyhow::Result<Kernel> {
+        let runq = Arc::new(RunQueue::default());
+        // wasmtime-wasi's poll_oneoff (a guest's sleep) waits on tokio's timer;
+        // this runtime only drives that timer, on one thread of its own.
+        let timers = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mnvkd-timer")
+            .enable_time()
+            .build()
+            .context("failed to start the timer runtime")?;
+        let timers = Arc::new(timers);
+        for index in 0..threads {
+            let runq = Arc::clone(&runq);
+            let timers = Arc::clone(&timers);
+            thread::Builder::new()
+                .name(format!("mnvkd-worker-{index}"))
+                .spawn(move || {
+                    let _timer_context = timers.enter();
+                    worker::run(&runq)
+                })
+                .with_context(|| format!("failed to start worker {index}"))?;
+        }
+        let engine = engine.clone();
+        thread::Builder::new()
+            .name("mnvkd-ticker".into())
+            .spawn(move || loop {
+                thread::sleep(TICK);
+                engine.increment_epoch();
+            })
+            .context("failed to start the epoch ticker")?;
+        Ok(Kernel { runq, threads })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Queues `future` to run on some worker; it runs until it completes.
+    pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        Task::spawn(Box::pin(future), &self.runq);
+    }
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Kernel>();
+};

@@ -1,0 +1,114 @@
+//! A task: one process's future plus the scheduling state its waker updates.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Wake;
+use std::time::Duration;
+
+use super::runq::{Priority, RunQueue};
+
+pub(super) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// In a run queue.
+pub(super) const SCHEDULED: u8 = 1;
+/// Being polled by a worker.
+pub(super) const RUNNING: u8 = 2;
+/// Woken from outside while running: requeue as woken.
+pub(super) const WOKEN: u8 = 4;
+/// Woken by itself while running (an epoch yield): requeue as yielded.
+pub(super) const YIELDED: u8 = 8;
+/// Completed; wakes are ignored.
+pub(super) const DONE: u8 = 16;
+
+thread_local! {
+    /// The task this worker is polling, to tell a yield (self-wake) from I/O.
+    static CURRENT: std::cell::Cell<*const Task> = const { std::cell::Cell::new(ptr::null()) };
+}
+
+#[derive(Debug)]
+pub(super) struct Task {
+    /// Bit set of the constants above. Invariant: at most one of SCHEDULED and
+    /// RUNNING is set, so at most one worker polls the task at a time.
+    pub state: AtomicU8,
+    /// The future and its accounting; locked only by the worker polling it.
+    pub slot: Mutex<Slot>,
+    /// Where the waker puts the task.
+    pub runq: Arc<RunQueue>,
+}
+
+pub(super) struct Slot {
+    /// `None` once the future completed or panicked.
+    pub future: Option<BoxFuture>,
+    /// Time computed since the task last blocked (see `compute`).
+    pub computed: Duration,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("done", &self.future.is_none())
+            .field("computed", &self.computed)
+            .finish()
+    }
+}
+
+impl Task {
+    pub(super) fn spawn(future: BoxFuture, runq: &Arc<RunQueue>) {
+        let task = Arc::new(Task {
+            state: AtomicU8::new(SCHEDULED),
+            slot: Mutex::new(Slot {
+                future: Some(future),
+                computed: Duration::ZERO,
+            }),
+            runq: Arc::clone(runq),
+        });
+        runq.push(task, Priority::Woken);
+    }
+
+    /// Marks `task` as the one being polled on this thread (or none).
+    pub(super) fn set_current(task: Option<&Arc<Task>>) {
+        CURRENT.with(|c| c.set(task.map_or(ptr::null(), Arc::as_ptr)));
+    }
+
+    fn schedule(self: &Arc<Self>) {
+        let own = CURRENT.with(|c| ptr::eq(c.get(), Arc::as_ptr(self)));
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let next = if state & (DONE | SCHEDULED) != 0 {
+                return;
+            } else if state & RUNNING != 0 {
+                let flag = if own { YIELDED } else { WOKEN };
+                if state & flag != 0 {
+                    return;
+                }
+                state | flag
+            } else {
+                SCHEDULED
+            };
+            match self
+                .state
+                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if next == SCHEDULED => {
+                    self.runq.push(Arc::clone(self), Priority::Woken);
+                    return;
+                }
+                Ok(_) => return,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+}
+
+impl Wake for Task {
+    fn wake(self: Arc<Self>) {
+        self.schedule();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.schedule();
+    }
+}

@@ -1,0 +1,82 @@
+//! A worker thread: pop a task, poll it once, requeue or park it, repeat.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use super::compute::{self, Slice};
+use super::runq::{Priority, RunQueue};
+use super::task::{Task, DONE, RUNNING, SCHEDULED, WOKEN, YIELDED};
+
+/// Runs tasks from `runq` forever.
+pub(super) fn run(runq: &RunQueue) -> ! {
+    loop {
+        let task = runq.pop();
+        poll_once(task);
+    }
+}
+
+fn poll_once(task: Arc<Task>) {
+    task.state.store(RUNNING, Ordering::Release);
+    let waker = Waker::from(Arc::clone(&task));
+    let mut cx = Context::from_waker(&waker);
+    let mut slot = task.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let before = slot.computed;
+    let Some(future) = slot.future.as_mut() else {
+        task.state.store(DONE, Ordering::Release);
+        return;
+    };
+    let started = Instant::now();
+    compute::enter(Slice { started, before });
+    Task::set_current(Some(&task));
+    let result = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+    Task::set_current(None);
+    compute::leave();
+    let elapsed = started.elapsed();
+    match result {
+        Ok(Poll::Pending) => {}
+        Ok(Poll::Ready(())) => {
+            slot.future = None;
+            task.state.store(DONE, Ordering::Release);
+            return;
+        }
+        Err(_) => {
+            // The panic message went to stderr through the panic hook.
+            tracing::error!("a process panicked inside the host; it was ended");
+            slot.future = None;
+            task.state.store(DONE, Ordering::Release);
+            return;
+        }
+    }
+    let mut state = task.state.load(Ordering::Acquire);
+    loop {
+        let (next, requeue) = if state & YIELDED != 0 {
+            (SCHEDULED, Some(Priority::Yielded))
+        } else if state & WOKEN != 0 {
+            (SCHEDULED, Some(Priority::Woken))
+        } else {
+            (0, None)
+        };
+        match task
+            .state
+            .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                // Preempted: the compute clock runs on. Blocked (even if already
+                // woken again): the process waited, so its clock starts over.
+                slot.computed = match requeue {
+                    Some(Priority::Yielded) => slot.computed + elapsed,
+                    _ => Duration::ZERO,
+                };
+                drop(slot);
+                if let Some(priority) = requeue {
+                    task.runq.push(Arc::clone(&task), priority);
+                }
+                return;
+            }
+            Err(actual) => state = actual,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `guests/<name>.toml`, the optional manifest beside an app's `.wasm`.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"   # where the app's listener binds
+//! max_memory = "16MiB"        # micro-heap cap per process
+//! cpu_budget = "5s"           # compute time without blocking before a kill
+//! max_processes = 1000        # processes of this app alive at once
+//!
+//! [env]                       # extra environment for every process
+//! GREETING = "hello"
+//! ```
+//!
+//! Unknown keys are errors, so a typo is caught at start-up, not in production.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::config::{parse_duration, parse_size, Limits};
+
+/// A parsed manifest; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Listen address, e.g. `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Micro-heap cap, e.g. `16MiB`.
+    pub max_memory: Option<String>,
+    /// CPU budget, e.g. `5s`.
+    pub cpu_budget: Option<String>,
+    /// Processes alive at once.
+    pub max_processes: Option<usize>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// The manifest path for an app's `.wasm`: same folder, same stem, `.toml`.
+    pub fn path_for(wasm: &Path) -> PathBuf {
+        wasm.with_extension("toml")
+    }
+
+    /// Reads the manifest beside `wasm`; a missing file is an empty manifest.
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read or parsed.
+    pub fn load_for(wasm: &Path) -> anyhow::Result<Manifest> {
+        let path = Manifest::path_for(wasm);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Manifest::default()),
+            Err(err) => {
+                return Err(err).with_context(|| format!("failed to read `{}`", path.display()))
+            }
+        };
+        toml::from_str(&text).with_context(|| format!("invalid manifest `{}`", path.display()))
+    }
+
+    /// `defaults` with this manifest's limits applied.
+    ///
+    /// # Errors
+    /// When a size or duration does not parse.
+    pub fn apply(&self, mut limits: Limits) -> anyhow::Result<Limits> {
+        if let Some(size) = &self.max_memory {
+            limits.max_memory = parse_size(size).context("in `max_memory`")?;
+        }
+        if let Some(budget) = &self.cpu_budget {
+            limits.cpu_budget = parse_duration(budget).context("in `cpu_budget`")?;
+        }
+        if let Some(max) = self.max_processes {
+            limits.max_processes = max;
+        }
+        Ok(limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Manifest>("max_memroy = \"1MiB\"").unwrap_err();
+        assert!(err.to_string().contains("max_memroy"), "{err}");
+    }
+
+    #[test]
+    fn manifest_overrides_defaults() {
+        let manifest: Manifest =
+            toml::from_str("max_memory = \"1MiB\"\ncpu_budget = \"250ms\"\n[env]\nA = \"b\"")
+                .unwrap();
+        let limits = manifest.apply(Limits::default()).unwrap();
+        assert_eq!(limits.max_memory, 1 << 20);
+        assert_eq!(limits.cpu_budget, std::time::Duration::from_millis(250));
+        assert_eq!(manifest.env["A"], "b");
+    }
+}

@@ -1,0 +1,19 @@
+//! The linker every app's module is linked against, built once per engine.
+
+use wasmtime::{Engine, Linker};
+
+use super::ProcessState;
+use crate::abi;
+
+/// WASI preview 1 (layer 0) plus every `mnvkd` group (layer 1).
+///
+/// # Errors
+/// When two groups define the same name (a bug in this crate).
+pub fn new(engine: &Engine) -> anyhow::Result<Linker<ProcessState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut ProcessState| {
+        &mut state.wasi
+    })?;
+    abi::add_all(&mut linker)?;
+    Ok(linker)
+}

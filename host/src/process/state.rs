@@ -1,0 +1,76 @@
+//! The store data of a micro-process: one field per capability context.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::abi::io::IoCtx;
+
+use super::Pid;
+
+/// Everything a process's host imports can reach. A guest can touch only what
+/// is in here: its connection, its handles, its WASI context.
+pub struct ProcessState {
+    /// This process's id, for logs.
+    pub pid: Pid,
+    /// The app's name, for logs.
+    pub app: Arc<str>,
+    /// Layer 0: WASI preview 1 with the connection as stdin/stdout.
+    pub wasi: WasiP1Ctx,
+    /// Layer 1: the handle table.
+    pub io: IoCtx,
+    /// The micro-heap cap, and whether the guest ran into it.
+    pub heap: HeapLimiter,
+    /// CPU time the process may compute without blocking.
+    pub cpu_budget: Duration,
+}
+
+/// Caps a process's linear memory and table growth; remembers a refused
+/// growth so that the trap that usually follows can be explained in the log.
+#[derive(Debug)]
+pub struct HeapLimiter {
+    /// Largest linear memory in bytes.
+    pub max_memory: usize,
+    /// The largest growth refused so far, in bytes asked for.
+    pub refused: Option<usize>,
+}
+
+/// Most table elements a process may have; equal to the pool's table slot size.
+pub const MAX_TABLE_ELEMENTS: usize = 10_000;
+
+impl ResourceLimiter for HeapLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.refused = Some(self.refused.map_or(desired, |r| r.max(desired)));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl std::fmt::Debug for ProcessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessState")
+            .field("pid", &self.pid)
+            .field("app", &self.app)
+            .field("io", &self.io)
+            .field("heap", &self.heap)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,313 @@
+//! Layer 0 stdio: the connection as WASI stdin and stdout, stderr to the log.
+//!
+//! wasmtime-wasi's default adapters wrap a tokio stream and spawn a tokio task
+//! per stream; these streams instead read and write the mio socket directly
+//! and park on the reactor, so a blocking `fd_read` suspends only this process
+//! on the kernel's own executor.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
+use bytes::{Bytes, BytesMut};
+
+use crate::conn::Connection;
+
+use super::Pid;
+
+/// Largest single read handed to the guest; bounds the host buffer per read.
+const MAX_READ: usize = 64 * 1024;
+/// What `check_write` grants when nothing is pending.
+const WRITE_PERMIT: usize = 64 * 1024;
+/// A guest's stderr line longer than this is logged in pieces.
+const MAX_LOG_LINE: usize = 4096;
+
+
+/// The connection as stdin and stdout (one value serves both).
+#[derive(Debug, Clone)]
+pub struct ConnectionStdio(pub Arc<Connection>);
+
+impl IsTerminal for ConnectionStdio {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for ConnectionStdio {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        // Unused: p1 asks for `p2_stream`, overridden below.
+        Box::new(Unused)
+    }
+
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        Box::new(ConnectionInput {
+            conn: Arc::clone(&self.0),
+            wait_for: None,
+        })
+    }
+}
+
+impl StdoutStream for ConnectionStdio {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(Unused)
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(ConnectionOutput {
+            conn: Arc::clone(&self.0),
+            pending: Vec::new(),
+        })
+    }
+}
+
+struct ConnectionInput {
+    conn: Arc<Connection>,
+    /// After a read found nothing: the read-event count to wait past.
+    wait_for: Option<u64>,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ConnectionInput {
+    async fn ready(&mut self) {
+        if let Some(seen) = self.wait_for {
+            poll_fn(|cx| self.conn.poll_readable(cx, seen)).await;
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl InputStream for ConnectionInput {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        let mut buf = BytesMut::zeroed(size.min(MAX_READ));
+        let (result, seen) = self.conn.try_read(&mut buf);
+        match result {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.wait_for = Some(seen);
+                Ok(Bytes::new())
+            }
+            result => {
+                self.wait_for = None;
+                read_result(result, buf, size)
+            }
+        }
+    }
+
+    async fn blocking_read(&mut self, size: usize) -> StreamResult<Bytes> {
+        let mut buf = BytesMut::zeroed(size.min(MAX_READ));
+        let result = poll_fn(|cx| self.conn.poll_read(cx, &mut buf)).await;
+        self.wait_for = None;
+        read_result(result, buf, size)
+    }
+}
+
+fn read_result(result: io::Result<usize>, mut buf: BytesMut, size: usize) -> StreamResult<Bytes> {
+    match result {
+        Ok(0) if size > 0 => Err(StreamError::Closed),
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(buf.freeze())
+        }
+        Err(err) => Err(stream_error(err)),
+    }
+}
+
+struct ConnectionOutput {
+    conn: Arc<Connection>,
+    /// Bytes accepted from the guest that the socket has not taken yet.
+    pending: Vec<u8>,
+}
+
+impl ConnectionOutput {
+    /// Writes as much of `pending` as the socket takes now.
+    fn drain_now(&mut self) -> StreamResult<()> {
+        while !self.pending.is_empty() {
+            match self.conn.try_write(&self.pending) {
+                Ok(n) => drop(self.pending.drain(..n)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(stream_error(err)),
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_drain(&mut self, cx: &Context<'_>) -> Poll<StreamResult<()>> {
+        loop {
+            let seen = self.conn.write_events();
+            self.drain_now()?;
+            if self.pending.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if self.conn.poll_writable(cx, seen).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ConnectionOutput {
+    async fn ready(&mut self) {
+        // An error is reported by the next check_write.
+        let _ = poll_fn(|cx| self.poll_drain(cx)).await;
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for ConnectionOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.pending.extend_from_slice(&bytes);
+        self.drain_now()
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.drain_now()
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        self.drain_now()?;
+        Ok(if self.pending.is_empty() {
+            WRITE_PERMIT
+        } else {
+            0
+        })
+    }
+
+    async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> StreamResult<()> {
+        poll_fn(|cx| self.poll_drain(cx)).await?;
+        let mut written = 0;
+        poll_fn(|cx| loop {
+            if written == bytes.len() {
+                return Poll::Ready(Ok(()));
+            }
+            match self.conn.poll_write(cx, &bytes[written..]) {
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(stream_error(err))),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+fn stream_error(err: io::Error) -> StreamError {
+    use io::ErrorKind::*;
+    match err.kind() {
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected => StreamError::Closed,
+        _ => StreamError::LastOperationFailed(wasmtime::Error::new(err)),
+    }
+}
+
+/// A guest's stderr: each line becomes one log event tagged with app and pid,
+/// or, under `run`, goes to the host's stderr as is.
+#[derive(Debug, Clone)]
+pub struct GuestStderr {
+    /// The app's name.
+    pub app: Arc<str>,
+    /// The process.
+    pub pid: Pid,
+    /// Write to the host's stderr instead of the log.
+    pub terminal: bool,
+}
+
+impl IsTerminal for GuestStderr {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestStderr {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(Unused)
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LogOutput {
+            target: self.clone(),
+            line: Vec::new(),
+        })
+    }
+}
+
+struct LogOutput {
+    target: GuestStderr,
+    /// The unfinished last line.
+    line: Vec<u8>,
+}
+
+impl LogOutput {
+    fn emit(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        tracing::info!(app = %self.target.app, pid = %self.target.pid, "stderr: {text}");
+        self.line.clear();
+    }
+}
+
+impl Drop for LogOutput {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogOutput {
+    async fn ready(&mut self) {}
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LogOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if self.target.terminal {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &bytes);
+            return Ok(());
+        }
+        for &byte in bytes.iter() {
+            self.line.push(byte);
+            if byte == b'\n' || self.line.len() >= MAX_LOG_LINE {
+                self.emit();
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+/// The tokio stream wasmtime-wasi's traits require but p1 never uses here.
+struct Unused;
+
+impl tokio::io::AsyncRead for Unused {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Unused {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(b.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,110 @@
+//! A registered socket's readiness, one gate per direction.
+//!
+//! mio is edge-triggered, so readiness is a counter, not a flag: an operation
+//! notes the counter, tries the syscall, and on `WouldBlock` parks its waker
+//! only if no event arrived in between (the counter is unchanged). That closes
+//! the window where an event lands between the failed syscall and the park.
+
+use std::io;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use mio::Token;
+
+/// One direction of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Reading (and accepting, for a listener).
+    Read,
+    /// Writing.
+    Write,
+}
+
+/// Readiness of one registered socket, shared by the reactor and the process using it.
+#[derive(Debug)]
+pub struct Source {
+    /// The socket's token in the reactor; unique for the reactor's lifetime.
+    token: Token,
+    /// `[read, write]` gates.
+    gates: [Mutex<Gate>; 2],
+}
+
+/// One direction's readiness.
+#[derive(Debug, Default)]
+struct Gate {
+    /// Number of readiness events seen for this direction; only grows.
+    events: u64,
+    /// The coroutine waiting for the next event, if any. One per direction: a
+    /// socket belongs to one process, and a process runs one coroutine.
+    waker: Option<Waker>,
+}
+
+impl Source {
+    pub(super) fn new(token: Token) -> Source {
+        Source {
+            token,
+            gates: Default::default(),
+        }
+    }
+
+    pub(super) fn token(&self) -> Token {
+        self.token
+    }
+
+    fn gate(&self, direction: Direction) -> &Mutex<Gate> {
+        &self.gates[direction as usize]
+    }
+
+    /// Called by the reactor on an event: count it and wake the waiter.
+    pub(super) fn notify(&self, direction: Direction) {
+        let waker = {
+            let mut gate = self.gate(direction).lock().unwrap();
+            gate.events += 1;
+            gate.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The current event count for `direction`, to pass to [`Source::park`] later.
+    pub fn events(&self, direction: Direction) -> u64 {
+        self.gate(direction).lock().unwrap().events
+    }
+
+    /// Parks `cx`'s waker until the next event, unless one arrived since `seen`
+    /// was read; returns `true` when parked.
+    pub fn park(&self, direction: Direction, seen: u64, cx: &Context<'_>) -> bool {
+        let mut gate = self.gate(direction).lock().unwrap();
+        if gate.events != seen {
+            return false;
+        }
+        match &gate.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => gate.waker = Some(cx.waker().clone()),
+        }
+        true
+    }
+
+    /// Runs the non-blocking `op` until it does not return `WouldBlock`; parks
+    /// `cx` and returns `Pending` when it would block.
+    pub fn poll_io<R>(
+        &self,
+        direction: Direction,
+        cx: &Context<'_>,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let seen = self.events(direction);
+            match op() {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if self.park(direction, seen, cx) {
+                        return Poll::Pending;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
