@@ -49,8 +49,7 @@ impl App {
     ) -> anyhow::Result<App> {
         let shown = path.display();
         let bytes = std::fs::read(path).with_context(|| format!("failed to read `{shown}`"))?;
-        let module = Module::new(engine, &bytes)
-            .map_err(anyhow::Error::from)
+        let module = compile(engine, path, &bytes)
             .with_context(|| format!("`{shown}` is not a valid WebAssembly module"))?;
         match module.get_export("_start") {
             Some(ExternType::Func(func)) if func.params().len() == 0 && func.results().len() == 0 => {}
@@ -98,6 +97,23 @@ impl App {
             waker.wake();
         }
     }
+}
+
+/// Compiles a binary module, or a text one when the file ends in `.wat`.
+fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> anyhow::Result<Module> {
+    let binary = if path.extension().is_some_and(|ext| ext == "wat") {
+        // The first line of a wat error says what and where; the rest is a picture.
+        let text = std::str::from_utf8(bytes).context("the text is not UTF-8")?;
+        std::borrow::Cow::Owned(wat::parse_str(text).map_err(|err| {
+            let message = err.to_string();
+            anyhow::anyhow!("{}", message.lines().next().unwrap_or_default().to_owned())
+        })?)
+    } else if bytes.starts_with(b"\0asm") {
+        std::borrow::Cow::Borrowed(bytes)
+    } else {
+        bail!("it does not start with the `\\0asm` magic (text modules must end in `.wat`)");
+    };
+    Module::from_binary(engine, &binary).map_err(|err| anyhow::anyhow!("{err}"))
 }
 
 /// The app name for `path`: its file stem.

@@ -73,8 +73,9 @@ fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
 /// Logs go to stderr; `MNVKD_LOG` sets the filter (default `info` for
 /// `serve`, `warn` for `run`, whose terminal belongs to the guest).
 pub fn init_logging(cli: &Cli) {
+    // wasmtime-wasi's per-call spans would clutter every guest stderr line.
     let default = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) => "info,wasmtime_wasi=warn",
         Command::Run(_) => "warn",
     };
     let filter =
@@ -82,6 +83,7 @@ pub fn init_logging(cli: &Cli) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

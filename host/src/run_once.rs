@@ -68,10 +68,8 @@ pub fn run(config: RunConfig) -> anyhow::Result<u8> {
     let _ = output.join();
     Ok(match exit {
         Exit::Exited(status) => u8::try_from(status).unwrap_or(EXIT_GUEST_FAILED),
-        Exit::Failed(cause) => {
-            eprintln!("error: the guest failed: {cause}");
-            EXIT_GUEST_FAILED
-        }
+        // Already logged by the process, with its cause.
+        Exit::Failed(_) => EXIT_GUEST_FAILED,
     })
 }
 

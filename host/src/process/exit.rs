@@ -58,22 +58,64 @@ impl Exit {
     }
 }
 
-/// The frames of `backtrace`, innermost first, as `a <- b <- c`.
+/// The frames of `backtrace`, innermost first, as `a <- b <- c`, with runs of
+/// one function (deep recursion) folded into `f ×N`.
 fn backtrace_line(backtrace: &WasmBacktrace) -> String {
     // The Display form carries demangled names (`FrameInfo::func_name` is raw);
-    // each frame line reads `  N: 0xOFFSET - module!function`.
+    // each frame line reads `  N: 0xOFFSET - module.wasm!function`.
     let text = backtrace.to_string();
-    let frames: Vec<&str> = text
-        .lines()
-        .filter_map(|line| line.split_once(" - ").map(|(_, name)| name.trim()))
-        .collect();
-    if frames.is_empty() {
-        one_line(&text)
-    } else {
-        frames.join(" <- ")
+    let mut frames: Vec<(String, usize)> = Vec::new();
+    for line in text.lines() {
+        let Some((_, name)) = line.split_once(" - ") else {
+            continue;
+        };
+        let name = tidy_frame(name.trim());
+        match frames.last_mut() {
+            Some((last, count)) if *last == name => *count += 1,
+            _ => frames.push((name, 1)),
+        }
     }
+    if frames.is_empty() {
+        return one_line(&text);
+    }
+    let frames: Vec<String> = frames
+        .into_iter()
+        .map(|(name, count)| match count {
+            1 => name,
+            n => format!("{name} ×{n}"),
+        })
+        .collect();
+    frames.join(" <- ")
+}
+
+/// `module-1a2b.wasm!krate::f::h0123456789abcdef` → `krate::f`: the module is
+/// the app's (already in the log line) and the hash helps nobody reading it.
+fn tidy_frame(frame: &str) -> String {
+    let name = frame.split_once('!').map_or(frame, |(_, name)| name);
+    let name = match name.rsplit_once("::h") {
+        Some((path, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            path
+        }
+        _ => name,
+    };
+    name.to_string()
 }
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy_frame;
+
+    #[test]
+    fn frames_lose_module_and_hash() {
+        assert_eq!(
+            tidy_frame("trap-dcb656c7422c1264.wasm!trap::fail_on_purpose::h3c2d09de72a79a96"),
+            "trap::fail_on_purpose"
+        );
+        assert_eq!(tidy_frame("echo.wasm!_start"), "_start");
+        assert_eq!(tidy_frame("f::hello"), "f::hello");
+    }
 }
