@@ -78,8 +78,7 @@ pub fn init_logging(cli: &Cli) {
         Command::Serve(_) => "info,wasmtime_wasi=warn",
         Command::Run(_) => "warn",
     };
-    let filter =
-        EnvFilter::try_from_env("MNVKD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = EnvFilter::try_from_env("MNVKD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

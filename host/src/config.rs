@@ -60,7 +60,9 @@ impl Limits {
 /// When the text is not a number followed by a known unit.
 pub fn parse_size(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits
         .parse()
@@ -83,7 +85,9 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
 /// When the text is not a number followed by `us`, `ms`, `s` or `m`.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits
         .parse()

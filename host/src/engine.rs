@@ -83,10 +83,12 @@ pub fn new(sizing: &PoolSizing) -> anyhow::Result<Engine> {
         .async_stack_size(ASYNC_STACK)
         .max_wasm_stack(WASM_STACK)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(anyhow::Error::from).with_context(|| {
-        format!(
-            "failed to create the engine with {} process slots of {} bytes",
-            sizing.slots, sizing.max_memory
-        )
-    })
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "failed to create the engine with {} process slots of {} bytes",
+                sizing.slots, sizing.max_memory
+            )
+        })
 }

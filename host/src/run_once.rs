@@ -63,7 +63,9 @@ pub fn run(config: RunConfig) -> anyhow::Result<u8> {
         let exit = process::run(app, Arc::new(conn), Pid::next()).await;
         let _ = done.send(exit);
     });
-    let exit = exit.recv().context("the kernel stopped before the guest ended")?;
+    let exit = exit
+        .recv()
+        .context("the kernel stopped before the guest ended")?;
     // The guest's socket is closed now; the copier ends when it has written all.
     let _ = output.join();
     Ok(match exit {
@@ -90,7 +92,12 @@ fn bridge(host_end: UnixStream) -> anyhow::Result<thread::JoinHandle<()>> {
             let mut buf = [0; 8192];
             let mut stdout = io::stdout();
             while let Ok(n) = from_guest.read(&mut buf) {
-                if n == 0 || stdout.write_all(&buf[..n]).and_then(|_| stdout.flush()).is_err() {
+                if n == 0
+                    || stdout
+                        .write_all(&buf[..n])
+                        .and_then(|_| stdout.flush())
+                        .is_err()
+                {
                     break;
                 }
             }

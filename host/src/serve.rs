@@ -63,7 +63,10 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         limits.max_processes = limits.max_processes.min(sizing.slots);
         let app = App::load(&engine, &linker, &spec.path, limits, spec.env.clone())?;
         let listener = std::net::TcpListener::bind(spec.listen).with_context(|| {
-            format!("failed to listen on `{}` for app `{}`", spec.listen, spec.name)
+            format!(
+                "failed to listen on `{}` for app `{}`",
+                spec.listen, spec.name
+            )
         })?;
         listener
             .set_nonblocking(true)
@@ -96,7 +99,8 @@ async fn accept_loop(
 ) {
     loop {
         poll_fn(|cx| app.poll_acquire_slot(cx)).await;
-        let accepted = poll_fn(|cx| source.poll_io(Direction::Read, cx, || listener.accept())).await;
+        let accepted =
+            poll_fn(|cx| source.poll_io(Direction::Read, cx, || listener.accept())).await;
         let conn = accepted.and_then(|(stream, _)| Connection::new(Socket::Tcp(stream), &reactor));
         match conn {
             Ok(conn) => {
@@ -129,7 +133,9 @@ fn print_table(
     )?;
     let mut addrs = Vec::new();
     for (app, listener) in apps {
-        let addr = listener.local_addr().context("failed to read a listener's address")?;
+        let addr = listener
+            .local_addr()
+            .context("failed to read a listener's address")?;
         writeln!(
             out,
             "{:<16} {:<22} {:>10} {:>10} {:>13}",

@@ -16,7 +16,11 @@ pub(super) struct RunArgs {
     #[arg(value_name = "WASM")]
     wasm: PathBuf,
     /// Arguments passed to the guest after its name
-    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     args: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,

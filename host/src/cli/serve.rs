@@ -52,13 +52,16 @@ impl ServeArgs {
         for flag in &self.listen {
             let (index, addr) = match flag.split_once('=') {
                 Some((app, addr)) => {
-                    let index = names.iter().position(|n| n == app).with_context(|| {
-                        format!("--listen `{flag}`: no app is named `{app}`")
-                    })?;
+                    let index = names
+                        .iter()
+                        .position(|n| n == app)
+                        .with_context(|| format!("--listen `{flag}`: no app is named `{app}`"))?;
                     (index, addr)
                 }
                 None if names.len() == 1 => (0, flag.as_str()),
-                None => bail!("--listen `{flag}`: with several apps, name one: --listen APP={flag}"),
+                None => {
+                    bail!("--listen `{flag}`: with several apps, name one: --listen APP={flag}")
+                }
             };
             listen[index] = Some(resolve(addr)?);
         }

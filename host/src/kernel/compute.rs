@@ -6,12 +6,17 @@
 //! means time spent in polls since the task last blocked: a process that waits
 //! for I/O starts over, one that is only preempted does not.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::runq::RunQueue;
 
 thread_local! {
     /// The poll in progress on this thread, if any.
     static SLICE: Cell<Option<Slice>> = const { Cell::new(None) };
+    /// The run queue this worker serves; set once when the worker starts.
+    static QUEUE: OnceCell<Arc<RunQueue>> = const { OnceCell::new() };
 }
 
 /// One poll of one task.
@@ -30,6 +35,8 @@ pub struct ComputeTime {
     pub slice: Duration,
     /// Time computed since the process last blocked, this poll included.
     pub since_block: Duration,
+    /// Whether a process woken by I/O is waiting for a worker.
+    pub others_waiting: bool,
 }
 
 /// Compute time of the task being polled on this thread; `None` outside a poll.
@@ -39,8 +46,15 @@ pub fn current() -> Option<ComputeTime> {
         ComputeTime {
             slice: elapsed,
             since_block: slice.before + elapsed,
+            others_waiting: QUEUE.with(|queue| queue.get().is_some_and(|q| q.woken_waiting())),
         }
     })
+}
+
+pub(super) fn set_queue(queue: &Arc<RunQueue>) {
+    QUEUE.with(|cell| {
+        let _ = cell.set(Arc::clone(queue));
+    });
 }
 
 pub(super) fn enter(slice: Slice) {

@@ -24,8 +24,14 @@ use anyhow::Context;
 use runq::RunQueue;
 use task::Task;
 
-/// Period of the epoch ticker, and so the granularity of preemption.
+/// Period of the epoch ticker: the longest a guest computes before it yields
+/// to other processes waiting for a worker.
 pub const TICK: Duration = Duration::from_millis(1);
+
+/// The shortest turn a guest gets before it yields to a process woken by I/O.
+/// When every worker is busy, a wake advances the epoch at once, so the woken
+/// process waits about this long instead of up to a whole [`TICK`].
+pub const MIN_SLICE: Duration = Duration::from_micros(50);
 
 /// Handle to the running kernel: spawn processes onto it.
 #[derive(Debug, Clone)]
@@ -42,7 +48,8 @@ impl Kernel {
     /// # Errors
     /// When a thread or the timer runtime cannot be started.
     pub fn start(threads: usize, engine: &wasmtime::Engine) -> anyhow::Result<Kernel> {
-        let runq = Arc::new(RunQueue::default());
+        let preempt_engine = engine.clone();
+        let runq = Arc::new(RunQueue::new(move || preempt_engine.increment_epoch()));
         // wasmtime-wasi's poll_oneoff (a guest's sleep) waits on tokio's timer;
         // this runtime only drives that timer, on one thread of its own.
         let timers = tokio::runtime::Builder::new_multi_thread()

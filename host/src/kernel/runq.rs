@@ -8,6 +8,7 @@
 //! balances perfectly; docs/kernel.md has the measurements.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::task::Task;
@@ -24,11 +25,23 @@ pub(super) enum Priority {
     Yielded,
 }
 
-#[derive(Debug, Default)]
 pub(super) struct RunQueue {
     queues: Mutex<Queues>,
     /// Signalled once per push; workers wait here when both queues are empty.
     available: Condvar,
+    /// Whether a woken task is waiting; read by running guests' epoch callbacks.
+    woken_waiting: AtomicBool,
+    /// Makes running guests check in soon (advances the wasmtime epoch).
+    preempt: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for RunQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunQueue")
+            .field("queues", &self.queues)
+            .field("woken_waiting", &self.woken_waiting)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -39,16 +52,42 @@ struct Queues {
     yielded: VecDeque<Arc<Task>>,
     /// Woken tasks popped since the last yielded one; bounded by `WOKEN_STREAK_LIMIT`.
     woken_streak: u32,
+    /// Workers waiting on `available`.
+    idle: usize,
+    /// A preemption was requested and no worker has popped a task since.
+    preempt_requested: bool,
 }
 
 impl RunQueue {
+    /// A queue whose `preempt` makes running guests reach their epoch check.
+    pub(super) fn new(preempt: impl Fn() + Send + Sync + 'static) -> RunQueue {
+        RunQueue {
+            queues: Mutex::default(),
+            available: Condvar::new(),
+            woken_waiting: AtomicBool::new(false),
+            preempt: Box::new(preempt),
+        }
+    }
+
     pub(super) fn push(&self, task: Arc<Task>, priority: Priority) {
-        {
+        let preempt = {
             let mut queues = self.queues.lock().unwrap();
             match priority {
-                Priority::Woken => queues.woken.push_back(task),
+                Priority::Woken => {
+                    queues.woken.push_back(task);
+                    self.woken_waiting.store(true, Ordering::Relaxed);
+                }
                 Priority::Yielded => queues.yielded.push_back(task),
             }
+            // Every worker busy and a woken task waiting: ask the running
+            // guests to check in now instead of at the next tick (once per pop).
+            let preempt =
+                priority == Priority::Woken && queues.idle == 0 && !queues.preempt_requested;
+            queues.preempt_requested |= preempt;
+            preempt
+        };
+        if preempt {
+            (self.preempt)();
         }
         self.available.notify_one();
     }
@@ -58,10 +97,20 @@ impl RunQueue {
         let mut queues = self.queues.lock().unwrap();
         loop {
             if let Some(task) = queues.next() {
+                queues.preempt_requested = false;
+                self.woken_waiting
+                    .store(!queues.woken.is_empty(), Ordering::Relaxed);
                 return task;
             }
+            queues.idle += 1;
             queues = self.available.wait(queues).unwrap();
+            queues.idle -= 1;
         }
+    }
+
+    /// Whether a woken task waits for a worker.
+    pub(super) fn woken_waiting(&self) -> bool {
+        self.woken_waiting.load(Ordering::Relaxed)
     }
 }
 

@@ -11,7 +11,8 @@ use super::runq::{Priority, RunQueue};
 use super::task::{Task, DONE, RUNNING, SCHEDULED, WOKEN, YIELDED};
 
 /// Runs tasks from `runq` forever.
-pub(super) fn run(runq: &RunQueue) -> ! {
+pub(super) fn run(runq: &Arc<RunQueue>) -> ! {
+    compute::set_queue(runq);
     loop {
         let task = runq.pop();
         poll_once(task);
@@ -22,7 +23,10 @@ fn poll_once(task: Arc<Task>) {
     task.state.store(RUNNING, Ordering::Release);
     let waker = Waker::from(Arc::clone(&task));
     let mut cx = Context::from_waker(&waker);
-    let mut slot = task.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slot = task
+        .slot
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let before = slot.computed;
     let Some(future) = slot.future.as_mut() else {
         task.state.store(DONE, Ordering::Release);

@@ -52,7 +52,11 @@ pub struct CpuBudgetExceeded {
 
 impl fmt::Display for CpuBudgetExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "computed for {:?} without blocking (cpu budget)", self.budget)
+        write!(
+            f,
+            "computed for {:?} without blocking (cpu budget)",
+            self.budget
+        )
     }
 }
 
@@ -69,11 +73,7 @@ pub async fn run(app: Arc<App>, conn: Arc<Connection>, pid: Pid) -> Exit {
 
 /// Instantiates and runs `_start`; returns the call's result and the heap
 /// limiter, which knows whether a memory growth was refused.
-async fn start(
-    app: &App,
-    conn: Arc<Connection>,
-    pid: Pid,
-) -> (wasmtime::Result<()>, HeapLimiter) {
+async fn start(app: &App, conn: Arc<Connection>, pid: Pid) -> (wasmtime::Result<()>, HeapLimiter) {
     let engine = app.pre.module().engine();
     let mut store = Store::new(engine, new_state(app, conn, pid));
     store.limiter(|state| &mut state.heap);
@@ -131,7 +131,12 @@ fn new_state(app: &App, conn: Arc<Connection>, pid: Pid) -> ProcessState {
 fn on_epoch_deadline(
     store: wasmtime::StoreContextMut<'_, ProcessState>,
 ) -> wasmtime::Result<UpdateDeadline> {
-    let Some(ComputeTime { slice, since_block }) = kernel::compute::current() else {
+    let Some(ComputeTime {
+        slice,
+        since_block,
+        others_waiting,
+    }) = kernel::compute::current()
+    else {
         return Ok(UpdateDeadline::Yield(1));
     };
     let budget = store.data().cpu_budget;
@@ -139,8 +144,17 @@ fn on_epoch_deadline(
         return Err(wasmtime::Error::new(CpuBudgetExceeded { budget }));
     }
     if slice >= kernel::TICK {
-        Ok(UpdateDeadline::Yield(1))
-    } else {
-        Ok(UpdateDeadline::Continue(1))
+        return Ok(UpdateDeadline::Yield(1));
     }
+    if others_waiting {
+        // A woken process waits for this worker: yield once this process has
+        // had its minimum turn, checking at every back-edge until then
+        // (a deadline of +0 epochs is already reached).
+        return Ok(if slice >= kernel::MIN_SLICE {
+            UpdateDeadline::Yield(1)
+        } else {
+            UpdateDeadline::Continue(0)
+        });
+    }
+    Ok(UpdateDeadline::Continue(1))
 }

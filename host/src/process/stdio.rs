@@ -11,9 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::{Bytes, BytesMut};
 use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
-use bytes::{Bytes, BytesMut};
 
 use crate::conn::Connection;
 
@@ -25,7 +25,6 @@ const MAX_READ: usize = 64 * 1024;
 const WRITE_PERMIT: usize = 64 * 1024;
 /// A guest's stderr line longer than this is logged in pieces.
 const MAX_LOG_LINE: usize = 4096;
-
 
 /// The connection as stdin and stdout (one value serves both).
 #[derive(Debug, Clone)]
