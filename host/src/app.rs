@@ -1,6 +1,7 @@
 //! An app: one tenant's module, compiled once and pre-linked, with its limits
 //! and the count of its live processes.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,35 @@ use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
 
 use crate::config::Limits;
 use crate::process::ProcessState;
+
+/// How an app's processes meet its connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The host accepts; each connection gets a new process (handle 0).
+    #[default]
+    Connection,
+    /// One process, started with the listener as handle 0, accepts itself
+    /// (and may spawn a process per connection). Restarted if it ends.
+    Listener,
+}
+
+/// What an app is given besides its module: limits, environment and grants.
+#[derive(Debug, Clone, Default)]
+pub struct AppSettings {
+    /// Limits for each process.
+    pub limits: Limits,
+    /// Extra environment for each process.
+    pub env: Vec<(String, String)>,
+    /// Arguments after the app name.
+    pub args: Vec<String>,
+    /// Guest stderr to the host's stderr instead of the log.
+    pub terminal: bool,
+    /// Addresses `connect` may reach.
+    pub allow_outbound: Vec<SocketAddr>,
+    /// How connections reach the processes.
+    pub mode: Mode,
+}
 
 /// A loaded app, ready to start processes.
 pub struct App {
@@ -28,6 +58,10 @@ pub struct App {
     pub args: Vec<String>,
     /// Whether guest stderr goes to the host's stderr as is (`run`) instead of the log.
     pub terminal: bool,
+    /// The only addresses `connect` may reach.
+    pub allow_outbound: Vec<SocketAddr>,
+    /// How connections reach the app's processes.
+    pub mode: Mode,
     /// Live processes; never above `limits.max_processes`.
     live: AtomicUsize,
     /// The acceptor waiting for a free process slot, if any.
@@ -44,8 +78,7 @@ impl App {
         engine: &Engine,
         linker: &Linker<ProcessState>,
         path: &Path,
-        limits: Limits,
-        env: Vec<(String, String)>,
+        settings: AppSettings,
     ) -> anyhow::Result<App> {
         let shown = path.display();
         let bytes = std::fs::read(path).with_context(|| format!("failed to read `{shown}`"))?;
@@ -65,10 +98,12 @@ impl App {
             name: app_name(path)?.into(),
             path: path.to_path_buf(),
             pre,
-            limits,
-            env,
-            args: Vec::new(),
-            terminal: false,
+            limits: settings.limits,
+            env: settings.env,
+            args: settings.args,
+            terminal: settings.terminal,
+            allow_outbound: settings.allow_outbound,
+            mode: settings.mode,
             live: AtomicUsize::new(0),
             slot_waiter: Mutex::new(None),
         })
@@ -86,7 +121,19 @@ impl App {
         Poll::Pending
     }
 
-    /// Gives back a slot taken by [`App::poll_acquire_slot`].
+    /// Takes a process slot if one is free now.
+    pub fn try_acquire_slot(&self) -> bool {
+        let _waiter = self.slot_waiter.lock().unwrap();
+        let live = self.live.load(Ordering::Acquire);
+        if live < self.limits.max_processes {
+            self.live.store(live + 1, Ordering::Release);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back a slot taken by [`App::poll_acquire_slot`] or [`App::try_acquire_slot`].
     pub fn release_slot(&self) {
         let waiter = {
             let mut waiter = self.slot_waiter.lock().unwrap();

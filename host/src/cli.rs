@@ -48,6 +48,12 @@ struct LimitArgs {
     /// CPU time a process may compute without blocking before it is killed, e.g. 5s or 250ms [default: 5s]
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     cpu_budget: Option<std::time::Duration>,
+    /// Handles one process may have open at once [default: 1024]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_handles: Option<u32>,
+    /// Bytes a pipe holds before its writer blocks, e.g. 64KiB [default: 64KiB]
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pipe_buffer: Option<u64>,
 }
 
 impl LimitArgs {
@@ -57,6 +63,12 @@ impl LimitArgs {
         }
         if let Some(cpu_budget) = self.cpu_budget {
             limits.cpu_budget = cpu_budget;
+        }
+        if let Some(max_handles) = self.max_handles {
+            limits.max_handles = max_handles as usize;
+        }
+        if let Some(pipe_buffer) = self.pipe_buffer {
+            limits.pipe_buffer = usize::try_from(pipe_buffer).unwrap_or(usize::MAX);
         }
         limits
     }

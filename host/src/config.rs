@@ -18,8 +18,13 @@ pub struct Limits {
     pub max_memory: u64,
     /// CPU time a process may compute without blocking before it is killed.
     pub cpu_budget: Duration,
-    /// Most processes of this app alive at once; further connections wait in the accept queue.
+    /// Most processes of this app alive at once; further connections wait in
+    /// the accept queue, and `spawn` returns `limit`.
     pub max_processes: usize,
+    /// Most handles one process has open at once.
+    pub max_handles: usize,
+    /// Bytes a pipe buffers before its writer blocks.
+    pub pipe_buffer: usize,
 }
 
 impl Default for Limits {
@@ -28,6 +33,8 @@ impl Default for Limits {
             max_memory: 16 * 1024 * 1024,
             cpu_budget: Duration::from_secs(5),
             max_processes: 10_000,
+            max_handles: 1024,
+            pipe_buffer: 64 * 1024,
         }
     }
 }
@@ -48,6 +55,12 @@ impl Limits {
         }
         if self.max_processes == 0 {
             bail!("max-processes must be at least 1");
+        }
+        if self.max_handles == 0 {
+            bail!("max-handles must be at least 1");
+        }
+        if self.pipe_buffer == 0 || self.pipe_buffer > 64 << 20 {
+            bail!("pipe-buffer must be between 1B and 64MiB");
         }
         Ok(self)
     }

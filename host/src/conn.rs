@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -138,6 +139,55 @@ impl Connection {
         self.source.events(Direction::Write)
     }
 
+    /// Opens an outbound TCP connection; it completes in the background, see
+    /// [`Connection::poll_connected`].
+    ///
+    /// # Errors
+    /// When the socket cannot be created or registered.
+    pub fn connect(addr: SocketAddr, reactor: &Arc<Reactor>) -> io::Result<Connection> {
+        Connection::new(Socket::Tcp(TcpStream::connect(addr)?), reactor)
+    }
+
+    /// Completes when an outbound connection is established or has failed.
+    pub fn poll_connected(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let Socket::Tcp(stream) = &self.socket else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            let seen = self.source.events(Direction::Write);
+            if let Some(err) = stream.take_error()? {
+                return Poll::Ready(Err(err));
+            }
+            match stream.peer_addr() {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(err)
+                    if err.kind() == io::ErrorKind::NotConnected
+                        || err.raw_os_error() == Some(libc::EINPROGRESS) =>
+                {
+                    if self.source.park(Direction::Write, seen, cx) {
+                        return Poll::Pending;
+                    }
+                }
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    /// Readiness now, as (readable, writable, hang-up); parks `cx` for the
+    /// wanted directions (reads always, for hang-ups) when nothing wanted is ready.
+    pub fn readiness(
+        &self,
+        want_read: bool,
+        want_write: bool,
+        cx: Option<&Context<'_>>,
+    ) -> Readiness {
+        let fd = match &self.socket {
+            Socket::Tcp(stream) => stream.as_raw_fd(),
+            Socket::Unix(stream) => stream.as_raw_fd(),
+        };
+        readiness(&self.source, fd, want_read, want_write, cx)
+    }
+
     /// Shuts both directions down: the peer sees end of stream at once, even
     /// while other handles to this connection are still alive.
     pub fn shutdown(&self) {
@@ -153,6 +203,63 @@ impl Drop for Connection {
         match &mut self.socket {
             Socket::Tcp(stream) => self.reactor.deregister(stream, &self.source),
             Socket::Unix(stream) => self.reactor.deregister(stream, &self.source),
+        }
+    }
+}
+
+/// What a zero-timeout `poll(2)` says of a socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Data, end of stream or a connection to accept is waiting.
+    pub readable: bool,
+    /// A write would not block.
+    pub writable: bool,
+    /// The peer is gone or the socket has an error.
+    pub hangup: bool,
+}
+
+/// Level-triggered readiness of `fd` (one `poll(2)` with timeout 0), parking
+/// `cx` on `source` when none of the wanted conditions hold. The event counts
+/// are read before the probe, so an event racing with it is never lost.
+pub(crate) fn readiness(
+    source: &Source,
+    fd: RawFd,
+    want_read: bool,
+    want_write: bool,
+    cx: Option<&Context<'_>>,
+) -> Readiness {
+    loop {
+        let seen_read = source.events(Direction::Read);
+        let seen_write = source.events(Direction::Write);
+        let mut probe = libc::pollfd {
+            fd,
+            events: libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1, timeout 0: poll only writes `revents`.
+        let ready = unsafe { libc::poll(&mut probe, 1, 0) };
+        let bits = probe.revents;
+        let now = if ready < 0 {
+            Readiness {
+                hangup: true,
+                ..Readiness::default()
+            }
+        } else {
+            Readiness {
+                readable: bits & (libc::POLLIN | libc::POLLRDHUP | libc::POLLHUP) != 0,
+                writable: bits & libc::POLLOUT != 0,
+                hangup: bits & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0,
+            }
+        };
+        let wanted = (want_read && now.readable) || (want_write && now.writable) || now.hangup;
+        let Some(cx) = cx else { return now };
+        if wanted {
+            return now;
+        }
+        let parked_read = source.park(Direction::Read, seen_read, cx);
+        let parked_write = !want_write || source.park(Direction::Write, seen_write, cx);
+        if parked_read && parked_write {
+            return now;
         }
     }
 }

@@ -5,6 +5,10 @@
 //! max_memory = "16MiB"        # micro-heap cap per process
 //! cpu_budget = "5s"           # compute time without blocking before a kill
 //! max_processes = 1000        # processes of this app alive at once
+//! max_handles = 1024          # handles one process may have open
+//! pipe_buffer = "64KiB"       # bytes a pipe holds before its writer blocks
+//! allow_outbound = ["127.0.0.1:6379"]  # the only addresses `connect` reaches
+//! mode = "connection"         # or "listener": one process accepts itself
 //!
 //! [env]                       # extra environment for every process
 //! GREETING = "hello"
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::app::{AppSettings, Mode};
 use crate::config::{parse_duration, parse_size, Limits};
 
 /// A parsed manifest; every field is optional.
@@ -34,6 +39,16 @@ pub struct Manifest {
     pub cpu_budget: Option<String>,
     /// Processes alive at once.
     pub max_processes: Option<usize>,
+    /// Handles per process.
+    pub max_handles: Option<usize>,
+    /// Pipe buffer, e.g. `64KiB`.
+    pub pipe_buffer: Option<String>,
+    /// Outbound allowlist, `IP:port` each.
+    #[serde(default)]
+    pub allow_outbound: Vec<String>,
+    /// `connection` (default) or `listener`.
+    #[serde(default)]
+    pub mode: Mode,
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -75,7 +90,36 @@ impl Manifest {
         if let Some(max) = self.max_processes {
             limits.max_processes = max;
         }
+        if let Some(max) = self.max_handles {
+            limits.max_handles = max;
+        }
+        if let Some(size) = &self.pipe_buffer {
+            let size = parse_size(size).context("in `pipe_buffer`")?;
+            limits.pipe_buffer = usize::try_from(size).context("`pipe_buffer` is too large")?;
+        }
         Ok(limits)
+    }
+
+    /// The app settings this manifest describes, on top of default limits.
+    ///
+    /// # Errors
+    /// When a size, duration or address does not parse.
+    pub fn settings(&self) -> anyhow::Result<AppSettings> {
+        let allow_outbound = self
+            .allow_outbound
+            .iter()
+            .map(|addr| {
+                addr.parse()
+                    .with_context(|| format!("in `allow_outbound`: `{addr}` is not an IP:port"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(AppSettings {
+            limits: self.apply(Limits::default())?,
+            env: self.env.clone().into_iter().collect(),
+            allow_outbound,
+            mode: self.mode,
+            ..AppSettings::default()
+        })
     }
 }
 
@@ -98,5 +142,19 @@ mod tests {
         assert_eq!(limits.max_memory, 1 << 20);
         assert_eq!(limits.cpu_budget, std::time::Duration::from_millis(250));
         assert_eq!(manifest.env["A"], "b");
+    }
+
+    #[test]
+    fn grants_and_mode_parse() {
+        let manifest: Manifest =
+            toml::from_str("allow_outbound = [\"127.0.0.1:6379\"]\nmode = \"listener\"").unwrap();
+        let settings = manifest.settings().unwrap();
+        assert_eq!(
+            settings.allow_outbound,
+            vec!["127.0.0.1:6379".parse().unwrap()]
+        );
+        assert_eq!(settings.mode, Mode::Listener);
+        let bad: Manifest = toml::from_str("allow_outbound = [\"localhost\"]").unwrap();
+        assert!(bad.settings().is_err());
     }
 }

@@ -13,13 +13,12 @@ use std::thread;
 
 use anyhow::Context;
 
-use crate::app::App;
+use crate::app::{App, AppSettings};
 use crate::cli::EXIT_GUEST_FAILED;
-use crate::config::Limits;
 use crate::conn::{Connection, Socket};
 use crate::engine;
 use crate::kernel::Kernel;
-use crate::process::{self, linker, Exit, Pid};
+use crate::process::{self, linker, Exit, Pid, Runtime, Start};
 use crate::reactor::Reactor;
 
 /// What `run` needs.
@@ -27,12 +26,8 @@ use crate::reactor::Reactor;
 pub struct RunConfig {
     /// The guest.
     pub path: PathBuf,
-    /// Arguments after the guest's name.
-    pub args: Vec<String>,
-    /// Extra environment (from the manifest).
-    pub env: Vec<(String, String)>,
-    /// Limits for the process.
-    pub limits: Limits,
+    /// Limits, environment, grants and arguments.
+    pub settings: AppSettings,
 }
 
 /// Runs the guest to its end; returns the exit status for the host process.
@@ -40,11 +35,10 @@ pub struct RunConfig {
 /// # Errors
 /// When the guest cannot be loaded or the terminal bridge cannot be set up.
 pub fn run(config: RunConfig) -> anyhow::Result<u8> {
-    let engine = engine::new(&engine::pool_slots(1, config.limits.max_memory))?;
+    let limits = &config.settings.limits;
+    let engine = engine::new(&engine::pool_slots(limits.max_processes, limits.max_memory))?;
     let linker = linker::new(&engine)?;
-    let mut app = App::load(&engine, &linker, &config.path, config.limits, config.env)?;
-    app.args = config.args;
-    app.terminal = true;
+    let app = App::load(&engine, &linker, &config.path, config.settings)?;
     let (guest_end, host_end) = UnixStream::pair().context("failed to create a socket pair")?;
     guest_end
         .set_nonblocking(true)
@@ -56,12 +50,15 @@ pub fn run(config: RunConfig) -> anyhow::Result<u8> {
     )
     .context("failed to register the guest's socket")?;
     let output = bridge(host_end)?;
-    let kernel = Kernel::start(1, &engine)?;
+    // Two workers: the guest may spawn children that run beside it.
+    let kernel = Kernel::start(2, &engine)?;
     let (done, exit) = mpsc::channel();
     let app = Arc::new(app);
-    kernel.spawn(async move {
-        let exit = process::run(app, Arc::new(conn), Pid::next()).await;
-        let _ = done.send(exit);
+    assert!(app.try_acquire_slot(), "a new app has a free process slot");
+    let runtime = Runtime { kernel, reactor };
+    let process = process::run(app, runtime.clone(), Start::connection(conn), Pid::next());
+    runtime.kernel.spawn(async move {
+        let _ = done.send(process.await);
     });
     let exit = exit
         .recv()

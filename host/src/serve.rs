@@ -6,21 +6,23 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mio::net::TcpListener;
 
-use crate::app::App;
-use crate::config::{format_size, Limits};
-use crate::conn::{Connection, Socket};
+use crate::abi::handles::Handle;
+use crate::app::{App, AppSettings, Mode};
+use crate::config::format_size;
 use crate::engine;
 use crate::kernel::Kernel;
-use crate::process::{self, linker, Pid};
-use crate::reactor::{Direction, Reactor, Source};
+use crate::listener::Listener;
+use crate::process::{self, linker, Exit, Pid, Runtime, Start};
+use crate::reactor::Reactor;
 
 /// Pause after an accept error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Pause before restarting a listener-mode app's process that ended.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// One app to serve, as the command line and its manifest describe it.
 #[derive(Debug, Clone)]
@@ -29,10 +31,8 @@ pub struct AppSpec {
     pub name: String,
     /// Its `.wasm` (or `.wat`).
     pub path: PathBuf,
-    /// Per-process limits.
-    pub limits: Limits,
-    /// Extra environment.
-    pub env: Vec<(String, String)>,
+    /// Limits, environment and grants.
+    pub settings: AppSettings,
     /// Where to listen.
     pub listen: SocketAddr,
 }
@@ -52,36 +52,46 @@ pub struct ServeConfig {
 /// When an app cannot be loaded or its address bound; nothing is served then.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
-    let wanted = config.apps.iter().map(|a| a.limits.max_processes).sum();
-    let max_memory = config.apps.iter().map(|a| a.limits.max_memory).max();
+    let wanted = config
+        .apps
+        .iter()
+        .map(|a| a.settings.limits.max_processes)
+        .sum();
+    let max_memory = config
+        .apps
+        .iter()
+        .map(|a| a.settings.limits.max_memory)
+        .max();
     let sizing = engine::pool_slots(wanted, max_memory.unwrap_or(1 << 16));
     let engine = engine::new(&sizing)?;
     let linker = linker::new(&engine)?;
+    let reactor = Reactor::start()?;
     let mut apps = Vec::new();
     for spec in &config.apps {
-        let mut limits = spec.limits.clone();
-        limits.max_processes = limits.max_processes.min(sizing.slots);
-        let app = App::load(&engine, &linker, &spec.path, limits, spec.env.clone())?;
+        let mut settings = spec.settings.clone();
+        settings.limits.max_processes = settings.limits.max_processes.min(sizing.slots);
+        let app = App::load(&engine, &linker, &spec.path, settings)?;
         let listener = std::net::TcpListener::bind(spec.listen).with_context(|| {
             format!(
                 "failed to listen on `{}` for app `{}`",
                 spec.listen, spec.name
             )
         })?;
-        listener
-            .set_nonblocking(true)
-            .context("failed to make the listener non-blocking")?;
-        apps.push((Arc::new(app), TcpListener::from_std(listener)));
+        let listener = Listener::new(listener, &reactor)
+            .with_context(|| format!("failed to register the listener of `{}`", spec.name))?;
+        apps.push((Arc::new(app), listener));
     }
-    let reactor = Reactor::start()?;
     let kernel = Kernel::start(config.threads, &engine)?;
     print_table(&apps, &kernel, &sizing, fd_limit)?;
-    for (app, mut listener) in apps {
-        let source = reactor
-            .register(&mut listener)
-            .with_context(|| format!("failed to register the listener of `{}`", app.name))?;
-        let acceptor = accept_loop(app, listener, source, kernel.clone(), Arc::clone(&reactor));
-        kernel.spawn(acceptor);
+    let runtime = Runtime { kernel, reactor };
+    for (app, listener) in apps {
+        let server = match app.mode {
+            Mode::Connection => {
+                Box::pin(accept_loop(app, listener, runtime.clone())) as process::BoxFuture
+            }
+            Mode::Listener => Box::pin(supervise(app, Arc::new(listener), runtime.clone())),
+        };
+        runtime.kernel.spawn(server);
     }
     loop {
         std::thread::park();
@@ -90,37 +100,58 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
 /// Accepts connections for `app` forever, starting a process for each while
 /// the app is under its process limit.
-async fn accept_loop(
-    app: Arc<App>,
-    listener: TcpListener,
-    source: Arc<Source>,
-    kernel: Kernel,
-    reactor: Arc<Reactor>,
-) {
+async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
     loop {
         poll_fn(|cx| app.poll_acquire_slot(cx)).await;
-        let accepted =
-            poll_fn(|cx| source.poll_io(Direction::Read, cx, || listener.accept())).await;
-        let conn = accepted.and_then(|(stream, _)| Connection::new(Socket::Tcp(stream), &reactor));
-        match conn {
+        match poll_fn(|cx| listener.poll_accept(cx)).await {
             Ok(conn) => {
-                let app = Arc::clone(&app);
-                kernel.spawn(async move {
-                    process::run(Arc::clone(&app), Arc::new(conn), Pid::next()).await;
-                    app.release_slot();
+                let process = process::run(
+                    Arc::clone(&app),
+                    runtime.clone(),
+                    Start::connection(conn),
+                    Pid::next(),
+                );
+                runtime.kernel.spawn(async move {
+                    process.await;
                 });
             }
             Err(err) => {
                 app.release_slot();
                 tracing::warn!(app = %app.name, "accept failed: {err}");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                runtime
+                    .kernel
+                    .sleep_until(Instant::now() + ACCEPT_BACKOFF)
+                    .await;
             }
         }
     }
 }
 
+/// Runs a listener-mode app's one process with the listener as handle 0, and
+/// starts it again (after a pause) whenever it ends.
+async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime) {
+    loop {
+        poll_fn(|cx| app.poll_acquire_slot(cx)).await;
+        let start = Start {
+            handles: vec![Handle::Listener(Arc::clone(&listener))],
+            ..Start::default()
+        };
+        let pid = Pid::next();
+        let exit = process::run(Arc::clone(&app), runtime.clone(), start, pid).await;
+        let how = match exit {
+            Exit::Exited(status) => format!("exited with status {status}"),
+            Exit::Failed(_) => "was killed".to_owned(),
+        };
+        tracing::warn!(app = %app.name, %pid, "the listener process {how}; restarting it in {RESTART_BACKOFF:?}");
+        runtime
+            .kernel
+            .sleep_until(Instant::now() + RESTART_BACKOFF)
+            .await;
+    }
+}
+
 fn print_table(
-    apps: &[(Arc<App>, TcpListener)],
+    apps: &[(Arc<App>, Listener)],
     kernel: &Kernel,
     sizing: &engine::PoolSizing,
     fd_limit: Option<u64>,
@@ -128,8 +159,8 @@ fn print_table(
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "{:<16} {:<22} {:>10} {:>10} {:>13}",
-        "APP", "LISTEN", "MAX-MEMORY", "CPU-BUDGET", "MAX-PROCESSES"
+        "{:<16} {:<22} {:>10} {:>10} {:>13}  {}",
+        "APP", "LISTEN", "MAX-MEMORY", "CPU-BUDGET", "MAX-PROCESSES", "MODE"
     )?;
     let mut addrs = Vec::new();
     for (app, listener) in apps {
@@ -138,12 +169,16 @@ fn print_table(
             .context("failed to read a listener's address")?;
         writeln!(
             out,
-            "{:<16} {:<22} {:>10} {:>10} {:>13}",
+            "{:<16} {:<22} {:>10} {:>10} {:>13}  {}",
             app.name,
             addr.to_string(),
             format_size(app.limits.max_memory),
             format!("{:?}", app.limits.cpu_budget),
-            app.limits.max_processes
+            app.limits.max_processes,
+            match app.mode {
+                Mode::Connection => "connection",
+                Mode::Listener => "listener",
+            }
         )?;
         addrs.push((Arc::clone(&app.name), addr));
     }

@@ -1,8 +1,8 @@
-//! Byte-stream I/O on handles: `read`, `write`, `close`.
+//! Byte-stream I/O on handles: `read`, `write`, `close`, and `pipe`.
 //!
-//! `IoCtx` owns the process's handle table. Today a handle is the connection
-//! the process was started for (handle 0); pipes and outbound connections
-//! join the same table later, behind the same three imports.
+//! The same three calls work on every stream handle (a connection or a pipe
+//! end), so a coroutine does blocking I/O the same way whether the other end
+//! is a socket or another process.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -10,50 +10,12 @@ use std::task::Poll;
 
 use wasmtime::{Caller, Linker};
 
+use super::handles::Handle;
 use super::{guest_buffer, Errno, MODULE};
-use crate::conn::Connection;
+use crate::pipe;
 use crate::process::ProcessState;
 
-/// One open handle.
-#[derive(Debug, Clone)]
-pub enum Handle {
-    /// A stream socket.
-    Connection(Arc<Connection>),
-}
-
-/// The process's handle table.
-#[derive(Debug, Default)]
-pub struct IoCtx {
-    /// Index = handle number; `None` = closed. Slot 0 is the connection.
-    handles: Vec<Option<Handle>>,
-}
-
-impl IoCtx {
-    /// A table whose handle 0 is `connection`.
-    pub fn with_connection(connection: Arc<Connection>) -> IoCtx {
-        IoCtx {
-            handles: vec![Some(Handle::Connection(connection))],
-        }
-    }
-
-    fn handle(&self, handle: i32) -> Result<&Handle, Errno> {
-        usize::try_from(handle)
-            .ok()
-            .and_then(|index| self.handles.get(index))
-            .and_then(Option::as_ref)
-            .ok_or(Errno::Badf)
-    }
-
-    fn take(&mut self, handle: i32) -> Result<Handle, Errno> {
-        usize::try_from(handle)
-            .ok()
-            .and_then(|index| self.handles.get_mut(index))
-            .and_then(Option::take)
-            .ok_or(Errno::Badf)
-    }
-}
-
-/// Registers `read`, `write` and `close`.
+/// Registers `read`, `write`, `close` and `pipe`.
 ///
 /// # Errors
 /// When a name is already defined in `linker`.
@@ -65,13 +27,15 @@ pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
         Box::new(write(caller, h, ptr, len))
     })?;
     linker.func_wrap(MODULE, "close", close)?;
+    linker.func_wrap(MODULE, "pipe", pipe)?;
     Ok(())
 }
 
 /// Reads up to `len` bytes from handle `h` into the guest buffer at `ptr`,
 /// blocking (suspending the process) until at least one byte or end of stream.
 ///
-/// **Returns:** the count read, 0 at end of stream, `badf`, `fault`, `pipe`, `io`.
+/// **Returns:** the count read, 0 at end of stream, `badf` (not open, or not
+/// readable), `fault`, `pipe`, `io`.
 /// **Traps:** never.
 async fn read(
     mut caller: Caller<'_, ProcessState>,
@@ -80,14 +44,18 @@ async fn read(
     len: i32,
 ) -> wasmtime::Result<i32> {
     let result = async {
-        let Handle::Connection(conn) = caller.data().io.handle(h)?.clone();
+        let handle = caller.data().io.get(h)?.clone();
         let buffer = guest_buffer(&mut caller, "read", ptr, len)?;
         if buffer.range.is_empty() {
             return Ok(0);
         }
         let n = poll_fn(|cx| {
             let bytes = &mut buffer.memory.data_mut(&mut caller)[buffer.range.clone()];
-            conn.poll_read(cx, bytes)
+            match &handle {
+                Handle::Connection(conn) => conn.poll_read(cx, bytes).map_err(Errno::from),
+                Handle::PipeRead(pipe) => pipe.poll_read(cx, bytes).map(Ok),
+                _ => Poll::Ready(Err(Errno::Badf)),
+            }
         })
         .await?;
         Ok(n as i32)
@@ -96,9 +64,9 @@ async fn read(
 }
 
 /// Writes all `len` bytes of the guest buffer at `ptr` to handle `h`, blocking
-/// (suspending the process) until the socket took them all.
+/// (suspending the process) until the socket or pipe took them all.
 ///
-/// **Returns:** `len`, `badf`, `fault`, `pipe`, `io`.
+/// **Returns:** `len`, `badf` (not open, or not writable), `fault`, `pipe`, `io`.
 /// **Traps:** never.
 async fn write(
     mut caller: Caller<'_, ProcessState>,
@@ -107,7 +75,10 @@ async fn write(
     len: i32,
 ) -> wasmtime::Result<i32> {
     let result = async {
-        let Handle::Connection(conn) = caller.data().io.handle(h)?.clone();
+        let handle = caller.data().io.get(h)?.clone();
+        if !matches!(handle, Handle::Connection(_) | Handle::PipeWrite(_)) {
+            return Err(Errno::Badf);
+        }
         let buffer = guest_buffer(&mut caller, "write", ptr, len)?;
         let total = buffer.range.len();
         let mut written = 0;
@@ -119,7 +90,12 @@ async fn write(
                 return Poll::Ready(Ok(()));
             }
             let bytes = &buffer.memory.data(&*caller)[range];
-            match conn.poll_write(cx, bytes) {
+            let step = match &handle {
+                Handle::Connection(conn) => conn.poll_write(cx, bytes),
+                Handle::PipeWrite(pipe) => pipe.poll_write(cx, bytes),
+                _ => unreachable!("checked above"),
+            };
+            match step {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(Errno::Pipe)),
                 Poll::Ready(Ok(n)) => written += n,
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(Errno::from(err))),
@@ -133,7 +109,8 @@ async fn write(
 }
 
 /// Closes handle `h`. Closing a connection shuts it down in both directions at
-/// once, even though the process's stdio may still refer to it.
+/// once, even though the process's stdio may still refer to it; closing a pipe
+/// end is seen by the other end; closing a child handle detaches the child.
 ///
 /// **Returns:** 0 or `badf`.
 /// **Traps:** never.
@@ -143,6 +120,30 @@ fn close(mut caller: Caller<'_, ProcessState>, h: i32) -> i32 {
             conn.shutdown();
             0
         }
+        Ok(_) => 0,
         Err(errno) => errno.code(),
     }
+}
+
+/// Creates a pipe and writes its read and write handles (two little-endian
+/// s32) at `out`.
+///
+/// **Returns:** 0, `fault`, `limit`.
+/// **Traps:** never.
+fn pipe(mut caller: Caller<'_, ProcessState>, out: i32) -> i32 {
+    let result = (|| {
+        let buffer = guest_buffer(&mut caller, "pipe", out, 8)?;
+        let state = caller.data_mut();
+        if !state.io.has_room(2) {
+            return Err(Errno::Limit);
+        }
+        let (reader, writer) = pipe::pipe(state.app.limits.pipe_buffer);
+        let read_end = state.io.insert(Handle::PipeRead(Arc::new(reader)))?;
+        let write_end = state.io.insert(Handle::PipeWrite(Arc::new(writer)))?;
+        let bytes = &mut buffer.memory.data_mut(&mut caller)[buffer.range];
+        bytes[..4].copy_from_slice(&read_end.to_le_bytes());
+        bytes[4..].copy_from_slice(&write_end.to_le_bytes());
+        Ok(0)
+    })();
+    result.unwrap_or_else(Errno::code)
 }

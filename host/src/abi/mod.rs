@@ -5,7 +5,11 @@
 //! for guest buffers (a buffer outside the micro-heap gets [`Errno::Fault`],
 //! never a trap and never a host read outside the guest's memory).
 
+pub mod handles;
 pub mod io;
+pub mod net;
+pub mod poll;
+pub mod proc;
 
 use std::ops::Range;
 
@@ -22,6 +26,9 @@ pub const MODULE: &str = "mnvkd";
 /// When a name is registered twice (a bug in this crate).
 pub fn add_all(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     io::add_to_linker(linker)?;
+    proc::add_to_linker(linker)?;
+    poll::add_to_linker(linker)?;
+    net::add_to_linker(linker)?;
     Ok(())
 }
 

@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::Args;
 
 use super::LimitArgs;
-use crate::config::Limits;
 use crate::manifest::Manifest;
 use crate::run_once::RunConfig;
 
@@ -29,16 +28,19 @@ pub(super) struct RunArgs {
 impl RunArgs {
     pub(super) fn into_config(self) -> anyhow::Result<RunConfig> {
         let manifest = Manifest::load_for(&self.wasm)?;
-        let limits = self
+        let mut settings = manifest
+            .settings()
+            .with_context(|| format!("in `{}`", Manifest::path_for(&self.wasm).display()))?;
+        settings.limits = self
             .limits
-            .apply(manifest.apply(Limits::default())?)
+            .apply(settings.limits)
             .validated()
             .context("invalid limits")?;
+        settings.args = self.args;
+        settings.terminal = true;
         Ok(RunConfig {
             path: self.wasm,
-            args: self.args,
-            env: manifest.env.into_iter().collect(),
-            limits,
+            settings,
         })
     }
 }

@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::LimitArgs;
 use crate::app::app_name;
-use crate::config::Limits;
 use crate::manifest::Manifest;
 use crate::serve::{AppSpec, ServeConfig};
 
@@ -68,12 +67,14 @@ impl ServeArgs {
         let mut apps = Vec::with_capacity(names.len());
         for (index, (path, name)) in self.wasm.into_iter().zip(names).enumerate() {
             let manifest = Manifest::load_for(&path)?;
-            let mut limits = manifest.apply(Limits::default())?;
-            limits = self.limits.apply(limits);
+            let mut settings = manifest
+                .settings()
+                .with_context(|| format!("in `{}`", Manifest::path_for(&path).display()))?;
+            let mut limits = self.limits.apply(settings.limits);
             if let Some(max) = self.max_processes {
                 limits.max_processes = max as usize;
             }
-            let limits = limits
+            settings.limits = limits
                 .validated()
                 .with_context(|| format!("invalid limits for app `{name}`"))?;
             let addr = match (listen[index], &manifest.listen) {
@@ -85,8 +86,7 @@ impl ServeArgs {
             apps.push(AppSpec {
                 name,
                 path,
-                limits,
-                env: manifest.env.into_iter().collect(),
+                settings,
                 listen: addr,
             });
         }

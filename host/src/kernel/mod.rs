@@ -12,17 +12,19 @@
 pub mod compute;
 mod runq;
 mod task;
+pub mod timer;
 mod worker;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use runq::RunQueue;
 use task::Task;
+use timer::{Sleep, Timers};
 
 /// Period of the epoch ticker: the longest a guest computes before it yields
 /// to other processes waiting for a worker.
@@ -40,6 +42,8 @@ pub struct Kernel {
     runq: Arc<RunQueue>,
     /// Number of worker threads.
     threads: usize,
+    /// Deadlines of sleeping processes.
+    timers: Arc<Timers>,
 }
 
 impl Kernel {
@@ -78,12 +82,22 @@ impl Kernel {
                 engine.increment_epoch();
             })
             .context("failed to start the epoch ticker")?;
-        Ok(Kernel { runq, threads })
+        let timers = Timers::start()?;
+        Ok(Kernel {
+            runq,
+            threads,
+            timers,
+        })
     }
 
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// A future that completes at `deadline`.
+    pub fn sleep_until(&self, deadline: Instant) -> Sleep {
+        self.timers.sleep_until(deadline)
     }
 
     /// Queues `future` to run on some worker; it runs until it completes.

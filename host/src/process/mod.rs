@@ -5,11 +5,13 @@
 //! the store, instantiate from the app's `InstancePre` (a pooled slot with a
 //! copy-on-write memory image), call `_start` on a fiber, and say how it ended.
 
+mod child;
 mod exit;
 pub mod linker;
 mod state;
 mod stdio;
 
+pub use child::ChildStatus;
 pub use exit::Exit;
 pub use state::{HeapLimiter, ProcessState, MAX_TABLE_ELEMENTS};
 
@@ -20,10 +22,14 @@ use std::sync::Arc;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::abi::io::IoCtx;
+use crate::abi::handles::{Handle, IoCtx};
 use crate::app::App;
 use crate::conn::Connection;
-use crate::kernel::{self, compute::ComputeTime};
+use crate::kernel::{self, compute::ComputeTime, Kernel};
+use crate::reactor::Reactor;
+
+/// A boxed future the kernel can run.
+pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// A process id: unique for the life of the host, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,23 +68,43 @@ impl fmt::Display for CpuBudgetExceeded {
 
 impl std::error::Error for CpuBudgetExceeded {}
 
-/// Runs one process of `app` for `conn` to its end; logs how it ended when that
-/// was not a normal exit, and returns it.
-pub async fn run(app: Arc<App>, conn: Arc<Connection>, pid: Pid) -> Exit {
-    let result = start(&app, conn, pid).await;
-    let exit = Exit::from_result(result.0, &result.1);
-    exit.log(&app.name, pid);
-    exit
+/// What the kernel and the reactor give every process: cloned into its state.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// Where processes run (and `spawn` sends children).
+    pub kernel: Kernel,
+    /// Where sockets are registered (`connect`).
+    pub reactor: Arc<Reactor>,
 }
 
-/// Instantiates and runs `_start`; returns the call's result and the heap
-/// limiter, which knows whether a memory growth was refused.
-async fn start(app: &App, conn: Arc<Connection>, pid: Pid) -> (wasmtime::Result<()>, HeapLimiter) {
-    let engine = app.pre.module().engine();
-    let mut store = Store::new(engine, new_state(app, conn, pid));
-    store.limiter(|state| &mut state.heap);
-    store.epoch_deadline_callback(on_epoch_deadline);
-    store.set_epoch_deadline(1);
+/// How a process starts: its handles, its arguments, and who waits for it.
+#[derive(Debug, Default)]
+pub struct Start {
+    /// Handles 0..n of the new process. When handle 0 is a connection, it is
+    /// also the process's WASI stdin and stdout.
+    pub handles: Vec<Handle>,
+    /// argv after the app name.
+    pub args: Vec<String>,
+    /// The parent's view of this process's end, for a spawned child.
+    pub status: Option<Arc<ChildStatus>>,
+}
+
+impl Start {
+    /// A process for one accepted connection.
+    pub fn connection(conn: Connection) -> Start {
+        Start {
+            handles: vec![Handle::Connection(Arc::new(conn))],
+            ..Start::default()
+        }
+    }
+}
+
+/// Runs one process of `app` to its end: logs how it ended when that was not
+/// a normal exit, tells a waiting parent, and gives back the app's process slot
+/// (which the caller took with `App::poll_acquire_slot` or `try_acquire_slot`).
+pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exit {
+    let status = start.status.clone();
+    let mut store = new_store(&app, runtime, start, pid);
     let result = async {
         let instance = app.pre.instantiate_async(&mut store).await?;
         let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -86,42 +112,72 @@ async fn start(app: &App, conn: Arc<Connection>, pid: Pid) -> (wasmtime::Result<
     }
     .await;
     let heap = store.into_data().heap;
-    (result, heap)
+    let exit = Exit::from_result(result, &heap);
+    exit.log(&app.name, pid);
+    if let Some(status) = status {
+        status.set(exit.clone());
+    }
+    app.release_slot();
+    exit
 }
 
-fn new_state(app: &App, conn: Arc<Connection>, pid: Pid) -> ProcessState {
-    let peers = conn.peers();
+/// A store for a new process of `app`, with its limits and epoch callback set.
+pub fn new_store(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Store<ProcessState> {
+    let engine = app.pre.module().engine();
+    let mut store = Store::new(engine, new_state(app, runtime, start, pid));
+    store.limiter(|state| &mut state.heap);
+    store.epoch_deadline_callback(on_epoch_deadline);
+    store.set_epoch_deadline(1);
+    store
+}
+
+fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> ProcessState {
     let mut wasi = WasiCtxBuilder::new();
-    wasi.stdin(stdio::ConnectionStdio(Arc::clone(&conn)))
-        .stdout(stdio::ConnectionStdio(Arc::clone(&conn)))
-        .stderr(stdio::GuestStderr {
-            app: Arc::clone(&app.name),
-            pid,
-            terminal: app.terminal,
-        })
+    let stderr = stdio::GuestLog {
+        app: Arc::clone(&app.name),
+        pid,
+        stream: "stderr",
+        terminal: app.terminal,
+    };
+    match start.handles.first() {
+        Some(Handle::Connection(conn)) => {
+            let peers = conn.peers();
+            wasi.stdin(stdio::ConnectionStdio(Arc::clone(conn)))
+                .stdout(stdio::ConnectionStdio(Arc::clone(conn)));
+            if let Some(remote) = peers.remote {
+                wasi.env("REMOTE_ADDR", remote.ip().to_string())
+                    .env("REMOTE_PORT", remote.port().to_string());
+            }
+            if let Some(local) = peers.local {
+                wasi.env("SERVER_ADDR", local.ip().to_string())
+                    .env("SERVER_PORT", local.port().to_string());
+            }
+        }
+        // No connection: stdin is empty, stdout goes to the log like stderr.
+        _ => {
+            wasi.stdout(stdio::GuestLog {
+                stream: "stdout",
+                ..stderr.clone()
+            });
+        }
+    }
+    wasi.stderr(stderr)
         .arg(&*app.name)
-        .args(&app.args);
+        .args(&app.args)
+        .args(&start.args);
     for (key, value) in &app.env {
         wasi.env(key, value);
     }
-    if let Some(remote) = peers.remote {
-        wasi.env("REMOTE_ADDR", remote.ip().to_string())
-            .env("REMOTE_PORT", remote.port().to_string());
-    }
-    if let Some(local) = peers.local {
-        wasi.env("SERVER_ADDR", local.ip().to_string())
-            .env("SERVER_PORT", local.port().to_string());
-    }
     ProcessState {
         pid,
-        app: Arc::clone(&app.name),
+        app: Arc::clone(app),
+        runtime,
         wasi: wasi.build_p1(),
-        io: IoCtx::with_connection(conn),
+        io: IoCtx::new(start.handles, app.limits.max_handles),
         heap: HeapLimiter {
             max_memory: app.limits.max_memory as usize,
             refused: None,
         },
-        cpu_budget: app.limits.cpu_budget,
     }
 }
 
@@ -139,7 +195,7 @@ fn on_epoch_deadline(
     else {
         return Ok(UpdateDeadline::Yield(1));
     };
-    let budget = store.data().cpu_budget;
+    let budget = store.data().app.limits.cpu_budget;
     if since_block > budget {
         return Err(wasmtime::Error::new(CpuBudgetExceeded { budget }));
     }

@@ -1,30 +1,30 @@
 //! The store data of a micro-process: one field per capability context.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::abi::io::IoCtx;
+use crate::abi::handles::IoCtx;
+use crate::app::App;
 
-use super::Pid;
+use super::{Pid, Runtime};
 
 /// Everything a process's host imports can reach. A guest can touch only what
 /// is in here: its connection, its handles, its WASI context.
 pub struct ProcessState {
     /// This process's id, for logs.
     pub pid: Pid,
-    /// The app's name, for logs.
-    pub app: Arc<str>,
+    /// The app this process is an instance of: its limits and grants.
+    pub app: Arc<App>,
+    /// The kernel and reactor, for `spawn`, `sleep` and `connect`.
+    pub runtime: Runtime,
     /// Layer 0: WASI preview 1 with the connection as stdin/stdout.
     pub wasi: WasiP1Ctx,
     /// Layer 1: the handle table.
     pub io: IoCtx,
     /// The micro-heap cap, and whether the guest ran into it.
     pub heap: HeapLimiter,
-    /// CPU time the process may compute without blocking.
-    pub cpu_budget: Duration,
 }
 
 /// Caps a process's linear memory and table growth; remembers a refused
@@ -68,7 +68,7 @@ impl std::fmt::Debug for ProcessState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessState")
             .field("pid", &self.pid)
-            .field("app", &self.app)
+            .field("app", &self.app.name)
             .field("io", &self.io)
             .field("heap", &self.heap)
             .finish_non_exhaustive()

@@ -200,25 +200,28 @@ fn stream_error(err: io::Error) -> StreamError {
     }
 }
 
-/// A guest's stderr: each line becomes one log event tagged with app and pid,
-/// or, under `run`, goes to the host's stderr as is.
+/// A guest's stderr (or the stdout of a process without a connection): each
+/// line becomes one log event tagged with app and pid, or, under `run`, goes
+/// to the host's stderr as is.
 #[derive(Debug, Clone)]
-pub struct GuestStderr {
+pub struct GuestLog {
     /// The app's name.
     pub app: Arc<str>,
     /// The process.
     pub pid: Pid,
+    /// `stderr` or `stdout`, to prefix each line.
+    pub stream: &'static str,
     /// Write to the host's stderr instead of the log.
     pub terminal: bool,
 }
 
-impl IsTerminal for GuestStderr {
+impl IsTerminal for GuestLog {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for GuestStderr {
+impl StdoutStream for GuestLog {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(Unused)
     }
@@ -232,7 +235,7 @@ impl StdoutStream for GuestStderr {
 }
 
 struct LogOutput {
-    target: GuestStderr,
+    target: GuestLog,
     /// The unfinished last line.
     line: Vec<u8>,
 }
@@ -241,7 +244,8 @@ impl LogOutput {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\n', '\r']);
-        tracing::info!(app = %self.target.app, pid = %self.target.pid, "stderr: {text}");
+        let stream = self.target.stream;
+        tracing::info!(app = %self.target.app, pid = %self.target.pid, "{stream}: {text}");
         self.line.clear();
     }
 }

@@ -1,0 +1,105 @@
+//! The per-process handle table: small integers standing for the process's
+//! sockets, pipe ends, child processes and listener.
+
+use std::sync::Arc;
+
+use super::Errno;
+use crate::conn::Connection;
+use crate::listener::Listener;
+use crate::pipe::{PipeReader, PipeWriter};
+use crate::process::ChildStatus;
+
+/// One open handle. Pipe ends close when their last `Arc` goes: the table
+/// holds the only long-lived one, so removing it from the table closes it.
+#[derive(Debug, Clone)]
+pub enum Handle {
+    /// A stream socket: the process's connection or an outbound one.
+    Connection(Arc<Connection>),
+    /// The read end of a pipe.
+    PipeRead(Arc<PipeReader>),
+    /// The write end of a pipe.
+    PipeWrite(Arc<PipeWriter>),
+    /// A spawned child, for `wait` and `poll`.
+    Child(Arc<ChildStatus>),
+    /// A listener (listener-mode apps).
+    Listener(Arc<Listener>),
+}
+
+/// The handle table of one process.
+#[derive(Debug)]
+pub struct IoCtx {
+    /// Index = handle number; `None` = closed. At most `max_handles` are `Some`.
+    handles: Vec<Option<Handle>>,
+    /// Most handles open at once.
+    max_handles: usize,
+}
+
+impl IoCtx {
+    /// A table holding `handles` as 0..n, allowing `max_handles` open at once.
+    pub fn new(handles: Vec<Handle>, max_handles: usize) -> IoCtx {
+        IoCtx {
+            handles: handles.into_iter().map(Some).collect(),
+            max_handles,
+        }
+    }
+
+    /// The handle behind `handle`.
+    ///
+    /// # Errors
+    /// `badf` when it is not open.
+    pub fn get(&self, handle: i32) -> Result<&Handle, Errno> {
+        usize::try_from(handle)
+            .ok()
+            .and_then(|index| self.handles.get(index))
+            .and_then(Option::as_ref)
+            .ok_or(Errno::Badf)
+    }
+
+    /// Removes `handle` from the table and returns it.
+    ///
+    /// # Errors
+    /// `badf` when it is not open.
+    pub fn take(&mut self, handle: i32) -> Result<Handle, Errno> {
+        usize::try_from(handle)
+            .ok()
+            .and_then(|index| self.handles.get_mut(index))
+            .and_then(Option::take)
+            .ok_or(Errno::Badf)
+    }
+
+    /// Open handles.
+    pub fn open_count(&self) -> usize {
+        self.handles.iter().filter(|slot| slot.is_some()).count()
+    }
+
+    /// Most handles open at once.
+    pub fn max_handles(&self) -> usize {
+        self.max_handles
+    }
+
+    /// Whether `count` more handles fit under the limit.
+    pub fn has_room(&self, count: usize) -> bool {
+        self.open_count() + count <= self.max_handles
+    }
+
+    /// Puts `handle` in the lowest free slot and returns its number.
+    ///
+    /// # Errors
+    /// `limit` when the process has `max_handles` open already.
+    pub fn insert(&mut self, handle: Handle) -> Result<i32, Errno> {
+        if !self.has_room(1) {
+            return Err(Errno::Limit);
+        }
+        let index = match self.handles.iter().position(Option::is_none) {
+            Some(index) => {
+                self.handles[index] = Some(handle);
+                index
+            }
+            None => {
+                self.handles.push(Some(handle));
+                self.handles.len() - 1
+            }
+        };
+        i32::try_from(index).map_err(|_| Errno::Limit)
+    }
+}

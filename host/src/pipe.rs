@@ -1,0 +1,214 @@
+//! In-kernel byte pipes between processes, with a bounded buffer.
+//!
+//! A pipe has one read end and one write end; each end is owned by exactly one
+//! handle (handles are moved between processes, never copied), so an end's
+//! `Drop` is the close the other side observes: end of stream for the reader,
+//! a broken pipe for the writer. The buffer never grows past its capacity: a
+//! writer that finds it full parks until the reader takes bytes out.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use crate::abi::poll::{HANGUP, READABLE, WRITABLE};
+
+/// Creates a pipe holding at most `capacity` bytes.
+pub fn pipe(capacity: usize) -> (PipeReader, PipeWriter) {
+    let shared = Arc::new(Mutex::new(Shared {
+        buffer: VecDeque::new(),
+        capacity: capacity.max(1),
+        reader_open: true,
+        writer_open: true,
+        reader_waker: None,
+        writer_waker: None,
+    }));
+    (
+        PipeReader {
+            shared: Arc::clone(&shared),
+        },
+        PipeWriter { shared },
+    )
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Bytes written and not yet read; `len() <= capacity`.
+    buffer: VecDeque<u8>,
+    /// Most bytes the buffer holds.
+    capacity: usize,
+    /// False once the read end is dropped.
+    reader_open: bool,
+    /// False once the write end is dropped.
+    writer_open: bool,
+    /// The reader waiting for bytes or end of stream.
+    reader_waker: Option<Waker>,
+    /// The writer waiting for room or a broken pipe.
+    writer_waker: Option<Waker>,
+}
+
+/// The read end of a pipe.
+#[derive(Debug)]
+pub struct PipeReader {
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// The write end of a pipe.
+#[derive(Debug)]
+pub struct PipeWriter {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl PipeReader {
+    /// Moves up to `out.len()` bytes out; `Ready(0)` is end of stream (or an
+    /// empty `out`).
+    pub fn poll_read(&self, cx: &Context<'_>, out: &mut [u8]) -> Poll<usize> {
+        let mut shared = self.shared.lock().unwrap();
+        if shared.buffer.is_empty() && shared.writer_open && !out.is_empty() {
+            park(&mut shared.reader_waker, cx);
+            return Poll::Pending;
+        }
+        let n = out.len().min(shared.buffer.len());
+        for (slot, byte) in out.iter_mut().zip(shared.buffer.drain(..n)) {
+            *slot = byte;
+        }
+        if n > 0 {
+            if let Some(waker) = shared.writer_waker.take() {
+                waker.wake();
+            }
+        }
+        Poll::Ready(n)
+    }
+
+    /// Poll bits now true for this end; parks `cx` when none of `events` is.
+    pub fn readiness(&self, events: u16, cx: Option<&Context<'_>>) -> u16 {
+        let mut shared = self.shared.lock().unwrap();
+        let mut bits = 0;
+        if !shared.buffer.is_empty() || !shared.writer_open {
+            bits |= READABLE;
+        }
+        if !shared.writer_open {
+            bits |= HANGUP;
+        }
+        if bits & (events | HANGUP) == 0 {
+            if let Some(cx) = cx {
+                park(&mut shared.reader_waker, cx);
+            }
+        }
+        bits
+    }
+}
+
+impl PipeWriter {
+    /// Copies as much of `data` as fits; parks while the buffer is full.
+    ///
+    /// # Errors
+    /// `BrokenPipe` once the read end is closed.
+    pub fn poll_write(&self, cx: &Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let mut shared = self.shared.lock().unwrap();
+        if !shared.reader_open {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let room = shared.capacity - shared.buffer.len();
+        if room == 0 && !data.is_empty() {
+            park(&mut shared.writer_waker, cx);
+            return Poll::Pending;
+        }
+        let n = room.min(data.len());
+        shared.buffer.extend(&data[..n]);
+        if n > 0 {
+            if let Some(waker) = shared.reader_waker.take() {
+                waker.wake();
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Poll bits now true for this end; parks `cx` when none of `events` is.
+    pub fn readiness(&self, events: u16, cx: Option<&Context<'_>>) -> u16 {
+        let mut shared = self.shared.lock().unwrap();
+        let mut bits = 0;
+        if !shared.reader_open {
+            // A write fails at once: that is "ready", with the hang-up bit.
+            bits |= WRITABLE | HANGUP;
+        } else if shared.buffer.len() < shared.capacity {
+            bits |= WRITABLE;
+        }
+        if bits & (events | HANGUP) == 0 {
+            if let Some(cx) = cx {
+                park(&mut shared.writer_waker, cx);
+            }
+        }
+        bits
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        let mut shared = self.shared.lock().unwrap();
+        shared.reader_open = false;
+        shared.buffer.clear();
+        if let Some(waker) = shared.writer_waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        let mut shared = self.shared.lock().unwrap();
+        shared.writer_open = false;
+        if let Some(waker) = shared.reader_waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    #[test]
+    fn bytes_arrive_in_order_and_eof_follows_close() {
+        let (reader, writer) = pipe(4);
+        assert!(matches!(
+            writer.poll_write(&cx(), b"abcdef"),
+            Poll::Ready(Ok(4))
+        ));
+        let mut out = [0; 8];
+        assert_eq!(reader.poll_read(&cx(), &mut out), Poll::Ready(4));
+        assert_eq!(&out[..4], b"abcd");
+        assert_eq!(reader.poll_read(&cx(), &mut out), Poll::Pending);
+        drop(writer);
+        assert_eq!(reader.poll_read(&cx(), &mut out), Poll::Ready(0));
+        assert_eq!(reader.readiness(READABLE, None), READABLE | HANGUP);
+    }
+
+    #[test]
+    fn full_pipe_blocks_writer_and_closed_reader_breaks_it() {
+        let (reader, writer) = pipe(2);
+        assert!(matches!(
+            writer.poll_write(&cx(), b"xy"),
+            Poll::Ready(Ok(2))
+        ));
+        assert!(writer.poll_write(&cx(), b"z").is_pending());
+        assert_eq!(writer.readiness(WRITABLE, None), 0);
+        drop(reader);
+        assert!(matches!(
+            writer.poll_write(&cx(), b"z"),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe
+        ));
+    }
+}
