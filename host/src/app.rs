@@ -23,6 +23,19 @@ pub enum Mode {
     /// One process, started with the listener as handle 0, accepts itself
     /// (and may spawn a process per connection). Restarted if it ends.
     Listener,
+    /// The host speaks HTTP/1.1; each request gets a process, CGI-style.
+    Http,
+}
+
+impl Mode {
+    /// The name used in manifests and the start-up table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Connection => "connection",
+            Mode::Listener => "listener",
+            Mode::Http => "http",
+        }
+    }
 }
 
 /// What an app is given besides its module: limits, environment and grants.

@@ -25,6 +25,12 @@ pub struct Limits {
     pub max_handles: usize,
     /// Bytes a pipe buffers before its writer blocks.
     pub pipe_buffer: usize,
+    /// HTTP apps: largest request body, in bytes (more gets 413).
+    pub max_body: u64,
+    /// HTTP apps: time for a request head to arrive once begun (else 408).
+    pub head_timeout: Duration,
+    /// HTTP apps: time a keep-alive connection may idle between requests.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -35,6 +41,9 @@ impl Default for Limits {
             max_processes: 10_000,
             max_handles: 1024,
             pipe_buffer: 64 * 1024,
+            max_body: 1 << 20,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -8,7 +8,11 @@
 //! max_handles = 1024          # handles one process may have open
 //! pipe_buffer = "64KiB"       # bytes a pipe holds before its writer blocks
 //! allow_outbound = ["127.0.0.1:6379"]  # the only addresses `connect` reaches
-//! mode = "connection"         # or "listener": one process accepts itself
+//! kind = "connection"         # or "listener": one process accepts itself,
+//!                             # or "http": the host speaks HTTP, a process per request (CGI)
+//! max_body = "1MiB"           # http: largest request body
+//! head_timeout = "10s"        # http: a begun request head must arrive in this time
+//! idle_timeout = "30s"        # http: keep-alive connections idle this long are closed
 //!
 //! [env]                       # extra environment for every process
 //! GREETING = "hello"
@@ -46,9 +50,15 @@ pub struct Manifest {
     /// Outbound allowlist, `IP:port` each.
     #[serde(default)]
     pub allow_outbound: Vec<String>,
-    /// `connection` (default) or `listener`.
+    /// `connection` (default), `listener` or `http`.
     #[serde(default)]
-    pub mode: Mode,
+    pub kind: Mode,
+    /// HTTP: largest request body, e.g. `1MiB`.
+    pub max_body: Option<String>,
+    /// HTTP: head timeout, e.g. `10s`.
+    pub head_timeout: Option<String>,
+    /// HTTP: keep-alive idle timeout, e.g. `30s`.
+    pub idle_timeout: Option<String>,
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -97,6 +107,15 @@ impl Manifest {
             let size = parse_size(size).context("in `pipe_buffer`")?;
             limits.pipe_buffer = usize::try_from(size).context("`pipe_buffer` is too large")?;
         }
+        if let Some(size) = &self.max_body {
+            limits.max_body = parse_size(size).context("in `max_body`")?;
+        }
+        if let Some(timeout) = &self.head_timeout {
+            limits.head_timeout = parse_duration(timeout).context("in `head_timeout`")?;
+        }
+        if let Some(timeout) = &self.idle_timeout {
+            limits.idle_timeout = parse_duration(timeout).context("in `idle_timeout`")?;
+        }
         Ok(limits)
     }
 
@@ -117,7 +136,7 @@ impl Manifest {
             limits: self.apply(Limits::default())?,
             env: self.env.clone().into_iter().collect(),
             allow_outbound,
-            mode: self.mode,
+            mode: self.kind,
             ..AppSettings::default()
         })
     }
@@ -147,7 +166,7 @@ mod tests {
     #[test]
     fn grants_and_mode_parse() {
         let manifest: Manifest =
-            toml::from_str("allow_outbound = [\"127.0.0.1:6379\"]\nmode = \"listener\"").unwrap();
+            toml::from_str("allow_outbound = [\"127.0.0.1:6379\"]\nkind = \"listener\"").unwrap();
         let settings = manifest.settings().unwrap();
         assert_eq!(
             settings.allow_outbound,

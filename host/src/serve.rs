@@ -14,6 +14,7 @@ use crate::abi::handles::Handle;
 use crate::app::{App, AppSettings, Mode};
 use crate::config::format_size;
 use crate::engine;
+use crate::http;
 use crate::kernel::Kernel;
 use crate::listener::Listener;
 use crate::process::{self, linker, Exit, Pid, Runtime, Start};
@@ -90,6 +91,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 Box::pin(accept_loop(app, listener, runtime.clone())) as process::BoxFuture
             }
             Mode::Listener => Box::pin(supervise(app, Arc::new(listener), runtime.clone())),
+            Mode::Http => Box::pin(http_accept_loop(app, listener, runtime.clone())),
         };
         runtime.kernel.spawn(server);
     }
@@ -117,6 +119,26 @@ async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
             }
             Err(err) => {
                 app.release_slot();
+                tracing::warn!(app = %app.name, "accept failed: {err}");
+                runtime
+                    .kernel
+                    .sleep_until(Instant::now() + ACCEPT_BACKOFF)
+                    .await;
+            }
+        }
+    }
+}
+
+/// Accepts connections for an HTTP app forever, each served by the host's
+/// HTTP front, which starts a process per request.
+async fn http_accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
+    loop {
+        match poll_fn(|cx| listener.poll_accept(cx)).await {
+            Ok(conn) => {
+                let front = http::serve_connection(Arc::clone(&app), runtime.clone(), conn);
+                runtime.kernel.spawn(front);
+            }
+            Err(err) => {
                 tracing::warn!(app = %app.name, "accept failed: {err}");
                 runtime
                     .kernel
@@ -175,10 +197,7 @@ fn print_table(
             format_size(app.limits.max_memory),
             format!("{:?}", app.limits.cpu_budget),
             app.limits.max_processes,
-            match app.mode {
-                Mode::Connection => "connection",
-                Mode::Listener => "listener",
-            }
+            app.mode.name()
         )?;
         addrs.push((Arc::clone(&app.name), addr));
     }

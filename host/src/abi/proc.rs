@@ -79,6 +79,7 @@ fn spawn(
             handles: passed,
             args: vec![arg],
             status: Some(status),
+            ..Start::default()
         };
         let future = process::run(state.app.clone(), state.runtime.clone(), start, Pid::next());
         state.runtime.kernel.spawn(async move {

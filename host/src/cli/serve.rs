@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::LimitArgs;
-use crate::app::app_name;
+use crate::app::{app_name, Mode};
 use crate::manifest::Manifest;
 use crate::serve::{AppSpec, ServeConfig};
 
@@ -31,6 +31,10 @@ pub(super) struct ServeArgs {
     /// Processes of each app alive at once; more connections wait to be accepted [default: 10000, fitted to vm.max_map_count]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_processes: Option<u32>,
+    /// Serve APP over HTTP/1.1 with a process per request, CGI-style (as
+    /// manifest `kind = "http"`); repeatable
+    #[arg(long, value_name = "APP")]
+    http: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -45,6 +49,11 @@ impl ServeArgs {
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
                 bail!("two apps are named `{name}`: app names (file stems) must be unique");
+            }
+        }
+        for app in &self.http {
+            if !names.contains(app) {
+                bail!("--http `{app}`: no app is named `{app}`");
             }
         }
         let mut listen: Vec<Option<SocketAddr>> = vec![None; names.len()];
@@ -77,6 +86,9 @@ impl ServeArgs {
             settings.limits = limits
                 .validated()
                 .with_context(|| format!("invalid limits for app `{name}`"))?;
+            if self.http.contains(&name) {
+                settings.mode = Mode::Http;
+            }
             let addr = match (listen[index], &manifest.listen) {
                 (Some(addr), _) => addr,
                 (None, Some(addr)) => resolve(addr)

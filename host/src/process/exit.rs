@@ -11,8 +11,23 @@ use crate::config::format_size;
 pub enum Exit {
     /// `_start` returned or the guest called `proc_exit`; the status.
     Exited(i32),
-    /// The guest failed; the cause, backtrace included, on one line.
-    Failed(String),
+    /// The guest was killed.
+    Failed(Failure),
+}
+
+/// Why a process was killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The cause, backtrace included, on one line.
+    pub cause: String,
+    /// Whether it was the CPU budget (HTTP apps answer 504 then, not 502).
+    pub over_budget: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.cause)
+    }
 }
 
 impl Exit {
@@ -24,6 +39,7 @@ impl Exit {
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
             return Exit::Exited(exit.0);
         }
+        let over_budget = err.downcast_ref::<CpuBudgetExceeded>().is_some();
         let mut cause = if let Some(budget) = err.downcast_ref::<CpuBudgetExceeded>() {
             budget.to_string()
         } else if let Some(trap) = err.downcast_ref::<Trap>() {
@@ -46,7 +62,7 @@ impl Exit {
             cause.push_str("; backtrace: ");
             cause.push_str(&backtrace_line(backtrace));
         }
-        Exit::Failed(cause)
+        Exit::Failed(Failure { cause, over_budget })
     }
 
     /// Logs a failure at warn, once; a normal exit at debug.

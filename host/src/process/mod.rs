@@ -12,8 +12,9 @@ mod state;
 mod stdio;
 
 pub use child::ChildStatus;
-pub use exit::Exit;
+pub use exit::{Exit, Failure};
 pub use state::{HeapLimiter, ProcessState, MAX_TABLE_ELEMENTS};
+pub use stdio::{Stdio, Unused};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +88,11 @@ pub struct Start {
     pub args: Vec<String>,
     /// The parent's view of this process's end, for a spawned child.
     pub status: Option<Arc<ChildStatus>>,
+    /// Stdin and stdout chosen by the starter; otherwise the connection in
+    /// handle 0, if any.
+    pub stdio: Option<Stdio>,
+    /// Environment variables on top of the app's.
+    pub env: Vec<(String, String)>,
 }
 
 impl Start {
@@ -139,8 +145,12 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         stream: "stderr",
         terminal: app.terminal,
     };
-    match start.handles.first() {
-        Some(Handle::Connection(conn)) => {
+    match (start.stdio, start.handles.first()) {
+        (Some(stdio), _) => {
+            wasi.stdin(stdio::BoxedStdin(stdio.stdin))
+                .stdout(stdio::BoxedStdout(stdio.stdout));
+        }
+        (None, Some(Handle::Connection(conn))) => {
             let peers = conn.peers();
             wasi.stdin(stdio::ConnectionStdio(Arc::clone(conn)))
                 .stdout(stdio::ConnectionStdio(Arc::clone(conn)));
@@ -165,7 +175,7 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         .arg(&*app.name)
         .args(&app.args)
         .args(&start.args);
-    for (key, value) in &app.env {
+    for (key, value) in app.env.iter().chain(&start.env) {
         wasi.env(key, value);
     }
     ProcessState {

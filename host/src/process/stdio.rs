@@ -288,8 +288,10 @@ impl OutputStream for LogOutput {
     }
 }
 
-/// The tokio stream wasmtime-wasi's traits require but p1 never uses here.
-struct Unused;
+/// The tokio stream wasmtime-wasi's traits require but p1 never uses here
+/// (every stream of ours overrides `p2_stream`).
+#[derive(Debug)]
+pub struct Unused;
 
 impl tokio::io::AsyncRead for Unused {
     fn poll_read(
@@ -312,5 +314,57 @@ impl tokio::io::AsyncWrite for Unused {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Stdio given by the starter of a process (the HTTP front's CGI streams).
+pub struct Stdio {
+    /// Becomes fd 0.
+    pub stdin: Box<dyn StdinStream>,
+    /// Becomes fd 1.
+    pub stdout: Box<dyn StdoutStream>,
+}
+
+impl std::fmt::Debug for Stdio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stdio")
+    }
+}
+
+/// A boxed stdin, as wasmtime-wasi wants a sized one.
+pub(super) struct BoxedStdin(pub Box<dyn StdinStream>);
+
+impl IsTerminal for BoxedStdin {
+    fn is_terminal(&self) -> bool {
+        self.0.is_terminal()
+    }
+}
+
+impl StdinStream for BoxedStdin {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        self.0.async_stream()
+    }
+
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        self.0.p2_stream()
+    }
+}
+
+/// A boxed stdout, as wasmtime-wasi wants a sized one.
+pub(super) struct BoxedStdout(pub Box<dyn StdoutStream>);
+
+impl IsTerminal for BoxedStdout {
+    fn is_terminal(&self) -> bool {
+        self.0.is_terminal()
+    }
+}
+
+impl StdoutStream for BoxedStdout {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        self.0.async_stream()
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        self.0.p2_stream()
     }
 }

@@ -1,0 +1,57 @@
+//! A CGI guest for the host's tests: each path exercises one behaviour.
+//!
+//! - `/env`: the CGI environment (sorted `NAME=value` lines), then the body.
+//! - `/status/NNN`: answers with that status.
+//! - `/big/N`: an N-byte body (`0123456789` repeated), streamed by the host.
+//! - `/nohead`: output without a CGI head (the host answers 502).
+//! - `/trap`: traps (502); `/spin`: computes forever (504 past the CPU budget).
+//! - anything else: `hello`.
+
+use std::io::{self, Read, Write};
+
+fn main() -> io::Result<()> {
+    let path = std::env::var("PATH_INFO").unwrap_or_default();
+    let mut body = Vec::new();
+    io::stdin().read_to_end(&mut body)?;
+    let mut out = io::stdout().lock();
+    if path == "/env" {
+        let mut vars: Vec<(String, String)> = std::env::vars().collect();
+        vars.sort();
+        write!(out, "Content-Type: text/plain\r\n\r\n")?;
+        for (name, value) in vars {
+            writeln!(out, "{name}={value}")?;
+        }
+        writeln!(out, "BODY-LENGTH={}", body.len())?;
+        out.write_all(&body)?;
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        write!(out, "Status: {code}\r\nContent-Type: text/plain\r\n\r\nstatus {code}\n")?;
+    } else if let Some(n) = path.strip_prefix("/big/") {
+        let n: usize = n.parse().unwrap_or(0);
+        write!(out, "Content-Type: application/octet-stream\r\n\r\n")?;
+        let pattern = b"0123456789".repeat(1024);
+        let mut left = n;
+        while left > 0 {
+            let take = left.min(pattern.len());
+            out.write_all(&pattern[..take])?;
+            left -= take;
+        }
+    } else if path == "/nohead" {
+        writeln!(out, "just a body, no head")?;
+    } else if path == "/trap" {
+        out.flush()?;
+        trap_on_purpose();
+    } else if path == "/spin" {
+        let mut x = 0u64;
+        loop {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    } else {
+        write!(out, "Content-Type: text/plain\r\n\r\nhello\n")?;
+    }
+    out.flush()
+}
+
+#[inline(never)]
+fn trap_on_purpose() -> ! {
+    core::arch::wasm32::unreachable()
+}

@@ -1,0 +1,598 @@
+//! One CGI request: its environment, the body on stdin, and stdout parsed as
+//! a CGI response (`Status:`, headers, blank line, body) and sent to the client.
+//!
+//! Small responses are buffered and sent with a Content-Length, batched with
+//! other pipelined responses; once a response passes `STREAM_AT` bytes it is
+//! streamed as it is written (chunked for HTTP/1.1), so host memory per
+//! request stays bounded whatever the guest writes.
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
+
+use super::reader::{ConnReader, RequestHead};
+use super::{error_response, write_all, Status};
+use crate::app::App;
+use crate::conn::Connection;
+use crate::process::{self, Exit, Pid, Runtime, Start, Stdio, Unused};
+
+/// Response body bytes buffered before the response starts streaming.
+const STREAM_AT: usize = 64 * 1024;
+/// Largest CGI response head a guest may write.
+const MAX_CGI_HEAD: usize = 16 * 1024;
+/// Largest single read handed to the guest from a streamed body.
+const MAX_READ: usize = 64 * 1024;
+
+/// A request body, as the front has it.
+#[derive(Debug)]
+pub enum Body {
+    /// Already read (small, or chunked and decoded).
+    Memory(Vec<u8>),
+    /// This many bytes still to come from the connection.
+    Stream(u64),
+}
+
+/// What is left after a response.
+#[derive(Debug)]
+pub struct Finished {
+    /// The connection's reader, for the next request.
+    pub reader: ConnReader,
+    /// Response bytes not written yet (batched with later responses).
+    pub out: Vec<u8>,
+    /// Body bytes the guest did not read.
+    pub unread: u64,
+    /// Whether the connection can carry another request.
+    pub reusable: bool,
+}
+
+/// Runs one process for `head` and produces its response after the bytes in
+/// `out`. Returns `None` when the connection broke while streaming.
+pub async fn respond(
+    app: &Arc<App>,
+    runtime: &Runtime,
+    head: &RequestHead,
+    body: Body,
+    reader: ConnReader,
+    out: Vec<u8>,
+) -> Option<Finished> {
+    let conn = Arc::clone(&reader.conn);
+    let length = match &body {
+        Body::Memory(bytes) => bytes.len() as u64,
+        Body::Stream(n) => *n,
+    };
+    let input = Arc::new(Mutex::new(Input {
+        reader,
+        body,
+        offset: 0,
+    }));
+    let output = Arc::new(Mutex::new(Output {
+        conn: Arc::clone(&conn),
+        http10: head.minor_version == 0,
+        keep_alive: head.keep_alive,
+        prefix: out,
+        head_bytes: Vec::new(),
+        head: None,
+        invalid: None,
+        body: Vec::new(),
+        streaming: false,
+    }));
+    let start = Start {
+        stdio: Some(Stdio {
+            stdin: Box::new(CgiStdin(Arc::clone(&input))),
+            stdout: Box::new(CgiStdout(Arc::clone(&output))),
+        }),
+        env: environment(head, &conn, length),
+        ..Start::default()
+    };
+    let pid = Pid::next();
+    let exit = process::run(Arc::clone(app), runtime.clone(), start, pid).await;
+    // The process's store is gone, and with it the stdio's references.
+    let input = Arc::into_inner(input)?.into_inner().ok()?;
+    let output = Arc::into_inner(output)?.into_inner().ok()?;
+    let unread = match input.body {
+        Body::Stream(left) => left,
+        Body::Memory(_) => 0,
+    };
+    let (out, reusable) = output.finish(&exit, app, pid)?;
+    Some(Finished {
+        reader: input.reader,
+        out,
+        unread,
+        reusable,
+    })
+}
+
+/// The CGI/1.1 environment for `head` (RFC 3875 §4.1).
+fn environment(head: &RequestHead, conn: &Connection, length: u64) -> Vec<(String, String)> {
+    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+    let peers = conn.peers();
+    let mut env = vec![
+        ("GATEWAY_INTERFACE".into(), "CGI/1.1".into()),
+        (
+            "SERVER_PROTOCOL".into(),
+            format!("HTTP/1.{}", head.minor_version),
+        ),
+        (
+            "SERVER_SOFTWARE".into(),
+            concat!("mnvkd-host/", env!("CARGO_PKG_VERSION")).into(),
+        ),
+        ("REQUEST_METHOD".into(), head.method.clone()),
+        ("REQUEST_URI".into(), head.target.clone()),
+        ("SCRIPT_NAME".into(), String::new()),
+        ("PATH_INFO".into(), path.to_owned()),
+        ("QUERY_STRING".into(), query.to_owned()),
+    ];
+    if length > 0 || head.header("content-length").is_some() {
+        env.push(("CONTENT_LENGTH".into(), length.to_string()));
+    }
+    if let Some(remote) = peers.remote {
+        env.push(("REMOTE_ADDR".into(), remote.ip().to_string()));
+        env.push(("REMOTE_PORT".into(), remote.port().to_string()));
+    }
+    let host = head
+        .header("host")
+        .map(|h| String::from_utf8_lossy(h).into_owned());
+    let server_name = match (&host, peers.local) {
+        (Some(host), _) => host
+            .rsplit_once(':')
+            .map_or(host.as_str(), |(name, _)| name)
+            .to_owned(),
+        (None, Some(local)) => local.ip().to_string(),
+        (None, None) => String::new(),
+    };
+    env.push(("SERVER_NAME".into(), server_name));
+    if let Some(local) = peers.local {
+        env.push(("SERVER_PORT".into(), local.port().to_string()));
+    }
+    for (name, value) in &head.headers {
+        let value = String::from_utf8_lossy(value).into_owned();
+        let key = if name.eq_ignore_ascii_case("content-type") {
+            "CONTENT_TYPE".to_owned()
+        } else if name.eq_ignore_ascii_case("content-length") {
+            continue;
+        } else {
+            format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"))
+        };
+        match env.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            None => env.push((key, value)),
+        }
+    }
+    env
+}
+
+/// The request body as the guest reads it, shared by the front and stdin.
+#[derive(Debug)]
+struct Input {
+    reader: ConnReader,
+    body: Body,
+    /// Bytes of a `Memory` body already read.
+    offset: usize,
+}
+
+impl Input {
+    /// Takes up to `size` body bytes; `Ok(None)` at the end of the body.
+    fn poll_take(
+        &mut self,
+        cx: Option<&Context<'_>>,
+        size: usize,
+    ) -> Poll<StreamResult<Option<Bytes>>> {
+        let size = size.min(MAX_READ);
+        match &mut self.body {
+            Body::Memory(bytes) => {
+                if self.offset == bytes.len() {
+                    return Poll::Ready(Ok(None));
+                }
+                let end = bytes.len().min(self.offset + size);
+                let chunk = Bytes::copy_from_slice(&bytes[self.offset..end]);
+                self.offset = end;
+                Poll::Ready(Ok(Some(chunk)))
+            }
+            Body::Stream(0) => Poll::Ready(Ok(None)),
+            Body::Stream(left) => {
+                if self.reader.buffered().is_empty() {
+                    let Some(cx) = cx else {
+                        return Poll::Ready(Ok(Some(Bytes::new())));
+                    };
+                    match self.reader.poll_fill(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(StreamError::Closed)),
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Err(err)) => {
+                            return Poll::Ready(Err(StreamError::LastOperationFailed(
+                                wasmtime::Error::new(err),
+                            )))
+                        }
+                    }
+                }
+                let take = size.min(*left as usize).min(self.reader.buffered().len());
+                let chunk = Bytes::copy_from_slice(&self.reader.buffered()[..take]);
+                self.reader.consume(take);
+                *left -= take as u64;
+                Poll::Ready(Ok(Some(chunk)))
+            }
+        }
+    }
+}
+
+struct CgiStdin(Arc<Mutex<Input>>);
+
+impl IsTerminal for CgiStdin {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for CgiStdin {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        Box::new(Unused)
+    }
+
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        Box::new(CgiInput(Arc::clone(&self.0)))
+    }
+}
+
+struct CgiInput(Arc<Mutex<Input>>);
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CgiInput {
+    async fn ready(&mut self) {
+        poll_fn(|cx| {
+            let mut input = self.0.lock().unwrap();
+            match &input.body {
+                Body::Stream(left) if *left > 0 && input.reader.buffered().is_empty() => {
+                    input.reader.poll_fill(cx).map(|_| ())
+                }
+                _ => Poll::Ready(()),
+            }
+        })
+        .await
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl InputStream for CgiInput {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        match self.0.lock().unwrap().poll_take(None, size) {
+            Poll::Ready(Ok(Some(bytes))) => Ok(bytes),
+            Poll::Ready(Ok(None)) => Err(StreamError::Closed),
+            Poll::Ready(Err(err)) => Err(err),
+            Poll::Pending => Ok(Bytes::new()),
+        }
+    }
+
+    async fn blocking_read(&mut self, size: usize) -> StreamResult<Bytes> {
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        poll_fn(|cx| self.0.lock().unwrap().poll_take(Some(cx), size))
+            .await?
+            .ok_or(StreamError::Closed)
+    }
+}
+
+/// The guest's CGI output and how much of the response has gone out.
+#[derive(Debug)]
+struct Output {
+    conn: Arc<Connection>,
+    /// The client spoke HTTP/1.0: no chunked encoding.
+    http10: bool,
+    /// The client wants the connection kept open.
+    keep_alive: bool,
+    /// Earlier pipelined responses, to be written before this one.
+    prefix: Vec<u8>,
+    /// The CGI head as written so far, until its blank line.
+    head_bytes: Vec<u8>,
+    /// The parsed CGI head: status and header lines.
+    head: Option<(Status, String, Vec<(String, String)>)>,
+    /// Why the CGI head is invalid, if it is.
+    invalid: Option<String>,
+    /// Body bytes not sent yet.
+    body: Vec<u8>,
+    /// The response head is on the wire; the body follows as it comes.
+    streaming: bool,
+}
+
+impl Output {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        if self.invalid.is_some() {
+            return;
+        }
+        if self.head.is_none() {
+            let before = self.head_bytes.len();
+            self.head_bytes.extend_from_slice(bytes);
+            let Some(end) = head_end(&self.head_bytes) else {
+                if self.head_bytes.len() > MAX_CGI_HEAD {
+                    self.invalid = Some(format!("a CGI head of more than {MAX_CGI_HEAD} bytes"));
+                }
+                return;
+            };
+            match parse_cgi_head(&self.head_bytes[..end.0]) {
+                Ok(head) => self.head = Some(head),
+                Err(why) => {
+                    self.invalid = Some(why);
+                    return;
+                }
+            }
+            bytes = &bytes[end.1 - before..];
+            self.head_bytes = Vec::new();
+        }
+        self.body.extend_from_slice(bytes);
+    }
+
+    /// Bytes to write now because the body outgrew the buffer.
+    fn take_streamed(&mut self) -> Option<Vec<u8>> {
+        if self.invalid.is_some() || self.head.is_none() {
+            return None;
+        }
+        if !self.streaming && self.body.len() < STREAM_AT {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        if !self.streaming {
+            self.streaming = true;
+            bytes = std::mem::take(&mut self.prefix);
+            self.response_head(&mut bytes, None);
+        }
+        self.frame_body(&mut bytes);
+        Some(bytes)
+    }
+
+    fn frame_body(&mut self, bytes: &mut Vec<u8>) {
+        if self.body.is_empty() {
+            return;
+        }
+        if self.http10 {
+            bytes.append(&mut self.body);
+        } else {
+            bytes.extend_from_slice(format!("{:x}\r\n", self.body.len()).as_bytes());
+            bytes.append(&mut self.body);
+            bytes.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// The HTTP response head; `length` is the body length when known.
+    fn response_head(&self, bytes: &mut Vec<u8>, length: Option<usize>) {
+        let (status, reason, headers) = self.head.as_ref().expect("checked by callers");
+        bytes.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", status.0, reason).as_bytes());
+        for (name, value) in headers {
+            bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        match length {
+            Some(length) => {
+                bytes.extend_from_slice(format!("Content-Length: {length}\r\n").as_bytes())
+            }
+            None if !self.http10 => bytes.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            None => {}
+        }
+        if !self.reusable_after(length) {
+            bytes.extend_from_slice(b"Connection: close\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+    }
+
+    fn reusable_after(&self, length: Option<usize>) -> bool {
+        self.keep_alive && (length.is_some() || !self.http10)
+    }
+
+    /// The bytes that complete the response after the process ended, and
+    /// whether the connection can be reused; `None` if it must be dropped now.
+    fn finish(mut self, exit: &Exit, app: &App, pid: Pid) -> Option<(Vec<u8>, bool)> {
+        let failure = match exit {
+            Exit::Failed(failure) => Some(if failure.over_budget {
+                Status::GATEWAY_TIMEOUT
+            } else {
+                Status::BAD_GATEWAY
+            }),
+            Exit::Exited(_) if self.invalid.is_some() || self.head.is_none() => {
+                let why = self.invalid.take().unwrap_or_else(|| {
+                    "no complete CGI response head (headers and a blank line)".to_owned()
+                });
+                tracing::warn!(app = %app.name, %pid, "bad gateway: the guest wrote {why}");
+                Some(Status::BAD_GATEWAY)
+            }
+            Exit::Exited(_) => None,
+        };
+        if self.streaming {
+            // The head is out: a failure can only cut the response short.
+            if failure.is_some() {
+                self.conn.shutdown();
+                return None;
+            }
+            let mut bytes = Vec::new();
+            self.frame_body(&mut bytes);
+            if !self.http10 {
+                bytes.extend_from_slice(b"0\r\n\r\n");
+            }
+            let reusable = self.reusable_after(None);
+            return Some((bytes, reusable));
+        }
+        let mut bytes = std::mem::take(&mut self.prefix);
+        if let Some(status) = failure {
+            bytes.extend_from_slice(&error_response(status, self.keep_alive));
+            return Some((bytes, self.keep_alive));
+        }
+        let length = self.body.len();
+        self.response_head(&mut bytes, Some(length));
+        bytes.append(&mut self.body);
+        Some((bytes, self.keep_alive))
+    }
+}
+
+/// Where the CGI head ends: (end of the header lines, start of the body).
+fn head_end(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut line_start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if byte == b'\n' {
+            let line = &bytes[line_start..i];
+            if line.is_empty() || line == b"\r" {
+                return Some((line_start, i + 1));
+            }
+            line_start = i + 1;
+        }
+    }
+    None
+}
+
+/// Parses CGI header lines into (status, reason, other headers).
+fn parse_cgi_head(bytes: &[u8]) -> Result<(Status, String, Vec<(String, String)>), String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "a CGI head that is not UTF-8".to_owned())?;
+    let mut status = None;
+    let mut headers = Vec::new();
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!(
+                "the CGI header line `{}` without a colon",
+                line.escape_debug()
+            ));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!(
+                "an invalid CGI header name `{}`",
+                name.escape_debug()
+            ));
+        }
+        if name.eq_ignore_ascii_case("status") {
+            let (code, reason) = value.split_once(' ').unwrap_or((value, ""));
+            let code: u16 = code
+                .parse()
+                .ok()
+                .filter(|c| (100..=999).contains(c))
+                .ok_or_else(|| format!("an invalid CGI status `{value}`"))?;
+            status = Some((Status(code), reason.trim().to_owned()));
+        } else if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("connection")
+        {
+            // Framing is the host's job.
+        } else {
+            headers.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    let (status, reason) = status.unwrap_or_else(|| {
+        let redirect = headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("location"));
+        (
+            if redirect { Status(302) } else { Status::OK },
+            String::new(),
+        )
+    });
+    let reason = if reason.is_empty() {
+        status.reason().to_owned()
+    } else {
+        reason
+    };
+    Ok((status, reason, headers))
+}
+
+struct CgiStdout(Arc<Mutex<Output>>);
+
+impl IsTerminal for CgiStdout {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CgiStdout {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(Unused)
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(CgiOutput(Arc::clone(&self.0)))
+    }
+}
+
+struct CgiOutput(Arc<Mutex<Output>>);
+
+impl CgiOutput {
+    async fn send_streamed(&mut self) -> StreamResult<()> {
+        let (conn, bytes) = {
+            let mut output = self.0.lock().unwrap();
+            match output.take_streamed() {
+                Some(bytes) => (Arc::clone(&output.conn), bytes),
+                None => return Ok(()),
+            }
+        };
+        write_all(&conn, &bytes)
+            .await
+            .map_err(|err| match err.kind() {
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => StreamError::Closed,
+                _ => StreamError::LastOperationFailed(wasmtime::Error::new(err)),
+            })
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CgiOutput {
+    async fn ready(&mut self) {
+        let _ = self.send_streamed().await;
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CgiOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.0.lock().unwrap().feed(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        let output = self.0.lock().unwrap();
+        Ok(if output.streaming || output.body.len() >= STREAM_AT {
+            // Let `ready` send what is buffered first.
+            if output.body.len() >= STREAM_AT {
+                0
+            } else {
+                STREAM_AT
+            }
+        } else {
+            STREAM_AT
+        })
+    }
+
+    async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.0.lock().unwrap().feed(&bytes);
+        self.send_streamed().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgi_heads_parse() {
+        let (status, reason, headers) = parse_cgi_head(
+            b"Status: 404 Gone Fishing\nContent-Type: text/plain\nContent-Length: 3",
+        )
+        .unwrap();
+        assert_eq!((status, reason.as_str()), (Status(404), "Gone Fishing"));
+        assert_eq!(
+            headers,
+            vec![("Content-Type".to_owned(), "text/plain".to_owned())]
+        );
+        let (status, reason, _) = parse_cgi_head(b"Location: /x").unwrap();
+        assert_eq!((status, reason.as_str()), (Status(302), "Found"));
+        assert!(parse_cgi_head(b"no colon here").is_err());
+        assert!(parse_cgi_head(b"Status: abc").is_err());
+        assert_eq!(head_end(b"A: b\r\n\r\nbody"), Some((6, 8)));
+        assert_eq!(head_end(b"A: b\n\nbody"), Some((5, 6)));
+        assert_eq!(head_end(b"A: b\n"), None);
+    }
+}
