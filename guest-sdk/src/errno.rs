@@ -115,7 +115,7 @@ impl Errno {
     /// The code's meaning, as in the `@errno` table of wit/mnvkd.wit.
     fn meaning(self) -> Option<&'static str> {
         Some(match self.0 {
-            sys::BADF => "the handle is not open in this process",
+            sys::BADF => "the handle is not open in this process, or not for this operation",
             sys::FAULT => "a buffer lies (partly) outside the micro-heap",
             sys::INVAL => "an argument is malformed",
             sys::PIPE => "the other end is gone (connection reset, write after peer closed)",

@@ -7,6 +7,17 @@
 //! [`Write`](std::io::Write) streams: a read that has to wait suspends only
 //! this process, never the host.
 //!
+//! Beyond its connection, a process can
+//!
+//! - make a [`pipe()`] and [`spawn`] a child process of the same app,
+//!   moving handles to it; the child learns its role from [`arg`], and the
+//!   parent can [`wait`](Child::wait) for its [`ExitStatus`];
+//! - wait for several handles at once with [`poll`] (a [`PollFd`] each), or
+//!   just [`sleep`];
+//! - [`connect`] to an address in its app's `allow_outbound` list;
+//! - in an app in listener mode, [`accept`](Listener::accept) connections
+//!   from the app's [`Listener`] itself.
+//!
 //! Failures come back as [`std::io::Error`]s that carry an [`Errno`], one of
 //! the codes documented in `wit/mnvkd.wit`. The raw imports are in [`sys`].
 //!
@@ -42,8 +53,17 @@
 mod connection;
 mod errno;
 mod handle;
+pub mod http;
+mod net;
+mod pipe;
+mod poll;
+mod process;
 pub mod sys;
 
 pub use connection::{connection, Connection};
 pub use errno::Errno;
 pub use handle::Handle;
+pub use net::{connect, Incoming, Listener};
+pub use pipe::pipe;
+pub use poll::{poll, PollFd};
+pub use process::{arg, sleep, spawn, Child, ExitStatus};

@@ -22,7 +22,7 @@
 //! }
 //! ```
 
-/// `badf`: the handle is not open in this process.
+/// `badf`: the handle is not open in this process, or not for this operation.
 ///
 /// # Examples
 ///
@@ -102,6 +102,8 @@ pub const DENIED: i32 = -7;
 /// ```
 pub const TIMEDOUT: i32 = -8;
 
+pub use crate::poll::PollFd;
+
 #[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "mnvkd")]
 extern "C" {
@@ -161,6 +163,147 @@ extern "C" {
     /// let ret = unsafe { mnvkd_guest::sys::close(0) };
     /// ```
     pub fn close(handle: i32) -> i32;
+
+    /// Creates a pipe; writes its read end's handle, then its write end's,
+    /// as two `i32` at `out`.
+    ///
+    /// The buffer is the app's `pipe_buffer` (default 64 KiB). Returns 0,
+    /// [`FAULT`] (the 8 bytes at `out`), or [`LIMIT`] (handles per process).
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host: a buffer outside the micro-heap gets
+    /// [`FAULT`]. `out` must be valid for writes of two `i32`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut ends = [0i32; 2];
+    /// // SAFETY: `ends` is valid for writes of two `i32`.
+    /// let ret = unsafe { mnvkd_guest::sys::pipe(ends.as_mut_ptr()) };
+    /// ```
+    pub fn pipe(out: *mut i32) -> i32;
+
+    /// Starts a new process of the same app with the UTF-8 `arg` at
+    /// `arg_ptr..arg_ptr + arg_len` as its argv[1], moving the `count`
+    /// handles at `handles` to it (they become its handles `0..count`).
+    ///
+    /// Returns a child handle for [`wait`] and [`poll`], [`FAULT`],
+    /// [`INVAL`] (arg not UTF-8, a handle listed twice), [`BADF`] (a handle
+    /// not open), or [`LIMIT`] (processes per app, handles per process).
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host: a buffer outside the micro-heap gets
+    /// [`FAULT`]. The moved handles are closed in this process, so any
+    /// [`Handle`](crate::Handle) owning one of them becomes stale.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let arg = "worker";
+    /// let handles = [3i32, 4];
+    /// // SAFETY: both buffers are valid for reads; nothing else owns 3 and 4.
+    /// let child = unsafe {
+    ///     mnvkd_guest::sys::spawn(arg.as_ptr(), arg.len(), handles.as_ptr(), handles.len())
+    /// };
+    /// ```
+    pub fn spawn(arg_ptr: *const u8, arg_len: usize, handles: *const i32, count: usize) -> i32;
+
+    /// Blocks until the child behind `child` has ended, then closes the
+    /// handle.
+    ///
+    /// Returns its exit status (0..=255), 256 if it was killed, or [`BADF`].
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host. It closes `child`, so a
+    /// [`Child`](crate::Child) owning it becomes stale.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // SAFETY: nothing else owns child handle 3.
+    /// let status = unsafe { mnvkd_guest::sys::wait(3) };
+    /// ```
+    pub fn wait(child: i32) -> i32;
+
+    /// Blocks until one of the `count` entries at `fds` is ready or
+    /// `timeout_ms` milliseconds pass (-1: no timeout; 0: just look).
+    ///
+    /// The host writes each entry's `revents`. Returns the number of entries
+    /// with a non-zero `revents` (0 on timeout), [`FAULT`], or [`INVAL`]
+    /// (more than 1024 entries).
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host: a buffer outside the micro-heap gets
+    /// [`FAULT`]. `fds` must be valid for reads and writes of `count`
+    /// entries.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mnvkd_guest::PollFd;
+    ///
+    /// let mut fds = [PollFd::new(0, PollFd::READABLE)];
+    /// // SAFETY: `fds` is valid for reads and writes of one entry.
+    /// let ready = unsafe { mnvkd_guest::sys::poll(fds.as_mut_ptr(), fds.len(), 100) };
+    /// ```
+    pub fn poll(fds: *mut PollFd, count: usize, timeout_ms: i32) -> i32;
+
+    /// Suspends this process for `ms` milliseconds. Returns 0.
+    ///
+    /// # Safety
+    ///
+    /// Always safe; it is `unsafe` only because every import is.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // SAFETY: touches no memory.
+    /// unsafe { mnvkd_guest::sys::sleep(10) };
+    /// ```
+    pub fn sleep(ms: u32) -> i32;
+
+    /// Opens an outbound TCP connection to the address written as text
+    /// (e.g. `127.0.0.1:6379`) at `addr_ptr..addr_ptr + addr_len`.
+    ///
+    /// Returns a connection handle, [`FAULT`], [`INVAL`] (not an IP:port),
+    /// [`DENIED`] (not in the app's `allow_outbound`), [`IO`] (refused or
+    /// unreachable), or [`LIMIT`] (handles per process).
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host: a buffer outside the micro-heap gets
+    /// [`FAULT`]. The buffer should be valid for reads of `addr_len` bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let addr = "127.0.0.1:6379";
+    /// // SAFETY: `addr` is valid for reads of `addr.len()` bytes.
+    /// let upstream = unsafe { mnvkd_guest::sys::connect(addr.as_ptr(), addr.len()) };
+    /// ```
+    pub fn connect(addr_ptr: *const u8, addr_len: usize) -> i32;
+
+    /// Blocks until a client connects to `listener` (handle 0 of a process
+    /// of an app in listener mode).
+    ///
+    /// Returns the new connection's handle, [`BADF`] (not a listener),
+    /// [`IO`], or [`LIMIT`] (handles per process).
+    ///
+    /// # Safety
+    ///
+    /// Always safe; it is `unsafe` only because every import is.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // SAFETY: touches no memory.
+    /// let conn = unsafe { mnvkd_guest::sys::accept(0) };
+    /// ```
+    pub fn accept(listener: i32) -> i32;
 }
 
 /// Native stub of the `read` import: touches nothing and returns [`IO`].
@@ -223,4 +366,226 @@ pub unsafe fn write(handle: i32, ptr: *const u8, len: usize) -> i32 {
 pub unsafe fn close(handle: i32) -> i32 {
     let _ = handle;
     IO
+}
+
+/// Native stub of the `pipe` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// let mut ends = [0i32; 2];
+/// // SAFETY: `ends` is valid for writes of two `i32`.
+/// let ret = unsafe { mnvkd_guest::sys::pipe(ends.as_mut_ptr()) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn pipe(out: *mut i32) -> i32 {
+    let _ = out;
+    IO
+}
+
+/// Native stub of the `spawn` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// let arg = "worker";
+/// // SAFETY: `arg` is valid for reads; no handles are passed.
+/// let ret = unsafe { mnvkd_guest::sys::spawn(arg.as_ptr(), arg.len(), [].as_ptr(), 0) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn spawn(arg_ptr: *const u8, arg_len: usize, handles: *const i32, count: usize) -> i32 {
+    let _ = (arg_ptr, arg_len, handles, count);
+    IO
+}
+
+/// Native stub of the `wait` import: returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: nothing else owns child handle 3.
+/// let ret = unsafe { mnvkd_guest::sys::wait(3) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn wait(child: i32) -> i32 {
+    let _ = child;
+    IO
+}
+
+/// Native stub of the `poll` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::PollFd;
+///
+/// let mut fds = [PollFd::new(0, PollFd::READABLE)];
+/// // SAFETY: `fds` is valid for reads and writes of one entry.
+/// let ret = unsafe { mnvkd_guest::sys::poll(fds.as_mut_ptr(), fds.len(), 0) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn poll(fds: *mut PollFd, count: usize, timeout_ms: i32) -> i32 {
+    let _ = (fds, count, timeout_ms);
+    IO
+}
+
+/// Native stub of the `sleep` import: returns [`IO`] at once.
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: touches no memory.
+/// let ret = unsafe { mnvkd_guest::sys::sleep(10) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn sleep(ms: u32) -> i32 {
+    let _ = ms;
+    IO
+}
+
+/// Native stub of the `connect` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// let addr = "127.0.0.1:6379";
+/// // SAFETY: `addr` is valid for reads of `addr.len()` bytes.
+/// let ret = unsafe { mnvkd_guest::sys::connect(addr.as_ptr(), addr.len()) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn connect(addr_ptr: *const u8, addr_len: usize) -> i32 {
+    let _ = (addr_ptr, addr_len);
+    IO
+}
+
+/// Native stub of the `accept` import: returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: touches no memory.
+/// let ret = unsafe { mnvkd_guest::sys::accept(0) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn accept(listener: i32) -> i32 {
+    let _ = listener;
+    IO
+}
+
+#[cfg(test)]
+mod tests {
+    /// A function's name and its `(parameter, type)` list.
+    type Signature = (String, Vec<(String, String)>);
+
+    /// The signature in `decl`, which is `name(params) …` or, in the wit,
+    /// `name: func(params) …`; kebab-case names become snake_case.
+    fn signature(decl: &str) -> Signature {
+        let (name, rest) = decl.split_once('(').unwrap();
+        let (params, _) = rest.split_once(')').unwrap();
+        let params = params
+            .split(',')
+            .map(str::trim)
+            .filter(|param| !param.is_empty())
+            .map(|param| {
+                let (name, ty) = param.split_once(':').unwrap();
+                (name.trim().replace('-', "_"), ty.trim().to_owned())
+            })
+            .collect();
+        (name.trim_end_matches(": func").to_owned(), params)
+    }
+
+    /// The signatures of the lines of `text` that start (trimmed) with
+    /// `prefix` and contain `marker`, in order.
+    fn signatures(text: &str, prefix: &str, marker: &str) -> Vec<Signature> {
+        text.lines()
+            .map(str::trim)
+            .filter(|line| line.contains(marker))
+            .filter_map(|line| line.strip_prefix(prefix))
+            .map(signature)
+            .collect()
+    }
+
+    /// The wit type an SDK parameter type stands for (pointers and lengths
+    /// are `u32`).
+    fn wit_type(rust: &str) -> String {
+        match rust {
+            "i32" => "s32".to_owned(),
+            "u32" | "usize" => "u32".to_owned(),
+            ty if ty.starts_with('*') => "u32".to_owned(),
+            ty => panic!("unexpected parameter type {ty}"),
+        }
+    }
+
+    fn as_wit(signatures: Vec<Signature>) -> Vec<Signature> {
+        signatures
+            .into_iter()
+            .map(|(name, params)| {
+                let params = params
+                    .into_iter()
+                    .map(|(param, ty)| (param, wit_type(&ty)))
+                    .collect();
+                (name, params)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn imports_match_the_wit() {
+        let wit = signatures(include_str!("../../wit/mnvkd.wit"), "", ": func(");
+        assert!(
+            wit.len() >= 10 && wit.iter().all(|(name, _)| !name.contains(' ')),
+            "functions found in the wit: {wit:?}"
+        );
+        let sys = include_str!("sys.rs");
+        let imports = as_wit(signatures(sys, "pub fn ", ") -> i32;"));
+        let stubs = as_wit(signatures(sys, "pub unsafe fn ", ") -> i32 {"));
+        assert_eq!(imports, wit, "wasm32 imports vs wit/mnvkd.wit");
+        assert_eq!(stubs, wit, "native stubs vs wit/mnvkd.wit");
+        assert!(include_str!("../../wit/mnvkd.wit")
+            .lines()
+            .filter(|line| line.contains(": func("))
+            .all(|line| line.trim_end().ends_with("-> s32;")));
+    }
 }

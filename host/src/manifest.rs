@@ -83,7 +83,17 @@ impl Manifest {
                 return Err(err).with_context(|| format!("failed to read `{}`", path.display()))
             }
         };
-        toml::from_str(&text).with_context(|| format!("invalid manifest `{}`", path.display()))
+        toml::from_str(&text).map_err(|err| {
+            // One line: the message and where, without toml's source excerpt.
+            let line = err
+                .span()
+                .map_or(1, |span| text[..span.start].matches('\n').count() + 1);
+            anyhow::anyhow!(
+                "invalid manifest `{}`: line {line}: {}",
+                path.display(),
+                err.message().trim_end()
+            )
+        })
     }
 
     /// `defaults` with this manifest's limits applied.

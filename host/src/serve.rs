@@ -181,8 +181,8 @@ fn print_table(
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "{:<16} {:<22} {:>10} {:>10} {:>13}  {}",
-        "APP", "LISTEN", "MAX-MEMORY", "CPU-BUDGET", "MAX-PROCESSES", "MODE"
+        "{:<16} {:<22} {:>10} {:>10} {:>13}  MODE",
+        "APP", "LISTEN", "MAX-MEMORY", "CPU-BUDGET", "MAX-PROCESSES"
     )?;
     let mut addrs = Vec::new();
     for (app, listener) in apps {

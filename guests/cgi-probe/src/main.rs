@@ -1,6 +1,8 @@
 //! A CGI guest for the host's tests: each path exercises one behaviour.
 //!
 //! - `/env`: the CGI environment (sorted `NAME=value` lines), then the body.
+//! - `/sum`: reads the body in pieces and answers `bytes=N sum=S` (S = the
+//!   wrapping sum of all bytes), so a large body never sits in memory.
 //! - `/status/NNN`: answers with that status.
 //! - `/big/N`: an N-byte body (`0123456789` repeated), streamed by the host.
 //! - `/nohead`: output without a CGI head (the host answers 502).
@@ -11,6 +13,9 @@ use std::io::{self, Read, Write};
 
 fn main() -> io::Result<()> {
     let path = std::env::var("PATH_INFO").unwrap_or_default();
+    if path == "/sum" {
+        return sum();
+    }
     let mut body = Vec::new();
     io::stdin().read_to_end(&mut body)?;
     let mut out = io::stdout().lock();
@@ -49,6 +54,22 @@ fn main() -> io::Result<()> {
         write!(out, "Content-Type: text/plain\r\n\r\nhello\n")?;
     }
     out.flush()
+}
+
+fn sum() -> io::Result<()> {
+    let (mut bytes, mut sum) = (0u64, 0u64);
+    let mut buf = vec![0; 64 * 1024];
+    let mut stdin = io::stdin().lock();
+    loop {
+        let n = stdin.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        sum = buf[..n].iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
+    }
+    print!("Content-Type: text/plain\r\n\r\nbytes={bytes} sum={sum}\n");
+    Ok(())
 }
 
 #[inline(never)]

@@ -292,8 +292,8 @@ struct Output {
     prefix: Vec<u8>,
     /// The CGI head as written so far, until its blank line.
     head_bytes: Vec<u8>,
-    /// The parsed CGI head: status and header lines.
-    head: Option<(Status, String, Vec<(String, String)>)>,
+    /// The parsed CGI head.
+    head: Option<CgiHead>,
     /// Why the CGI head is invalid, if it is.
     invalid: Option<String>,
     /// Body bytes not sent yet.
@@ -428,6 +428,9 @@ impl Output {
     }
 }
 
+/// A guest's CGI head: the status, its reason phrase, and the other header lines.
+type CgiHead = (Status, String, Vec<(String, String)>);
+
 /// Where the CGI head ends: (end of the header lines, start of the body).
 fn head_end(bytes: &[u8]) -> Option<(usize, usize)> {
     let mut line_start = 0;
@@ -444,7 +447,7 @@ fn head_end(bytes: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Parses CGI header lines into (status, reason, other headers).
-fn parse_cgi_head(bytes: &[u8]) -> Result<(Status, String, Vec<(String, String)>), String> {
+fn parse_cgi_head(bytes: &[u8]) -> Result<CgiHead, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "a CGI head that is not UTF-8".to_owned())?;
     let mut status = None;
     let mut headers = Vec::new();

@@ -272,7 +272,7 @@ mod tests {
         );
         assert_eq!(head.body, BodyFraming::Length(5));
         assert!(head.keep_alive);
-        assert_eq!(len, 44);
+        assert_eq!(len, 43);
         let (head, _) = parse_head(b"GET / HTTP/1.0\r\n\r\n", 10).unwrap().unwrap();
         assert!(!head.keep_alive);
     }

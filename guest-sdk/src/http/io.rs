@@ -1,0 +1,106 @@
+//! What a server loop reads requests from and writes responses to: the
+//! connection, another handle, or any `Read + Write` stream.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use crate::{poll, Connection, Handle, PollFd};
+
+/// A byte stream the server loop runs on.
+pub(crate) trait Io {
+    /// Reads some bytes; 0 is end of stream.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes all of `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Waits until a read would not block; `false` if `timeout` passed first.
+    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool>;
+    /// Closes the stream (both directions, where it can).
+    fn close(&mut self);
+}
+
+/// Waits on handle `raw` with the host's `poll`.
+fn poll_readable(raw: i32, timeout: Duration) -> io::Result<bool> {
+    let mut fds = [PollFd::new(raw, PollFd::READABLE)];
+    Ok(poll(&mut fds, Some(timeout))? > 0)
+}
+
+impl Io for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(self, buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(self, buf)
+    }
+
+    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        poll_readable(0, timeout)
+    }
+
+    fn close(&mut self) {
+        let _ = crate::connection().close();
+    }
+}
+
+/// A handle served until the loop ends, then closed.
+#[derive(Debug)]
+pub(crate) struct Owned(pub(crate) Option<Handle>);
+
+impl Io for Owned {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(handle) => handle.read(buf),
+            None => Ok(0),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.0 {
+            Some(handle) => handle.write_all(buf),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        match &self.0 {
+            Some(handle) => poll_readable(handle.as_raw(), timeout),
+            None => Ok(true),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.close();
+        }
+    }
+}
+
+/// Any stream: no timeouts (a read just blocks), closed by dropping it.
+#[derive(Debug)]
+pub(crate) struct Stream<S>(pub(crate) Option<S>);
+
+impl<S: Read + Write> Io for Stream<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(stream) => stream.read(buf),
+            None => Ok(0),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.0 {
+            Some(stream) => stream.write_all(buf),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn wait_readable(&mut self, _timeout: Duration) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    fn close(&mut self) {
+        if let Some(mut stream) = self.0.take() {
+            let _ = stream.flush();
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! Pipes: scenarios for the host's end-to-end tests of `pipe`, `spawn`,
+//! `wait`, `poll`, `sleep`, `connect` and `accept`.
+//!
+//! Per connection, the process reads one command line (`<scenario> [arg]`),
+//! runs the scenario and writes its results as `key value` lines, then ends
+//! (so the client sees end of stream). An unknown command gets
+//! `error unknown-command`. Error codes are the raw `mnvkd` codes (`-4` for
+//! `pipe`, `-6` for `limit`, …).
+//!
+//! | command | result lines |
+//! | --- | --- |
+//! | `order [n]` (100000) | `sent n`, `received n`, `checksum c`, `in_order true`, `expected c`, `status 0` |
+//! | `eof` | `data 5`, `read 0`, `read_after_exit 0`, `holder_status 0` |
+//! | `epipe` | `revents 6` (writable + hang-up), `write -4` |
+//! | `backpressure [n]` (1 MiB) | `accepted 65536` (the pipe buffer), `poll 0` |
+//! | `wait` | `status 7` |
+//! | `killed` | `status 256` |
+//! | `childpoll` | `poll_now 0`, `poll 1`, `revents 1`, `status 3` |
+//! | `sleep [ms]` (200) | `elapsed_ms <ms or more>`, `done true` |
+//! | `spawnbomb [keep]` | `count n`, `error -6` |
+//! | `handlebomb` | `pipes n`, `error -6` |
+//! | `polltimeout [ms]` (50) | `poll 0`, `revents 0`, `elapsed_ms <ms or more>` |
+//! | `pollinvalid` | `poll 2`, `revents 8,8` |
+//! | `badspawn` | `twice -3`, `closed -1`, `wait_not_child -1` |
+//! | `connect <addr>` | `connect <handle or code>` (`-7`: not in `allow_outbound`) |
+//! | `accept` | `accept -1` (handle 0 is a connection, not a listener) |
+//! | `halfclose` (then shut down writing) | `read 0`, `poll 0`, `revents 0`, `elapsed_ms <300 or more>` |
+//! | `handoff` | see below |
+//! | `stdioleak` | see below |
+//!
+//! `handoff` moves the connection to a child and the parent waits for it,
+//! then lingers 1 s: the child writes `stdout yes` through WASI stdout,
+//! reads one line through WASI stdin and answers `stdin <line>` through
+//! layer-1 handle 0, then exits without closing: the client should see end
+//! of stream as soon as the child has ended, not when the parent does.
+//!
+//! `stdioleak` moves the connection to a child that holds it 50 ms and
+//! exits; meanwhile the parent writes `leak parent-stdout` to its own WASI
+//! stdout, then lingers 200 ms. The connection was moved, so the client
+//! should get no bytes, and end of stream after about 50 ms.
+//!
+//! Children are processes of this same module; argv\[1\] (see
+//! [`mnvkd_guest::arg`]) names the role they play.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use mnvkd_guest::{
+    arg, connection, pipe, poll, sleep, spawn, sys, Child, Errno, Handle, Listener, PollFd,
+};
+
+/// Byte `i` of the `order` stream.
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+fn main() {
+    match arg().as_deref() {
+        None => serve(),
+        Some(role) => child(role),
+    }
+}
+
+/// The process the host started for a connection: one command, then end.
+fn serve() {
+    let line = read_command();
+    let mut words = line.split_whitespace();
+    let command = words.next().unwrap_or("");
+    let param = words.next();
+    let number = |default: usize| param.and_then(|p| p.parse().ok()).unwrap_or(default);
+    let result = match command {
+        "order" => order(number(100_000)),
+        "eof" => eof(),
+        "epipe" => epipe(),
+        "backpressure" => backpressure(number(1 << 20)),
+        "wait" => wait_for("exit7"),
+        "killed" => wait_for("trap"),
+        "childpoll" => child_poll(),
+        "sleep" => sleep_for(number(200)),
+        "spawnbomb" => spawn_bomb(param == Some("keep")),
+        "handlebomb" => handle_bomb(),
+        "polltimeout" => poll_timeout(number(50)),
+        "pollinvalid" => poll_invalid(),
+        "badspawn" => bad_spawn(),
+        "connect" => connect(param.unwrap_or("")),
+        "accept" => {
+            report("accept", result_code(Listener::get().accept()));
+            Ok(())
+        }
+        "halfclose" => half_close(),
+        "handoff" => handoff(),
+        "stdioleak" => stdio_leak(),
+        _ => {
+            report("error", "unknown-command");
+            Ok(())
+        }
+    };
+    if let Err(err) = result {
+        report("error", code(&err));
+    }
+}
+
+/// Reads the command line one byte at a time, so that nothing after it is
+/// consumed (`handoff` passes the rest of the stream to a child).
+fn read_command() -> String {
+    let mut conn = connection();
+    let mut line = Vec::new();
+    let mut byte = [0];
+    while line.len() < 1024 {
+        match conn.read(&mut byte) {
+            Ok(1) if byte[0] != b'\n' => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&line).trim().to_owned()
+}
+
+/// Writes `key value` as one line to the connection, or ends the process.
+fn report(key: &str, value: impl std::fmt::Display) {
+    if connection()
+        .write_all(format!("{key} {value}\n").as_bytes())
+        .is_err()
+    {
+        std::process::exit(1);
+    }
+}
+
+/// The `mnvkd` error code inside `err` (or `io`'s if it carries none).
+fn code(err: &io::Error) -> i32 {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Errno>())
+        .map_or(sys::IO, |errno| errno.code())
+}
+
+/// A handle's number, or the error's code.
+fn result_code(result: io::Result<Handle>) -> i32 {
+    match result {
+        Ok(handle) => handle.as_raw(),
+        Err(err) => code(&err),
+    }
+}
+
+/// FNV-1a (32 bits) of a byte stream, fed in pieces.
+struct Fnv(u32);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0x811c_9dc5)
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+    }
+}
+
+/// `order`: `n` bytes through a pipe to a child, written in odd-sized
+/// pieces (some larger than the pipe's buffer); the child reports what it
+/// got through a second pipe.
+fn order(n: usize) -> io::Result<()> {
+    let (data_read, mut data_write) = pipe()?;
+    let (mut report_read, report_write) = pipe()?;
+    let child = spawn("order-reader", vec![data_read, report_write])?;
+    let mut expected = Fnv::new();
+    let sizes = [1, 13, 4096, 65_537, 999, 100_000];
+    let (mut sent, mut turn) = (0, 0);
+    while sent < n {
+        let len = sizes[turn % sizes.len()].min(n - sent);
+        let chunk: Vec<u8> = (sent..sent + len).map(pattern).collect();
+        data_write.write_all(&chunk)?;
+        expected.update(&chunk);
+        sent += len;
+        turn += 1;
+    }
+    drop(data_write);
+    let mut reply = String::new();
+    report_read.read_to_string(&mut reply)?;
+    report("sent", sent);
+    connection().write_all(reply.as_bytes())?;
+    report("expected", expected.0);
+    report("status", child.wait()?.into_raw());
+    Ok(())
+}
+
+/// The `order` child: handle 0 is the data, handle 1 the report pipe.
+fn order_reader() -> io::Result<()> {
+    // SAFETY: the parent passed these two handles; nothing else owns them.
+    let (mut data, mut out) = unsafe { (Handle::from_raw(0), Handle::from_raw(1)) };
+    let (mut received, mut in_order, mut sum) = (0, true, Fnv::new());
+    let mut buf = vec![0; 8192];
+    loop {
+        let n = data.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        in_order &= buf[..n]
+            .iter()
+            .enumerate()
+            .all(|(i, &byte)| byte == pattern(received + i));
+        sum.update(&buf[..n]);
+        received += n;
+    }
+    let text = format!(
+        "received {received}\nchecksum {}\nin_order {in_order}\n",
+        sum.0
+    );
+    out.write_all(text.as_bytes())
+}
+
+/// `eof`: end of stream once the write end is closed, here and by a child
+/// that exits while this process is blocked in `read`.
+fn eof() -> io::Result<()> {
+    let (mut reader, mut writer) = pipe()?;
+    writer.write_all(b"hello")?;
+    writer.close()?;
+    let mut buf = [0; 16];
+    report("data", reader.read(&mut buf)?);
+    report("read", reader.read(&mut buf)?);
+
+    let (mut reader, writer) = pipe()?;
+    let holder = spawn("holder", vec![writer])?;
+    report("read_after_exit", reader.read(&mut buf)?);
+    report("holder_status", holder.wait()?.into_raw());
+    Ok(())
+}
+
+/// `epipe`: writing after the read end is closed.
+fn epipe() -> io::Result<()> {
+    let (reader, mut writer) = pipe()?;
+    reader.close()?;
+    let mut fds = [PollFd::new(writer.as_raw(), PollFd::WRITABLE)];
+    poll(&mut fds, Some(Duration::ZERO))?;
+    report("revents", fds[0].revents);
+    let result = writer.write(b"x");
+    report("write", result.map_or_else(|err| code(&err), |n| n as i32));
+    Ok(())
+}
+
+/// `backpressure`: write up to `total` bytes into a pipe nobody reads, each
+/// 1 KiB only after `poll` (100 ms) says writable. With the default 64 KiB
+/// buffer every piece fits whole, so no write blocks.
+fn backpressure(total: usize) -> io::Result<()> {
+    let (_reader, mut writer) = pipe()?;
+    let chunk = [0x5a; 1024];
+    let mut accepted = 0;
+    let mut ready = 0;
+    while accepted < total {
+        let mut fds = [PollFd::new(writer.as_raw(), PollFd::WRITABLE)];
+        ready = poll(&mut fds, Some(Duration::from_millis(100)))?;
+        if ready == 0 {
+            break;
+        }
+        let len = chunk.len().min(total - accepted);
+        writer.write_all(&chunk[..len])?;
+        accepted += len;
+    }
+    report("accepted", accepted);
+    report("poll", ready);
+    Ok(())
+}
+
+/// `wait` and `killed`: the status of a child playing `role`.
+fn wait_for(role: &str) -> io::Result<()> {
+    let status = spawn(role, Vec::new())?.wait()?;
+    report("status", status.into_raw());
+    Ok(())
+}
+
+/// `childpoll`: a child handle becomes readable when the child ends.
+fn child_poll() -> io::Result<()> {
+    let child = spawn("exit3-later", Vec::new())?;
+    let mut fds = [PollFd::new(child.as_raw(), PollFd::READABLE)];
+    report("poll_now", poll(&mut fds, Some(Duration::ZERO))?);
+    report("poll", poll(&mut fds, Some(Duration::from_secs(5)))?);
+    report("revents", fds[0].revents);
+    report("status", child.wait()?.into_raw());
+    Ok(())
+}
+
+/// `sleep`: sleeps `ms` and says how long it took.
+fn sleep_for(ms: usize) -> io::Result<()> {
+    let start = Instant::now();
+    sleep(Duration::from_millis(ms as u64));
+    report("elapsed_ms", start.elapsed().as_millis());
+    report("done", true);
+    Ok(())
+}
+
+/// `spawnbomb`: spawns children that sleep 2 s until `spawn` fails. They are
+/// detached at once, or with `keep` kept (then the handle limit may be hit
+/// first). Stops at 100000 (`error none`).
+fn spawn_bomb(keep: bool) -> io::Result<()> {
+    let mut kept: Vec<Child> = Vec::new();
+    let mut count = 0;
+    let error = loop {
+        if count == 100_000 {
+            break "none".to_owned();
+        }
+        match spawn("sleeper", Vec::new()) {
+            Ok(child) if keep => kept.push(child),
+            Ok(_detached) => {}
+            Err(err) => break code(&err).to_string(),
+        }
+        count += 1;
+    };
+    report("count", count);
+    report("error", error);
+    Ok(())
+}
+
+/// `handlebomb`: creates pipes until `pipe` fails, then closes them all.
+fn handle_bomb() -> io::Result<()> {
+    let mut pipes = Vec::new();
+    let error = loop {
+        match pipe() {
+            Ok(ends) => pipes.push(ends),
+            Err(err) => break code(&err),
+        }
+    };
+    report("pipes", pipes.len());
+    report("error", error);
+    Ok(())
+}
+
+/// `polltimeout`: polls a pipe nobody writes.
+fn poll_timeout(ms: usize) -> io::Result<()> {
+    let (reader, _writer) = pipe()?;
+    let mut fds = [PollFd::new(reader.as_raw(), PollFd::READABLE)];
+    let start = Instant::now();
+    report(
+        "poll",
+        poll(&mut fds, Some(Duration::from_millis(ms as u64)))?,
+    );
+    report("revents", fds[0].revents);
+    report("elapsed_ms", start.elapsed().as_millis());
+    Ok(())
+}
+
+/// `pollinvalid`: handles that are not open are reported at once.
+fn poll_invalid() -> io::Result<()> {
+    let mut fds = [
+        PollFd::new(999, PollFd::READABLE),
+        PollFd::new(-1, PollFd::READABLE | PollFd::WRITABLE),
+    ];
+    report("poll", poll(&mut fds, None)?);
+    report("revents", format!("{},{}", fds[0].revents, fds[1].revents));
+    Ok(())
+}
+
+/// `badspawn`: `spawn` refuses a handle listed twice or not open, and
+/// `wait` a handle that is not a child; nothing is moved.
+fn bad_spawn() -> io::Result<()> {
+    let (_reader, writer) = pipe()?;
+    let arg = "exit7";
+    let try_spawn = |handles: &[i32]| {
+        // SAFETY: the buffers are valid for reads of their lengths.
+        unsafe { sys::spawn(arg.as_ptr(), arg.len(), handles.as_ptr(), handles.len()) }
+    };
+    let w = writer.as_raw();
+    report("twice", try_spawn(&[w, w]));
+    report("closed", try_spawn(&[w + 100]));
+    // SAFETY: handle 0 is the connection; `wait` on it fails without closing it.
+    report("wait_not_child", unsafe { sys::wait(0) });
+    Ok(())
+}
+
+/// `halfclose`: the client shuts down its writing after the command; the
+/// connection then reads end of stream, and a `poll` that asks for no event
+/// on it should time out (300 ms): a half-close is not a hang-up, the
+/// client still reads.
+fn half_close() -> io::Result<()> {
+    let mut buf = [0; 64];
+    report("read", connection().read(&mut buf)?);
+    let mut fds = [PollFd::new(0, 0)];
+    let start = Instant::now();
+    report("poll", poll(&mut fds, Some(Duration::from_millis(300)))?);
+    report("revents", fds[0].revents);
+    report("elapsed_ms", start.elapsed().as_millis());
+    Ok(())
+}
+
+/// `connect <addr>`: the handle, or the code.
+fn connect(addr: &str) -> io::Result<()> {
+    report("connect", result_code(mnvkd_guest::connect(addr)));
+    Ok(())
+}
+
+/// `handoff`: moves the connection to a child; see the module doc.
+fn handoff() -> io::Result<()> {
+    // SAFETY: handle 0 is this process's connection; it is moved to the child.
+    let conn = unsafe { Handle::from_raw(0) };
+    let child = spawn("handoff", vec![conn])?;
+    let status = child.wait()?;
+    eprintln!("handoff child ended: {status}");
+    sleep(Duration::from_secs(1));
+    Ok(())
+}
+
+/// `stdioleak`: after handle 0 is moved, this process's WASI stdout should
+/// no longer reach the connection; see the module doc.
+fn stdio_leak() -> io::Result<()> {
+    // SAFETY: handle 0 is this process's connection; it is moved to the child.
+    let conn = unsafe { Handle::from_raw(0) };
+    let holder = spawn("holder", vec![conn])?;
+    let mut stdout = io::stdout();
+    let _ = stdout
+        .write_all(b"leak parent-stdout\n")
+        .and_then(|()| stdout.flush());
+    let _ = holder.wait();
+    sleep(Duration::from_millis(200));
+    Ok(())
+}
+
+/// The `handoff` child: handle 0 (and so WASI stdin and stdout) is the
+/// connection.
+fn handoff_child() -> io::Result<()> {
+    println!("stdout yes");
+    io::stdout().flush()?;
+    let mut line = String::new();
+    io::stdin().read_line(&mut line)?;
+    connection().write_all(format!("stdin {}\n", line.trim_end()).as_bytes())
+}
+
+/// A spawned process: argv\[1\] is its role.
+fn child(role: &str) {
+    let result = match role {
+        "order-reader" => order_reader(),
+        "exit7" => std::process::exit(7),
+        "exit3-later" => {
+            sleep(Duration::from_millis(50));
+            std::process::exit(3)
+        }
+        "trap" => std::process::abort(),
+        "sleeper" => {
+            sleep(Duration::from_secs(2));
+            Ok(())
+        }
+        "holder" => {
+            // Holds the write end (handle 0) until it exits.
+            sleep(Duration::from_millis(50));
+            Ok(())
+        }
+        "handoff" => handoff_child(),
+        _ => {
+            eprintln!("unknown role {role:?}");
+            std::process::exit(2)
+        }
+    };
+    if let Err(err) = result {
+        eprintln!("{role}: {err}");
+        std::process::exit(1);
+    }
+}

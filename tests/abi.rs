@@ -1,0 +1,298 @@
+//! The `mnvkd` import ABI: hostile pointers and handles get the documented
+//! error codes from the real binary, and `wit/mnvkd.wit` (the contract) agrees
+//! with the host's linker, the host's `Errno` and the guest SDK.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use mnvkd_host::abi::{Errno, MODULE};
+use mnvkd_host::app::{App, AppSettings};
+use mnvkd_host::engine;
+use mnvkd_host::kernel::Kernel;
+use mnvkd_host::process::{self, Pid, Runtime, Start};
+use mnvkd_host::reactor::Reactor;
+use wasmtime::{Extern, Module};
+
+use crate::util::{assert_bytes_eq, assert_set_eq, guest, repo_root, roundtrip, Server};
+
+/// An import as core wasm sees it: name, parameter types, result types.
+type Signature = (String, Vec<String>, Vec<String>);
+
+fn wit_text() -> String {
+    let path = repo_root().join("wit/mnvkd.wit");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("failed to read `{}`: {err}", path.display()))
+}
+
+/// The functions of `interface mnvkd`, with WIT types lowered to core wasm.
+fn wit_imports(wit: &str) -> BTreeSet<Signature> {
+    let body = wit
+        .split_once("interface mnvkd {")
+        .expect("the wit has `interface mnvkd {`")
+        .1;
+    let body = body.split_once("\n}").expect("`interface mnvkd` ends").0;
+    let mut imports = BTreeSet::new();
+    for item in declarations(body) {
+        let parsed = parse_wit_func(&item)
+            .unwrap_or_else(|| panic!("unparsed item in `interface mnvkd`: {item:?}"));
+        assert!(imports.insert(parsed), "{item:?} is declared twice");
+    }
+    assert!(
+        !imports.is_empty(),
+        "no functions found in `interface mnvkd`"
+    );
+    imports
+}
+
+/// The `;`-terminated items of `body` without `//` comments, each on one line
+/// however it was wrapped.
+fn declarations(body: &str) -> Vec<String> {
+    let code: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with("//") && !line.starts_with("#["))
+        .collect();
+    code.join(" ")
+        .split(';')
+        .map(|item| item.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|item| !item.is_empty())
+        .map(|item| item + ";")
+        .collect()
+}
+
+/// Parses `name: func(a: s32, b: u32) -> s32;`.
+fn parse_wit_func(line: &str) -> Option<Signature> {
+    let (name, rest) = line.split_once(": func(")?;
+    let (params, rest) = rest.split_once(')')?;
+    let params = params
+        .split(',')
+        .map(str::trim)
+        .filter(|param| !param.is_empty())
+        .map(|param| Some(lower(param.split_once(':')?.1.trim())))
+        .collect::<Option<Vec<_>>>()?;
+    let rest = rest.trim().strip_suffix(';')?.trim();
+    let results = match rest.strip_prefix("->") {
+        Some(result) => vec![lower(result.trim())],
+        None if rest.is_empty() => vec![],
+        None => return None,
+    };
+    Some((name.trim().to_owned(), params, results))
+}
+
+/// A WIT scalar as a core wasm value type.
+fn lower(wit_type: &str) -> String {
+    match wit_type {
+        "s32" | "u32" => "i32",
+        "s64" | "u64" => "i64",
+        other => panic!("the ABI test does not know how to lower WIT type `{other}`"),
+    }
+    .to_owned()
+}
+
+/// The `@errno <name> <value> <meaning>` table.
+fn wit_errnos(wit: &str) -> BTreeMap<String, i32> {
+    let mut codes = BTreeMap::new();
+    for line in wit.lines() {
+        let Some(entry) = line
+            .trim()
+            .trim_start_matches('/')
+            .trim()
+            .strip_prefix("@errno ")
+        else {
+            continue;
+        };
+        let mut words = entry.split_whitespace();
+        let (Some(name), Some(value)) = (words.next(), words.next()) else {
+            panic!("malformed @errno line: {line:?}");
+        };
+        let value = value
+            .parse()
+            .unwrap_or_else(|err| panic!("bad code in {line:?}: {err}"));
+        assert!(
+            codes.insert(name.to_owned(), value).is_none(),
+            "{name} twice"
+        );
+    }
+    assert!(!codes.is_empty(), "no @errno lines in the wit");
+    codes
+}
+
+#[test]
+fn hostile_pointers_and_handles_get_the_documented_codes() {
+    let errnos = wit_errnos(&wit_text());
+    let server = Server::start(&[("badptr", guest("badptr")), ("echo", guest("echo"))], &[]);
+    let got = roundtrip(server.addr("badptr"), b"");
+    let got = String::from_utf8(got).expect("badptr reports in text");
+
+    let expected: Vec<String> = [
+        ("read-oob", "fault"),
+        ("read-edge", "fault"),
+        ("write-oob", "fault"),
+        ("write-huge-len", "fault"),
+        ("read-badf", "badf"),
+        ("write-badf", "badf"),
+        ("close-badf", "badf"),
+    ]
+    .iter()
+    .map(|(case, errno)| format!("{case} {}", errnos[*errno]))
+    .chain(["done".to_owned()])
+    .collect();
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(expected, got, "badptr report (expected, got)");
+
+    let echoed = roundtrip(server.addr("echo"), b"after badptr\n");
+    assert_bytes_eq("echo after badptr", b"after badptr\n", &echoed);
+    server.assert_alive();
+    assert!(
+        !server.log().contains("process killed"),
+        "a bad pointer must not kill the process:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn the_linker_defines_exactly_the_wit_imports() {
+    let expected = wit_imports(&wit_text());
+    let settings = AppSettings::default();
+    let engine = engine::new(&engine::pool_slots(4, settings.limits.max_memory)).unwrap();
+    let linker = process::linker::new(&engine).unwrap();
+    // `Linker::iter` needs a store of the linker's type: one of a real
+    // (never started) process of the echo app.
+    let app = App::load(&engine, &linker, &guest("echo"), settings).unwrap();
+    let runtime = Runtime {
+        kernel: Kernel::start(1, &engine).unwrap(),
+        reactor: Reactor::start().unwrap(),
+    };
+    let mut store = process::new_store(&Arc::new(app), runtime, Start::default(), Pid::next());
+    let defined: Vec<(String, Extern)> = linker
+        .iter(&mut store)
+        .filter(|(module, _, _)| *module == MODULE)
+        .map(|(_, name, item)| (name.to_owned(), item))
+        .collect();
+    let got: BTreeSet<Signature> = defined
+        .into_iter()
+        .map(|(name, item)| {
+            let Extern::Func(func) = item else {
+                panic!("`{MODULE}::{name}` is not a function");
+            };
+            let ty = func.ty(&store);
+            let params = ty.params().map(|t| t.to_string()).collect();
+            let results = ty.results().map(|t| t.to_string()).collect();
+            (name, params, results)
+        })
+        .collect();
+    assert_set_eq(
+        &format!("`{MODULE}` imports (wit/mnvkd.wit vs the linker)"),
+        &expected,
+        &got,
+    );
+}
+
+#[test]
+fn a_module_importing_every_wit_function_links() {
+    let imports: String = wit_imports(&wit_text())
+        .iter()
+        .map(|(name, params, results)| {
+            format!(
+                "(import \"{MODULE}\" \"{name}\" (func (param {}) (result {})))\n",
+                params.join(" "),
+                results.join(" ")
+            )
+        })
+        .collect();
+    let wat =
+        format!("(module\n{imports}(memory (export \"memory\") 1)\n(func (export \"_start\")))");
+    let engine = engine::new(&engine::pool_slots(4, 1 << 20)).unwrap();
+    let linker = process::linker::new(&engine).unwrap();
+    let module = Module::new(&engine, &wat).unwrap_or_else(|err| panic!("{err:#}\n{wat}"));
+    if let Err(err) = linker.instantiate_pre(&module) {
+        panic!("a module importing the wit's functions does not link: {err:#}\n{wat}");
+    }
+}
+
+#[test]
+fn the_wit_error_codes_are_the_hosts() {
+    let expected = wit_errnos(&wit_text());
+    let got: BTreeMap<String, i32> = Errno::ALL
+        .iter()
+        .map(|errno| (errno.name().to_owned(), errno.code()))
+        .collect();
+    assert_set_eq(
+        "error codes (wit/mnvkd.wit vs mnvkd_host::abi::Errno::ALL)",
+        &expected.into_iter().collect(),
+        &got.into_iter().collect(),
+    );
+}
+
+#[test]
+fn the_guest_sdk_declares_the_wit_imports_and_codes() {
+    let wit = wit_text();
+    let path = repo_root().join("guest-sdk/src/sys.rs");
+    let sys = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("failed to read `{}`: {err}", path.display()));
+
+    // `pub const BADF: i32 = -1;` for every `@errno badf -1`.
+    let consts: BTreeSet<(String, i32)> = sys
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("pub const ")?;
+            let (name, value) = rest.split_once(": i32 = ")?;
+            Some((
+                name.to_lowercase(),
+                value.trim_end_matches(';').parse().ok()?,
+            ))
+        })
+        .collect();
+    assert_set_eq(
+        "error codes (wit/mnvkd.wit vs guest-sdk/src/sys.rs)",
+        &wit_errnos(&wit).into_iter().collect(),
+        &consts,
+    );
+
+    // The `extern "C"` block of `#[link(wasm_import_module = "mnvkd")]`.
+    let block = sys
+        .split_once(&format!("#[link(wasm_import_module = \"{MODULE}\")]"))
+        .expect("sys.rs links the mnvkd import module")
+        .1;
+    let block = block.split_once("\n}").expect("the extern block ends").0;
+    let block = block.split_once('{').expect("the extern block starts").1;
+    let declared: BTreeSet<Signature> = declarations(block)
+        .iter()
+        .map(|item| {
+            parse_rust_import(item).unwrap_or_else(|| panic!("unparsed import in sys.rs: {item:?}"))
+        })
+        .collect();
+    assert_set_eq(
+        "imports (wit/mnvkd.wit vs guest-sdk/src/sys.rs on wasm32)",
+        &wit_imports(&wit),
+        &declared,
+    );
+}
+
+/// Parses `pub fn read(handle: i32, ptr: *mut u8, len: usize) -> i32;` with
+/// wasm32 types lowered to core wasm.
+fn parse_rust_import(line: &str) -> Option<Signature> {
+    let rest = line.strip_prefix("pub fn ")?;
+    let (name, rest) = rest.split_once('(')?;
+    let (params, rest) = rest.split_once(')')?;
+    let lower_rust = |ty: &str| -> String {
+        match ty.trim() {
+            "i32" | "u32" | "usize" | "isize" => "i32".to_owned(),
+            ty if ty.starts_with('*') => "i32".to_owned(),
+            "i64" | "u64" => "i64".to_owned(),
+            other => panic!("the ABI test does not know how to lower Rust type `{other}`"),
+        }
+    };
+    let params = params
+        .split(',')
+        .map(str::trim)
+        .filter(|param| !param.is_empty())
+        .map(|param| param.split_once(':').map(|(_, ty)| lower_rust(ty)))
+        .collect::<Option<Vec<_>>>()?;
+    let rest = rest.trim().strip_suffix(';')?.trim();
+    let results = match rest.strip_prefix("->") {
+        Some(ty) => vec![lower_rust(ty)],
+        None => vec![],
+    };
+    Some((name.to_owned(), params, results))
+}

@@ -1,0 +1,343 @@
+//! Host-side HTTP for plain WASI programs (`kind = "http"` / `--http APP`):
+//! the host parses requests and runs one process per request, CGI-style.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+
+use crate::util::{
+    connect, guest, pseudo_random_bytes, read_until_closed, Server, TempDir, DEADLINE,
+};
+
+/// One parsed HTTP response.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response (Content-Length or chunked body) from `reader`.
+#[track_caller]
+fn read_response(reader: &mut impl BufRead) -> Response {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .expect("failed to read a status line");
+    let mut parts = line.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {line:?}");
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader
+            .read_line(&mut line)
+            .expect("failed to read a header line");
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        let (name, value) = trimmed
+            .split_once(':')
+            .unwrap_or_else(|| panic!("header line {line:?}"));
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if let Some(length) = response.header("content-length") {
+        let mut body = vec![0; length.parse().unwrap()];
+        reader.read_exact(&mut body).expect("failed to read a body");
+        response.body = body;
+    } else if response.header("transfer-encoding") == Some("chunked") {
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim(), 16)
+                .unwrap_or_else(|_| panic!("chunk size {line:?}"));
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            assert_eq!(&chunk[size..], b"\r\n", "chunk terminator");
+            if size == 0 {
+                break;
+            }
+            response.body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        reader.read_to_end(&mut response.body).unwrap();
+    }
+    response
+}
+
+/// Sends `request` on a new connection and reads one response.
+#[track_caller]
+fn request(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = connect(addr);
+    stream.write_all(request).unwrap();
+    read_response(&mut BufReader::new(stream))
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
+}
+
+fn probe(extra: &[&str]) -> Server {
+    let mut flags = args!["--http", "cgi-probe"];
+    flags.extend(extra.iter().map(std::ffi::OsString::from));
+    Server::start(&[("cgi-probe", guest("cgi-probe"))], &flags)
+}
+
+/// An app dir with `cgi-probe.wasm` and a manifest, for limits the flags do not set.
+fn probe_with_manifest(manifest: &str) -> (TempDir, Server) {
+    let dir = TempDir::new();
+    let wasm = dir.join("cgi-probe.wasm");
+    std::fs::copy(guest("cgi-probe"), &wasm).unwrap();
+    dir.write("cgi-probe.toml", format!("kind = \"http\"\n{manifest}"));
+    let server = Server::start(&[("cgi-probe", wasm)], &[]);
+    (dir, server)
+}
+
+#[test]
+fn hello_in_rust_and_in_wat() {
+    for app in ["hello-cgi", "hello-cgi-wat"] {
+        let server = Server::start(&[(app, guest(app))], &args!["--http", app]);
+        let response = request(server.addr(app), &get("/"));
+        assert_eq!(response.status, 200, "{app}");
+        assert_eq!(response.header("content-type"), Some("text/plain"), "{app}");
+        assert_eq!(response.text(), "Hello, World!\n", "{app}");
+    }
+}
+
+#[test]
+fn cgi_environment_carries_the_request() {
+    let server = probe(&[]);
+    let body = "name=value";
+    let req = format!(
+        "POST /env?x=1&y=2 HTTP/1.1\r\nHost: example.test:99\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nX-Custom-Thing: yes\r\n\r\n{body}",
+        body.len()
+    );
+    let response = request(server.addr("cgi-probe"), req.as_bytes());
+    let text = response.text();
+    for expected in [
+        "REQUEST_METHOD=POST",
+        "PATH_INFO=/env",
+        "QUERY_STRING=x=1&y=2",
+        "CONTENT_TYPE=application/x-www-form-urlencoded",
+        "CONTENT_LENGTH=10",
+        "HTTP_X_CUSTOM_THING=yes",
+        "SERVER_NAME=example.test",
+        "SERVER_PROTOCOL=HTTP/1.1",
+        "GATEWAY_INTERFACE=CGI/1.1",
+        "REMOTE_ADDR=127.0.0.1",
+        "BODY-LENGTH=10\nname=value",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn keep_alive_serves_a_thousand_requests_on_one_connection() {
+    let server = Server::start(
+        &[("hello-cgi-wat", guest("hello-cgi-wat"))],
+        &args!["--http", "hello-cgi-wat"],
+    );
+    let stream = connect(server.addr("hello-cgi-wat"));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for i in 0..1000 {
+        writer.write_all(&get(&format!("/{i}"))).unwrap();
+        let response = read_response(&mut reader);
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "Hello, World!\n"),
+            "request {i}"
+        );
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = probe(&[]);
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        batch.extend_from_slice(&get(&format!("/status/{}", 200 + i)));
+    }
+    let mut stream = connect(server.addr("cgi-probe"));
+    stream.write_all(&batch).unwrap();
+    let mut reader = BufReader::new(stream);
+    for i in 0..10 {
+        let response = read_response(&mut reader);
+        assert_eq!(response.status, 200 + i, "response {i}");
+        assert_eq!(response.text(), format!("status {}\n", 200 + i));
+    }
+}
+
+#[test]
+fn chunked_request_body_reaches_stdin() {
+    let server = probe(&[]);
+    let req = b"POST /env HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: x\r\n\r\n";
+    let text = request(server.addr("cgi-probe"), req).text();
+    assert!(text.contains("BODY-LENGTH=12\nhello, world"), "{text}");
+}
+
+#[test]
+fn large_response_is_streamed_chunked() {
+    let server = probe(&[]);
+    let response = request(server.addr("cgi-probe"), &get("/big/1000000"));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(response.body.len(), 1_000_000);
+    assert!(response
+        .body
+        .chunks(10)
+        .all(|c| c == &b"0123456789"[..c.len()]));
+}
+
+#[test]
+fn ten_mib_body_is_streamed_to_the_guest() {
+    let (_dir, server) = probe_with_manifest("max_body = \"16MiB\"\n");
+    let body = pseudo_random_bytes(7, 10 << 20);
+    let sum = body.iter().fold(0u64, |s, &b| s.wrapping_add(u64::from(b)));
+    let stream = connect(server.addr("cgi-probe"));
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer
+            .write_all(
+                format!(
+                    "POST /sum HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        writer.write_all(&body).unwrap();
+    });
+    let response = read_response(&mut BufReader::new(stream));
+    sender.join().unwrap();
+    assert_eq!(response.text(), format!("bytes={} sum={sum}\n", 10 << 20));
+}
+
+#[test]
+fn bad_requests_get_their_status_and_close() {
+    let server = probe(&[]);
+    let addr = server.addr("cgi-probe");
+    let mut huge_head = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+    huge_head.resize(20 * 1024, b'a');
+    huge_head.extend_from_slice(b"\r\n\r\n");
+    let cases: [(&str, Vec<u8>, u16); 4] = [
+        (
+            "malformed request line",
+            b"GET\x01 / nonsense\r\n\r\n".to_vec(),
+            400,
+        ),
+        ("head over 16 KiB", huge_head, 431),
+        (
+            "body over the limit",
+            b"POST /env HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".to_vec(),
+            413,
+        ),
+        (
+            "unsupported transfer coding",
+            b"POST /env HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+            501,
+        ),
+    ];
+    for (what, req, status) in cases {
+        let mut stream = connect(addr);
+        stream.write_all(&req).unwrap();
+        let mut reader = BufReader::new(stream);
+        let response = read_response(&mut reader);
+        assert_eq!(response.status, status, "{what}");
+        assert_eq!(response.header("connection"), Some("close"), "{what}");
+        let rest = read_until_closed(reader.get_mut());
+        assert!(rest.is_empty(), "{what}: bytes after the error response");
+    }
+    server.assert_alive();
+}
+
+#[test]
+fn slow_head_gets_408_and_idle_connection_is_closed() {
+    let (_dir, server) =
+        probe_with_manifest("head_timeout = \"300ms\"\nidle_timeout = \"300ms\"\n");
+    let addr = server.addr("cgi-probe");
+    let mut slow = connect(addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: sl").unwrap();
+    let response = read_response(&mut BufReader::new(slow));
+    assert_eq!(response.status, 408);
+
+    let mut idle = connect(addr);
+    idle.write_all(&get("/")).unwrap();
+    let mut reader = BufReader::new(idle);
+    assert_eq!(read_response(&mut reader).status, 200);
+    let rest = read_until_closed(reader.get_mut());
+    assert!(
+        rest.is_empty(),
+        "an idle connection is closed without a response"
+    );
+}
+
+#[test]
+fn failing_guests_get_502_and_504_and_the_connection_goes_on() {
+    let server = probe(&["--cpu-budget", "200ms"]);
+    let stream = connect(server.addr("cgi-probe"));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for (path, status) in [
+        ("/trap", 502),
+        ("/nohead", 502),
+        ("/spin", 504),
+        ("/hello", 200),
+    ] {
+        writer.write_all(&get(path)).unwrap();
+        let response = read_response(&mut reader);
+        assert_eq!(response.status, status, "{path}");
+    }
+    server.wait_for_log("cgi_probe::trap_on_purpose", DEADLINE);
+    server.wait_for_log("no complete CGI response head", DEADLINE);
+    server.wait_for_log("cpu budget", DEADLINE);
+    server.assert_alive();
+}
+
+#[test]
+fn two_hundred_concurrent_clients() {
+    let server = probe(&[]);
+    let addr = server.addr("cgi-probe");
+    thread::scope(|scope| {
+        let clients: Vec<_> = (0..200)
+            .map(|i| scope.spawn(move || request(addr, &get(&format!("/status/{}", 200 + i % 50)))))
+            .collect();
+        for (i, client) in clients.into_iter().enumerate() {
+            assert_eq!(client.join().unwrap().status, 200 + (i % 50) as u16);
+        }
+    });
+}
+
+#[test]
+fn http_1_0_gets_one_response_and_a_close() {
+    let server = probe(&[]);
+    let mut stream: TcpStream = connect(server.addr("cgi-probe"));
+    stream.write_all(b"GET /hello HTTP/1.0\r\n\r\n").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let got = String::from_utf8(read_until_closed(&mut stream)).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("Connection: close\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nhello\n"), "{got}");
+}

@@ -1,0 +1,510 @@
+//! Guest-side HTTP (`mnvkd_guest::http`): the `hello-http` and `http-echo`
+//! guests over real sockets: keep-alive, pipelining, request bodies by
+//! length and chunked, bad input (400, 431, 413, 501, 408), idle close,
+//! HTTP/1.0, and many clients at once.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+
+use crate::util::{self, assert_bytes_eq, connect, guest, read_until_closed, Server, TempDir};
+
+/// `http-echo`'s body limit (`MAX_BODY` in guests/http-echo).
+const ECHO_MAX_BODY: usize = 4 << 20;
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header named `name` (any case).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one line, CRLF stripped; panics at end of stream.
+#[track_caller]
+fn line(reader: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    let n = reader
+        .read_line(&mut line)
+        .unwrap_or_else(|err| panic!("failed to read a response line: {err}"));
+    assert!(n > 0, "end of stream where a response line was expected");
+    line.strip_suffix("\r\n")
+        .unwrap_or_else(|| panic!("response line without CRLF: {line:?}"))
+        .to_owned()
+}
+
+/// Reads one response: status line, headers, and a body framed by
+/// `Content-Length`, chunked, or (with neither) the end of stream.
+#[track_caller]
+fn read_response(reader: &mut impl BufRead) -> Response {
+    let status_line = line(reader);
+    let mut words = status_line.splitn(3, ' ');
+    assert_eq!(
+        words.next(),
+        Some("HTTP/1.1"),
+        "status line {status_line:?}"
+    );
+    let status = words
+        .next()
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let header = line(reader);
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("bad header line {header:?}"));
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if response.header("Transfer-Encoding") == Some("chunked") {
+        loop {
+            let size = usize::from_str_radix(&line(reader), 16).expect("chunk size");
+            let start = response.body.len();
+            response.body.resize(start + size, 0);
+            reader.read_exact(&mut response.body[start..]).unwrap();
+            assert_eq!(line(reader), "", "CRLF after a chunk");
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(len) = response.header("Content-Length") {
+        response.body = vec![0; len.parse().expect("Content-Length")];
+        reader
+            .read_exact(&mut response.body)
+            .unwrap_or_else(|err| panic!("failed to read a {len}-byte body: {err}"));
+    } else {
+        reader.read_to_end(&mut response.body).unwrap();
+    }
+    response
+}
+
+/// A keep-alive client connection.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Client {
+        let stream = connect(addr);
+        let writer = stream.try_clone().expect("failed to clone a socket");
+        Client {
+            reader: BufReader::new(stream),
+            writer,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer
+            .write_all(bytes)
+            .unwrap_or_else(|err| panic!("failed to send {} bytes: {err}", bytes.len()));
+    }
+
+    #[track_caller]
+    fn response(&mut self) -> Response {
+        read_response(&mut self.reader)
+    }
+
+    /// Expects the server to have closed the connection, with nothing more
+    /// sent.
+    #[track_caller]
+    fn assert_closed(mut self) {
+        let rest = read_until_closed(self.reader.get_mut());
+        let buffered = self.reader.buffer().len();
+        assert_eq!(
+            (buffered, String::from_utf8_lossy(&rest).into_owned()),
+            (0, String::new()),
+            "bytes after the last response"
+        );
+    }
+}
+
+fn serve_http() -> Server {
+    Server::start(
+        &[
+            ("hello-http", guest("hello-http")),
+            ("http-echo", guest("http-echo")),
+        ],
+        &[],
+    )
+}
+
+/// Serves a copy of `http-echo` with a manifest whose `[env]` sets the
+/// guest's timeouts (in milliseconds).
+fn serve_echo_with_timeouts(dir: &TempDir, env: &str) -> Server {
+    let wasm = dir.join("http-echo.wasm");
+    std::fs::copy(guest("http-echo"), &wasm).expect("failed to copy http-echo.wasm");
+    dir.write("http-echo.toml", format!("[env]\n{env}\n"));
+    Server::start(&[("http-echo", wasm)], &[])
+}
+
+/// Sends `bytes` on a fresh connection and returns the one response the
+/// server sends before it closes the connection.
+#[track_caller]
+fn refused(addr: SocketAddr, bytes: &[u8]) -> Response {
+    let mut stream = connect(addr);
+    stream.write_all(bytes).unwrap();
+    let all = read_until_closed(&mut stream);
+    let mut reader = &all[..];
+    let response = read_response(&mut reader);
+    assert_bytes_eq("bytes after the refusal", b"", reader);
+    assert_eq!(response.header("Connection"), Some("close"), "{response:?}");
+    response
+}
+
+#[test]
+fn hello_http_answers_1000_sequential_requests_on_one_connection() {
+    let server = serve_http();
+    let mut client = Client::new(server.addr("hello-http"));
+    for i in 0..1000 {
+        client.send(format!("GET /{i} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        let response = client.response();
+        assert_eq!(response.status, 200, "request {i}: {response:?}");
+        assert_eq!(response.text(), "Hello, World!\n", "request {i}");
+        assert_eq!(response.header("Content-Type"), Some("text/plain"));
+        assert_eq!(
+            response.header("Connection"),
+            None,
+            "request {i} keeps alive"
+        );
+        assert!(response
+            .header("Date")
+            .is_some_and(|date| date.ends_with(" GMT")));
+    }
+    server.assert_alive();
+}
+
+#[test]
+fn ten_pipelined_requests_in_one_write_are_answered_in_order() {
+    let server = serve_http();
+    let mut client = Client::new(server.addr("http-echo"));
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        if i % 2 == 0 {
+            batch.extend(format!("GET /req/{i} HTTP/1.1\r\nHost: test\r\n\r\n").bytes());
+        } else {
+            let body = format!("body of {i}");
+            batch.extend(
+                format!(
+                    "POST /req/{i} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .bytes(),
+            );
+        }
+    }
+    client.send(&batch);
+    for i in 0..10 {
+        let response = client.response();
+        assert_eq!(response.status, 200);
+        let text = response.text();
+        let first = text.lines().next().unwrap_or_default();
+        let method = if i % 2 == 0 { "GET" } else { "POST" };
+        assert_eq!(first, format!("{method} /req/{i} HTTP/1.1"), "response {i}");
+        if i % 2 == 1 {
+            assert!(text.ends_with(&format!("\n\nbody of {i}")), "{text:?}");
+        }
+    }
+    // The connection is still good after the batch.
+    client.send(b"GET /after HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert!(client
+        .response()
+        .text()
+        .starts_with("GET /after HTTP/1.1\n"));
+    server.assert_alive();
+}
+
+#[test]
+fn chunked_request_body_is_decoded() {
+    let server = serve_http();
+    let mut client = Client::new(server.addr("http-echo"));
+    client.send(
+        b"POST /chunked HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\
+          X-After: 1\r\n\r\n5\r\nhello\r\n",
+    );
+    // The rest in separate writes, split inside the framing.
+    client.send(b"1;ext=yes\r\n,\r\n7\r\n wo");
+    client.send(b"rld!\r\n0\r\nTrailer-Field: x\r\n\r");
+    client.send(b"\n");
+    let response = client.response();
+    assert_eq!(response.status, 200);
+    let text = response.text();
+    assert!(text.starts_with("POST /chunked HTTP/1.1\n"), "{text:?}");
+    assert!(text.contains("\nTransfer-Encoding: chunked\n"), "{text:?}");
+    assert!(text.ends_with("\n\nhello, world!"), "{text:?}");
+    // Keep-alive holds after a chunked body.
+    client.send(b"GET /next HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert!(client.response().text().starts_with("GET /next "));
+    server.assert_alive();
+}
+
+#[test]
+fn large_bodies_are_echoed_by_length_and_chunked() {
+    let server = serve_http();
+    let addr = server.addr("http-echo");
+    let body = util::pseudo_random_bytes(4, 512 * 1024);
+    let mut chunked = Vec::new();
+    for piece in body.chunks(10_000) {
+        chunked.extend(format!("{:x}\r\n", piece.len()).bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let requests = [
+        (
+            format!(
+                "PUT /big HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            ),
+            &body,
+        ),
+        (
+            "PUT /big HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+            &chunked,
+        ),
+    ];
+    let mut client = Client::new(addr);
+    for (head, payload) in requests {
+        let mut writer = client.writer.try_clone().unwrap();
+        let mut request = head.clone().into_bytes();
+        request.extend_from_slice(payload);
+        // Send from another thread, so neither side's buffers can deadlock.
+        let sender = thread::spawn(move || writer.write_all(&request));
+        let response = client.response();
+        sender.join().unwrap().expect("failed to send the body");
+        assert_eq!(response.status, 200);
+        let split = response
+            .body
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .expect("a blank line after the echoed head")
+            + 2;
+        assert_bytes_eq(&format!("echo of {head:?}"), &body, &response.body[split..]);
+    }
+    server.assert_alive();
+}
+
+#[test]
+fn malformed_requests_get_400_and_close() {
+    let server = serve_http();
+    let addr = server.addr("http-echo");
+    for bad in [
+        &b"NOT HTTP AT ALL\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: test\r\nBad Header Line\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 12abc\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nnot-hex\r\n",
+    ] {
+        let response = refused(addr, bad);
+        assert_eq!(
+            response.status,
+            400,
+            "{:?}: {response:?}",
+            String::from_utf8_lossy(bad)
+        );
+        assert_eq!(response.text(), "Bad Request\n");
+    }
+    server.assert_alive();
+}
+
+#[test]
+fn a_header_section_over_16k_gets_431_and_close() {
+    let server = serve_http();
+    let addr = server.addr("http-echo");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(16 * 1024)
+    );
+    let many = format!(
+        "GET / HTTP/1.1\r\nHost: test\r\n{}\r\n",
+        "X-Many: 1\r\n".repeat(200)
+    );
+    for bad in [big, many] {
+        let response = refused(addr, bad.as_bytes());
+        assert_eq!(response.status, 431, "{response:?}");
+    }
+    // Just under the limit is fine.
+    let mut client = Client::new(addr);
+    client.send(
+        format!(
+            "GET / HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(15 * 1024)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(client.response().status, 200);
+    server.assert_alive();
+}
+
+#[test]
+fn a_body_over_the_limit_gets_413_and_close() {
+    let server = serve_http();
+    let addr = server.addr("http-echo");
+    let too_long = format!(
+        "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\nthe start of it",
+        ECHO_MAX_BODY + 1
+    );
+    let response = refused(addr, too_long.as_bytes());
+    assert_eq!(response.status, 413, "{response:?}");
+    // A chunked body says its size as it goes.
+    let too_long_chunked = format!(
+        "POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        ECHO_MAX_BODY + 1
+    );
+    let response = refused(addr, too_long_chunked.as_bytes());
+    assert_eq!(response.status, 413, "{response:?}");
+    // The default limit (1 MiB) applies to hello-http.
+    let response = refused(
+        server.addr("hello-http"),
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1048577\r\n\r\n",
+    );
+    assert_eq!(response.status, 413, "{response:?}");
+    server.assert_alive();
+}
+
+#[test]
+fn an_unsupported_transfer_encoding_gets_501_and_close() {
+    let server = serve_http();
+    let addr = server.addr("http-echo");
+    for coding in ["gzip", "gzip, chunked", "identity"] {
+        let request =
+            format!("POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: {coding}\r\n\r\n");
+        let response = refused(addr, request.as_bytes());
+        assert_eq!(response.status, 501, "{coding}: {response:?}");
+        assert_eq!(response.text(), "Not Implemented\n");
+    }
+    server.assert_alive();
+}
+
+#[test]
+fn an_unfinished_head_gets_408_and_close() {
+    let dir = TempDir::new();
+    let server = serve_echo_with_timeouts(&dir, "HTTP_HEAD_TIMEOUT_MS = \"300\"");
+    let mut client = Client::new(server.addr("http-echo"));
+    // A complete request first: the head timeout is per request.
+    client.send(b"GET /first HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+    client.send(b"GET /slow HTTP/1.1\r\nHost: te");
+    let response = client.response();
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_eq!(response.header("Connection"), Some("close"));
+    client.assert_closed();
+    server.assert_alive();
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed() {
+    let dir = TempDir::new();
+    let server = serve_echo_with_timeouts(&dir, "HTTP_IDLE_TIMEOUT_MS = \"300\"");
+    let mut client = Client::new(server.addr("http-echo"));
+    client.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+    // Nothing more is sent; the server closes without a response.
+    client.assert_closed();
+    server.assert_alive();
+}
+
+#[test]
+fn http_1_0_is_answered_and_closed() {
+    let server = serve_http();
+    for app in ["hello-http", "http-echo"] {
+        let mut client = Client::new(server.addr(app));
+        client.send(b"GET /old HTTP/1.0\r\n\r\n");
+        let response = client.response();
+        assert_eq!(response.status, 200, "{app}");
+        assert_eq!(response.header("Connection"), Some("close"), "{app}");
+        client.assert_closed();
+    }
+    // …unless it asks for keep-alive.
+    let mut client = Client::new(server.addr("hello-http"));
+    client.send(b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(client.response().header("Connection"), Some("keep-alive"));
+    client.send(b"GET /old HTTP/1.0\r\n\r\n");
+    assert_eq!(client.response().header("Connection"), Some("close"));
+    client.assert_closed();
+    server.assert_alive();
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let server = serve_http();
+    let mut client = Client::new(server.addr("hello-http"));
+    client.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let response = client.response();
+    assert_eq!(response.text(), "Hello, World!\n");
+    assert_eq!(response.header("Connection"), Some("close"));
+    client.assert_closed();
+    server.assert_alive();
+}
+
+#[test]
+fn two_hundred_concurrent_clients_each_get_their_answers() {
+    const CLIENTS: usize = 200;
+    const THREADS: usize = 8;
+    let server = serve_http();
+    let addr = server.addr("http-echo");
+    // Every client connects and sends its first request before any reads,
+    // so all 200 processes are alive at once.
+    let clients: Vec<(usize, Client)> = (0..CLIENTS)
+        .map(|i| {
+            let mut client = Client::new(addr);
+            client.send(format!("GET /client/{i}/1 HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+            (i, client)
+        })
+        .collect();
+    let mut batches: Vec<Vec<(usize, Client)>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (n, client) in clients.into_iter().enumerate() {
+        batches[n % THREADS].push(client);
+    }
+    thread::scope(|scope| {
+        for batch in batches {
+            scope.spawn(move || {
+                for (i, mut client) in batch {
+                    let first = client.response().text();
+                    assert!(
+                        first.starts_with(&format!("GET /client/{i}/1 HTTP/1.1\n")),
+                        "client {i}: {first:?}"
+                    );
+                    let body = format!("second request of client {i}");
+                    client.send(
+                        format!(
+                            "POST /client/{i}/2 HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    );
+                    let second = client.response().text();
+                    assert!(
+                        second.starts_with(&format!("POST /client/{i}/2 HTTP/1.1\n"))
+                            && second.ends_with(&body),
+                        "client {i}: {second:?}"
+                    );
+                }
+            });
+        }
+    });
+    server.assert_alive();
+}

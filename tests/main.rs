@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `mnvkd-host` binary, real sockets on 127.0.0.1,
+//! the example guests from `scripts/build-guests`. One module per feature.
+
+#[macro_use]
+mod util;
+
+mod abi;
+mod cgi;
+mod echo;
+mod errors;
+mod isolation;
+mod preemption;
+mod run;

@@ -1,0 +1,522 @@
+//! Helpers for driving the real `mnvkd-host` binary: guest paths, temp dirs,
+//! a `serve` child that is killed on drop, one-shot commands with a deadline,
+//! and socket round trips that fail instead of hanging.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fmt::Debug;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long anything may take before a test gives up. Only a bound against
+/// hangs on a slow, busy machine; no test asserts on timing.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A `Vec<OsString>` of command-line arguments from `&str`s, `PathBuf`s, ….
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {
+        // `Vec::from` rather than `vec!`: many uses only borrow the list.
+        ::std::vec::Vec::<::std::ffi::OsString>::from([$(::std::ffi::OsString::from(&$arg)),*])
+    };
+}
+
+/// Asserts that two byte strings are equal; on failure reports the lengths
+/// and the first differing offset instead of dumping both.
+#[track_caller]
+pub fn assert_bytes_eq(what: &str, expected: &[u8], got: &[u8]) {
+    if expected == got {
+        return;
+    }
+    let first = expected
+        .iter()
+        .zip(got)
+        .position(|(e, g)| e != g)
+        .unwrap_or(expected.len().min(got.len()));
+    let window = |bytes: &[u8]| bytes[first..bytes.len().min(first + 16)].to_vec();
+    panic!(
+        "{what}: expected {} bytes, got {}; first difference at offset {first}: \
+         expected {:?}…, got {:?}…",
+        expected.len(),
+        got.len(),
+        window(expected),
+        window(got),
+    );
+}
+
+/// Asserts that two sets are equal; on failure lists what each side lacks.
+#[track_caller]
+pub fn assert_set_eq<T: Ord + Debug>(what: &str, expected: &BTreeSet<T>, got: &BTreeSet<T>) {
+    let missing: Vec<_> = expected.difference(got).collect();
+    let unexpected: Vec<_> = got.difference(expected).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "{what} differ\n- expected but missing: {missing:#?}\n+ present but unexpected: {unexpected:#?}"
+    );
+}
+
+/// The `mnvkd-host` executable under test.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_mnvkd-host"))
+}
+
+/// The repository root (the host crate's parent directory).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the host crate has a parent directory")
+        .to_path_buf()
+}
+
+/// The built example guest `guests/<name>.wasm`.
+///
+/// # Panics
+/// When it has not been built.
+pub fn guest(name: &str) -> PathBuf {
+    let path = repo_root().join("guests").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "guests/{name}.wasm is missing: run scripts/build-guests"
+    );
+    path
+}
+
+/// A fresh directory for one test, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `mnvkd-e2e-<pid>-<n>` under the system temp dir.
+    pub fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("mnvkd-e2e-{}-{n}", std::process::id()));
+        // A leftover from an earlier run with the same pid is stale.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|err| panic!("failed to create `{}`: {err}", path.display()));
+        TempDir { path }
+    }
+
+    /// `name` inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes `contents` to `name` inside the directory and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(name);
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|err| panic!("failed to write `{}`: {err}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A command for the binary with a scrubbed environment: only `PATH`, plus
+/// `MNVKD_LOG=info` so the log lines tests wait for are always there.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_clear().env("MNVKD_LOG", "info");
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    /// The arguments, for failure messages.
+    pub args: Vec<OsString>,
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error, lossily decoded.
+    pub stderr: String,
+}
+
+/// Runs the binary with `args` and `stdin` to completion, killing it (and
+/// failing) if it is still running after [`DEADLINE`].
+pub fn run(args: &[OsString], stdin: &[u8]) -> Output {
+    let mut child = command()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("failed to spawn {} {args:?}: {err}", bin().display()));
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let stdin = stdin.to_vec();
+    // The child may exit without reading its input: a broken pipe is fine.
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let stdout = read_all_in_background(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_all_in_background(child.stderr.take().expect("stderr is piped"));
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() < DEADLINE => thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = stderr.join().unwrap_or_default();
+                panic!(
+                    "{args:?} still running after {DEADLINE:?}; killed it\nstderr:\n{}",
+                    String::from_utf8_lossy(&stderr)
+                );
+            }
+            Err(err) => panic!("failed to wait for {args:?}: {err}"),
+        }
+    };
+    let _ = writer.join();
+    Output {
+        args: args.to_vec(),
+        status,
+        stdout: stdout.join().expect("stdout reader panicked"),
+        stderr: String::from_utf8_lossy(&stderr.join().expect("stderr reader panicked"))
+            .into_owned(),
+    }
+}
+
+/// Runs the binary and expects success; returns its stdout.
+#[track_caller]
+pub fn run_ok(args: &[OsString], stdin: &[u8]) -> Vec<u8> {
+    let out = run(args, stdin);
+    assert!(
+        out.status.success(),
+        "expected success from {:?}, got {}\nstderr:\n{}",
+        out.args,
+        out.status,
+        out.stderr
+    );
+    out.stdout
+}
+
+/// Runs the binary and expects it to fail with an exit code; returns the
+/// code and stderr.
+#[track_caller]
+pub fn run_fail(args: &[OsString], stdin: &[u8]) -> (i32, String) {
+    let out = run(args, stdin);
+    match out.status.code() {
+        Some(code) if code != 0 => (code, out.stderr),
+        _ => panic!(
+            "expected an exit code other than 0 from {:?}, got {}\nstderr:\n{}",
+            out.args, out.status, out.stderr
+        ),
+    }
+}
+
+/// A running `mnvkd-host serve`, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Mutex<Child>,
+    addrs: HashMap<String, SocketAddr>,
+    log: Arc<Log>,
+    /// Appends stderr to `log` until the child exits.
+    log_reader: Option<thread::JoinHandle<()>>,
+}
+
+/// The server's stderr so far, and a signal for each new line.
+#[derive(Debug, Default)]
+struct Log {
+    text: Mutex<String>,
+    grew: Condvar,
+}
+
+impl Server {
+    /// Serves `apps` (name = file stem, path), each on `127.0.0.1:0`, with
+    /// `extra` flags; returns once every app has printed its `listening` line.
+    #[track_caller]
+    pub fn start(apps: &[(&str, PathBuf)], extra: &[OsString]) -> Server {
+        let mut args = args!["serve"];
+        for (name, _) in apps {
+            args.extend(args!["--listen", format!("{name}=127.0.0.1:0")]);
+        }
+        args.extend_from_slice(extra);
+        args.extend(apps.iter().map(|(_, path)| OsString::from(path)));
+        let mut child = command()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("failed to spawn {} {args:?}: {err}", bin().display()));
+        let log = Arc::new(Log::default());
+        let log_reader = collect_log(
+            child.stderr.take().expect("stderr is piped"),
+            Arc::clone(&log),
+        );
+        let lines = lines_in_background(child.stdout.take().expect("stdout is piped"));
+        let mut server = Server {
+            child: Mutex::new(child),
+            addrs: HashMap::new(),
+            log,
+            log_reader: Some(log_reader),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        while server.addrs.len() < apps.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((app, addr)) = parse_listening(&line) {
+                        server.addrs.insert(app, addr);
+                    }
+                }
+                Err(err) => {
+                    let status = server.stop();
+                    panic!(
+                        "{args:?}: {} of {} apps listening ({err}); got {:?}; the server {status}\nstderr:\n{}",
+                        server.addrs.len(),
+                        apps.len(),
+                        server.addrs,
+                        server.log()
+                    );
+                }
+            }
+        }
+        server
+    }
+
+    /// Where `app` listens.
+    #[track_caller]
+    pub fn addr(&self, app: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(app)
+            .unwrap_or_else(|| panic!("no app `{app}` is served; have {:?}", self.addrs))
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().clone()
+    }
+
+    /// Waits for the first log line containing `needle` and returns it.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_logs(needle, 1, timeout).remove(0)
+    }
+
+    /// Waits until `count` log lines contain `needle`; returns them all.
+    #[track_caller]
+    pub fn wait_for_logs(&self, needle: &str, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut text = self.log.lock();
+        loop {
+            let found: Vec<String> = text
+                .lines()
+                .filter(|line| line.contains(needle))
+                .map(str::to_owned)
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let log = text.clone();
+                // Unlocked before panicking, so `Drop` can still read the log.
+                drop(text);
+                panic!(
+                    "waited {timeout:?} for {count} log lines containing {needle:?}, found {}\nstderr:\n{log}",
+                    found.len()
+                );
+            }
+            text = self
+                .log
+                .grew
+                .wait_timeout(text, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_alive(&self) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        matches!(child.try_wait(), Ok(None))
+    }
+
+    /// Asserts the server is still running, showing its log if not.
+    #[track_caller]
+    pub fn assert_alive(&self) {
+        assert!(
+            self.is_alive(),
+            "the server exited\nstderr:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Server {
+    /// Kills the server (if still running), waits for it and for the rest of
+    /// its log; says how it ended.
+    fn stop(&mut self) -> String {
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let ended = match child.try_wait() {
+            Ok(Some(status)) => format!("had exited with {status}"),
+            _ => {
+                let _ = child.kill();
+                "was killed".to_owned()
+            }
+        };
+        let _ = child.wait();
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
+        }
+        ended
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!("--- server stderr ---\n{}", self.log());
+        }
+    }
+}
+
+impl Log {
+    /// The text, even if a panicking test thread held the lock: a failed
+    /// test must still be able to show the log.
+    fn lock(&self) -> MutexGuard<'_, String> {
+        self.text.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Parses `listening APP 127.0.0.1:PORT`.
+fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
+    let mut words = line.split_whitespace();
+    if words.next()? != "listening" {
+        return None;
+    }
+    let app = words.next()?.to_owned();
+    let addr = words.next()?.parse().ok()?;
+    Some((app, addr))
+}
+
+/// Appends each stderr line to `log` and wakes the waiters, until EOF.
+fn collect_log(stderr: ChildStderr, log: Arc<Log>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let mut text = log.lock();
+            text.push_str(&line);
+            text.push('\n');
+            log.grew.notify_all();
+        }
+    })
+}
+
+/// Sends each line of `source` to the returned channel, draining it to EOF
+/// even when nobody listens any more.
+fn lines_in_background(source: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn read_all_in_background(mut source: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = source.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Connects to `addr` with read and write timeouts of [`DEADLINE`], so a
+/// stuck host fails the test instead of hanging it.
+#[track_caller]
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, DEADLINE)
+        .unwrap_or_else(|err| panic!("failed to connect to {addr}: {err}"));
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
+/// Sends `bytes` (from another thread, so neither side's socket buffer can
+/// fill up and deadlock), half-closes, and returns everything received until
+/// end of stream.
+#[track_caller]
+pub fn roundtrip(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let stream = connect(addr);
+    let mut writer = stream.try_clone().expect("failed to clone a socket");
+    thread::scope(|scope| {
+        let sent = scope.spawn(move || {
+            writer.write_all(bytes)?;
+            writer.shutdown(Shutdown::Write)
+        });
+        let mut got = Vec::new();
+        let read = (&stream).read_to_end(&mut got);
+        let sent = sent.join().expect("writer thread panicked");
+        if let Err(err) = sent {
+            panic!(
+                "round trip to {addr}: failed to send {} bytes: {err}",
+                bytes.len()
+            );
+        }
+        if let Err(err) = read {
+            panic!(
+                "round trip to {addr}: read failed after {} of {} bytes: {err}",
+                got.len(),
+                bytes.len()
+            );
+        }
+        got
+    })
+}
+
+/// Reads until the host closes `stream` (end of stream or a reset) and
+/// returns what arrived before that.
+///
+/// # Panics
+/// When the connection is still open after [`DEADLINE`].
+#[track_caller]
+pub fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => got,
+        Err(err) if err.kind() == io::ErrorKind::ConnectionReset => got,
+        Err(err) => panic!(
+            "expected the host to close the connection, got {err} after {} bytes",
+            got.len()
+        ),
+    }
+}
+
+/// `len` bytes that do not repeat with any short period, seeded by `seed`.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
