@@ -248,7 +248,8 @@ pub(crate) fn readiness(
             Readiness {
                 readable: bits & (libc::POLLIN | libc::POLLRDHUP | libc::POLLHUP) != 0,
                 writable: bits & libc::POLLOUT != 0,
-                hangup: bits & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0,
+                // POLLRDHUP alone is a half-close: end of stream to read, not a hang-up.
+                hangup: bits & (libc::POLLHUP | libc::POLLERR) != 0,
             }
         };
         let wanted = (want_read && now.readable) || (want_write && now.writable) || now.hangup;

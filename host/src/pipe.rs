@@ -13,6 +13,11 @@ use std::task::{Context, Poll, Waker};
 
 use crate::abi::poll::{HANGUP, READABLE, WRITABLE};
 
+/// A pipe is writable when this many bytes (or its whole capacity, if
+/// smaller) fit: a write of up to this size to a writable pipe never blocks,
+/// like POSIX's `PIPE_BUF`.
+pub const ATOMIC_WRITE: usize = 4096;
+
 /// Creates a pipe holding at most `capacity` bytes.
 pub fn pipe(capacity: usize) -> (PipeReader, PipeWriter) {
     let shared = Arc::new(Mutex::new(Shared {
@@ -131,7 +136,7 @@ impl PipeWriter {
         if !shared.reader_open {
             // A write fails at once: that is "ready", with the hang-up bit.
             bits |= WRITABLE | HANGUP;
-        } else if shared.buffer.len() < shared.capacity {
+        } else if shared.capacity - shared.buffer.len() >= ATOMIC_WRITE.min(shared.capacity) {
             bits |= WRITABLE;
         }
         if bits & (events | HANGUP) == 0 {

@@ -7,7 +7,7 @@ use super::Errno;
 use crate::conn::Connection;
 use crate::listener::Listener;
 use crate::pipe::{PipeReader, PipeWriter};
-use crate::process::ChildStatus;
+use crate::process::{ChildStatus, StdioLink};
 
 /// One open handle. Pipe ends close when their last `Arc` goes: the table
 /// holds the only long-lived one, so removing it from the table closes it.
@@ -32,14 +32,18 @@ pub struct IoCtx {
     handles: Vec<Option<Handle>>,
     /// Most handles open at once.
     max_handles: usize,
+    /// The stdio made from handle 0's connection, cut off when handle 0 leaves.
+    stdio: Option<Arc<StdioLink>>,
 }
 
 impl IoCtx {
-    /// A table holding `handles` as 0..n, allowing `max_handles` open at once.
-    pub fn new(handles: Vec<Handle>, max_handles: usize) -> IoCtx {
+    /// A table holding `handles` as 0..n, allowing `max_handles` open at
+    /// once; `stdio` is the WASI stdio made from handle 0, if any.
+    pub fn new(handles: Vec<Handle>, max_handles: usize, stdio: Option<Arc<StdioLink>>) -> IoCtx {
         IoCtx {
             handles: handles.into_iter().map(Some).collect(),
             max_handles,
+            stdio,
         }
     }
 
@@ -60,6 +64,11 @@ impl IoCtx {
     /// # Errors
     /// `badf` when it is not open.
     pub fn take(&mut self, handle: i32) -> Result<Handle, Errno> {
+        if handle == 0 {
+            if let Some(stdio) = self.stdio.take() {
+                stdio.detach();
+            }
+        }
         usize::try_from(handle)
             .ok()
             .and_then(|index| self.handles.get_mut(index))

@@ -12,6 +12,7 @@ use wasmtime::{Caller, Linker};
 
 use super::handles::Handle;
 use super::{guest_buffer, Errno, MODULE};
+use crate::kernel;
 use crate::pipe;
 use crate::process::ProcessState;
 
@@ -58,6 +59,9 @@ async fn read(
             }
         })
         .await?;
+        if n > 0 {
+            kernel::compute::note_io();
+        }
         Ok(n as i32)
     };
     Ok(result.await.unwrap_or_else(Errno::code))
@@ -103,6 +107,9 @@ async fn write(
             }
         })
         .await?;
+        if total > 0 {
+            kernel::compute::note_io();
+        }
         Ok(total as i32)
     };
     Ok(result.await.unwrap_or_else(Errno::code))

@@ -3,8 +3,10 @@
 //! The worker records when it started polling a task and how much the task had
 //! computed before; the epoch callback of the guest's store reads that here to
 //! decide between going on, yielding, and ending a runaway process. "Computed"
-//! means time spent in polls since the task last blocked: a process that waits
-//! for I/O starts over, one that is only preempted does not.
+//! means time spent in polls since the task last blocked or moved bytes: a
+//! process that waits for I/O, or whose read or write went through at once
+//! ([`note_io`]), starts over; one that is only preempted does not. So a
+//! process streaming data as fast as the socket takes it is not a runaway.
 
 use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
@@ -24,8 +26,11 @@ thread_local! {
 pub(super) struct Slice {
     /// When the worker started this poll.
     pub started: Instant,
-    /// Compute time the task had accumulated before this poll.
+    /// Compute time the task had accumulated before `budget_from`.
     pub before: Duration,
+    /// Since when the current poll counts against the CPU budget: its start,
+    /// or the last [`note_io`].
+    pub budget_from: Instant,
 }
 
 /// Compute time of the process currently running on this thread.
@@ -45,7 +50,7 @@ pub fn current() -> Option<ComputeTime> {
         let elapsed = slice.started.elapsed();
         ComputeTime {
             slice: elapsed,
-            since_block: slice.before + elapsed,
+            since_block: slice.before + slice.budget_from.elapsed(),
             others_waiting: QUEUE.with(|queue| queue.get().is_some_and(|q| q.woken_waiting())),
         }
     })
@@ -61,6 +66,18 @@ pub(super) fn enter(slice: Slice) {
     SLICE.with(|cell| cell.set(Some(slice)));
 }
 
-pub(super) fn leave() {
-    SLICE.with(|cell| cell.set(None));
+/// Records that the running process moved bytes: its CPU-budget clock starts over.
+pub fn note_io() {
+    SLICE.with(|cell| {
+        if let Some(mut slice) = cell.get() {
+            slice.before = Duration::ZERO;
+            slice.budget_from = Instant::now();
+            cell.set(Some(slice));
+        }
+    });
+}
+
+/// Ends the poll; returns its slice as it stands (after any [`note_io`]).
+pub(super) fn leave() -> Option<Slice> {
+    SLICE.with(|cell| cell.take())
 }

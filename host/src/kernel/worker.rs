@@ -33,12 +33,16 @@ fn poll_once(task: Arc<Task>) {
         return;
     };
     let started = Instant::now();
-    compute::enter(Slice { started, before });
+    compute::enter(Slice {
+        started,
+        before,
+        budget_from: started,
+    });
     Task::set_current(Some(&task));
     let result = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
     Task::set_current(None);
-    compute::leave();
-    let elapsed = started.elapsed();
+    let slice = compute::leave();
+    let computed = slice.map_or(Duration::ZERO, |s| s.before + s.budget_from.elapsed());
     match result {
         Ok(Poll::Pending) => {}
         Ok(Poll::Ready(())) => {
@@ -71,7 +75,7 @@ fn poll_once(task: Arc<Task>) {
                 // Preempted: the compute clock runs on. Blocked (even if already
                 // woken again): the process waited, so its clock starts over.
                 slot.computed = match requeue {
-                    Some(Priority::Yielded) => slot.computed + elapsed,
+                    Some(Priority::Yielded) => computed,
                     _ => Duration::ZERO,
                 };
                 drop(slot);

@@ -14,7 +14,7 @@ mod stdio;
 pub use child::ChildStatus;
 pub use exit::{Exit, Failure};
 pub use state::{HeapLimiter, ProcessState, MAX_TABLE_ELEMENTS};
-pub use stdio::{Stdio, Unused};
+pub use stdio::{Stdio, StdioLink, Unused};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,6 +145,7 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         stream: "stderr",
         terminal: app.terminal,
     };
+    let mut stdio_link = None;
     match (start.stdio, start.handles.first()) {
         (Some(stdio), _) => {
             wasi.stdin(stdio::BoxedStdin(stdio.stdin))
@@ -152,8 +153,14 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         }
         (None, Some(Handle::Connection(conn))) => {
             let peers = conn.peers();
-            wasi.stdin(stdio::ConnectionStdio(Arc::clone(conn)))
-                .stdout(stdio::ConnectionStdio(Arc::clone(conn)));
+            let log = stdio::GuestLog {
+                stream: "stdout",
+                ..stderr.clone()
+            };
+            let link = stdio::StdioLink::new(Arc::clone(conn), log);
+            wasi.stdin(stdio::ConnectionStdio(Arc::clone(&link)))
+                .stdout(stdio::ConnectionStdio(Arc::clone(&link)));
+            stdio_link = Some(link);
             if let Some(remote) = peers.remote {
                 wasi.env("REMOTE_ADDR", remote.ip().to_string())
                     .env("REMOTE_PORT", remote.port().to_string());
@@ -183,7 +190,7 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         app: Arc::clone(app),
         runtime,
         wasi: wasi.build_p1(),
-        io: IoCtx::new(start.handles, app.limits.max_handles),
+        io: IoCtx::new(start.handles, app.limits.max_handles, stdio_link),
         heap: HeapLimiter {
             max_memory: app.limits.max_memory as usize,
             refused: None,

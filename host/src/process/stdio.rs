@@ -8,7 +8,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -26,9 +26,40 @@ const WRITE_PERMIT: usize = 64 * 1024;
 /// A guest's stderr line longer than this is logged in pieces.
 const MAX_LOG_LINE: usize = 4096;
 
+/// The connection behind a process's stdin and stdout, until the process
+/// gives its handle 0 away (`spawn`) or closes it: from then on stdin is at
+/// end of stream and stdout goes to the log, so the connection belongs to its
+/// new owner alone and closes when that owner is done with it.
+#[derive(Debug)]
+pub struct StdioLink {
+    /// The connection; `None` once detached.
+    conn: Mutex<Option<Arc<Connection>>>,
+    /// Where stdout goes once detached.
+    log: GuestLog,
+}
+
+impl StdioLink {
+    /// A link to `conn`, falling back to `log`.
+    pub fn new(conn: Arc<Connection>, log: GuestLog) -> Arc<StdioLink> {
+        Arc::new(StdioLink {
+            conn: Mutex::new(Some(conn)),
+            log,
+        })
+    }
+
+    /// Cuts stdin and stdout off the connection.
+    pub fn detach(&self) {
+        self.conn.lock().unwrap().take();
+    }
+
+    fn conn(&self) -> Option<Arc<Connection>> {
+        self.conn.lock().unwrap().clone()
+    }
+}
+
 /// The connection as stdin and stdout (one value serves both).
 #[derive(Debug, Clone)]
-pub struct ConnectionStdio(pub Arc<Connection>);
+pub struct ConnectionStdio(pub Arc<StdioLink>);
 
 impl IsTerminal for ConnectionStdio {
     fn is_terminal(&self) -> bool {
@@ -44,7 +75,7 @@ impl StdinStream for ConnectionStdio {
 
     fn p2_stream(&self) -> Box<dyn InputStream> {
         Box::new(ConnectionInput {
-            conn: Arc::clone(&self.0),
+            link: Arc::clone(&self.0),
             wait_for: None,
         })
     }
@@ -57,14 +88,15 @@ impl StdoutStream for ConnectionStdio {
 
     fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(ConnectionOutput {
-            conn: Arc::clone(&self.0),
+            link: Arc::clone(&self.0),
             pending: Vec::new(),
+            detached: None,
         })
     }
 }
 
 struct ConnectionInput {
-    conn: Arc<Connection>,
+    link: Arc<StdioLink>,
     /// After a read found nothing: the read-event count to wait past.
     wait_for: Option<u64>,
 }
@@ -72,8 +104,8 @@ struct ConnectionInput {
 #[wasmtime_wasi::async_trait]
 impl Pollable for ConnectionInput {
     async fn ready(&mut self) {
-        if let Some(seen) = self.wait_for {
-            poll_fn(|cx| self.conn.poll_readable(cx, seen)).await;
+        if let (Some(seen), Some(conn)) = (self.wait_for, self.link.conn()) {
+            poll_fn(|cx| conn.poll_readable(cx, seen)).await;
         }
     }
 }
@@ -82,7 +114,10 @@ impl Pollable for ConnectionInput {
 impl InputStream for ConnectionInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
         let mut buf = BytesMut::zeroed(size.min(MAX_READ));
-        let (result, seen) = self.conn.try_read(&mut buf);
+        let Some(conn) = self.link.conn() else {
+            return Err(StreamError::Closed);
+        };
+        let (result, seen) = conn.try_read(&mut buf);
         match result {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 self.wait_for = Some(seen);
@@ -97,7 +132,10 @@ impl InputStream for ConnectionInput {
 
     async fn blocking_read(&mut self, size: usize) -> StreamResult<Bytes> {
         let mut buf = BytesMut::zeroed(size.min(MAX_READ));
-        let result = poll_fn(|cx| self.conn.poll_read(cx, &mut buf)).await;
+        let Some(conn) = self.link.conn() else {
+            return Err(StreamError::Closed);
+        };
+        let result = poll_fn(|cx| conn.poll_read(cx, &mut buf)).await;
         self.wait_for = None;
         read_result(result, buf, size)
     }
@@ -107,6 +145,9 @@ fn read_result(result: io::Result<usize>, mut buf: BytesMut, size: usize) -> Str
     match result {
         Ok(0) if size > 0 => Err(StreamError::Closed),
         Ok(n) => {
+            if n > 0 {
+                crate::kernel::compute::note_io();
+            }
             buf.truncate(n);
             Ok(buf.freeze())
         }
@@ -115,16 +156,35 @@ fn read_result(result: io::Result<usize>, mut buf: BytesMut, size: usize) -> Str
 }
 
 struct ConnectionOutput {
-    conn: Arc<Connection>,
+    link: Arc<StdioLink>,
     /// Bytes accepted from the guest that the socket has not taken yet.
     pending: Vec<u8>,
+    /// Where output goes once the link is detached.
+    detached: Option<LogOutput>,
 }
 
 impl ConnectionOutput {
+    /// The connection, or `None` after moving what is pending to the log.
+    fn conn(&mut self) -> Option<Arc<Connection>> {
+        let conn = self.link.conn();
+        if conn.is_none() && self.detached.is_none() {
+            let mut log = LogOutput {
+                target: self.link.log.clone(),
+                line: Vec::new(),
+            };
+            log.feed(&std::mem::take(&mut self.pending));
+            self.detached = Some(log);
+        }
+        conn
+    }
+
     /// Writes as much of `pending` as the socket takes now.
     fn drain_now(&mut self) -> StreamResult<()> {
+        let Some(conn) = self.conn() else {
+            return Ok(());
+        };
         while !self.pending.is_empty() {
-            match self.conn.try_write(&self.pending) {
+            match conn.try_write(&self.pending) {
                 Ok(n) => drop(self.pending.drain(..n)),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) => return Err(stream_error(err)),
@@ -135,12 +195,15 @@ impl ConnectionOutput {
 
     fn poll_drain(&mut self, cx: &Context<'_>) -> Poll<StreamResult<()>> {
         loop {
-            let seen = self.conn.write_events();
+            let Some(conn) = self.conn() else {
+                return Poll::Ready(Ok(()));
+            };
+            let seen = conn.write_events();
             self.drain_now()?;
             if self.pending.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            if self.conn.poll_writable(cx, seen).is_pending() {
+            if conn.poll_writable(cx, seen).is_pending() {
                 return Poll::Pending;
             }
         }
@@ -158,6 +221,10 @@ impl Pollable for ConnectionOutput {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for ConnectionOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if self.conn().is_none() {
+            self.detached.as_mut().expect("set by conn()").feed(&bytes);
+            return Ok(());
+        }
         self.pending.extend_from_slice(&bytes);
         self.drain_now()
     }
@@ -177,13 +244,20 @@ impl OutputStream for ConnectionOutput {
 
     async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> StreamResult<()> {
         poll_fn(|cx| self.poll_drain(cx)).await?;
+        let Some(conn) = self.conn() else {
+            self.detached.as_mut().expect("set by conn()").feed(&bytes);
+            return Ok(());
+        };
         let mut written = 0;
         poll_fn(|cx| loop {
             if written == bytes.len() {
                 return Poll::Ready(Ok(()));
             }
-            match self.conn.poll_write(cx, &bytes[written..]) {
-                Poll::Ready(Ok(n)) => written += n,
+            match conn.poll_write(cx, &bytes[written..]) {
+                Poll::Ready(Ok(n)) => {
+                    written += n;
+                    crate::kernel::compute::note_io();
+                }
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(stream_error(err))),
                 Poll::Pending => return Poll::Pending,
             }
@@ -241,6 +315,19 @@ struct LogOutput {
 }
 
 impl LogOutput {
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.target.terminal {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), bytes);
+            return;
+        }
+        for &byte in bytes {
+            self.line.push(byte);
+            if byte == b'\n' || self.line.len() >= MAX_LOG_LINE {
+                self.emit();
+            }
+        }
+    }
+
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\n', '\r']);
@@ -266,16 +353,7 @@ impl Pollable for LogOutput {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for LogOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        if self.target.terminal {
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), &bytes);
-            return Ok(());
-        }
-        for &byte in bytes.iter() {
-            self.line.push(byte);
-            if byte == b'\n' || self.line.len() >= MAX_LOG_LINE {
-                self.emit();
-            }
-        }
+        self.feed(&bytes);
         Ok(())
     }
 
