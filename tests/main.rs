@@ -6,6 +6,7 @@ mod util;
 
 mod abi;
 mod cgi;
+mod coroutines;
 mod echo;
 mod errors;
 mod isolation;

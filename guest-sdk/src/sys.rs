@@ -1,7 +1,10 @@
 //! The raw `mnvkd` imports and error codes, exactly as in `wit/mnvkd.wit`.
 //!
-//! Prefer [`Handle`](crate::Handle) and [`Connection`](crate::Connection);
-//! this module is for code that needs the imports themselves. A result
+//! Prefer the safe wrappers ([`Handle`](crate::Handle),
+//! [`Connection`](crate::Connection), [`pipe`](crate::pipe()),
+//! [`spawn`](crate::spawn), [`poll`](crate::poll()), [`sleep`](crate::sleep),
+//! [`connect`](crate::connect), [`Listener`](crate::Listener)); this module
+//! is for code that needs the imports themselves. A result
 //! `>= 0` is success; a negative result is one of the error codes below
 //! (see [`Errno`](crate::Errno)).
 //!

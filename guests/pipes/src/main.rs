@@ -12,7 +12,7 @@
 //! | `order [n]` (100000) | `sent n`, `received n`, `checksum c`, `in_order true`, `expected c`, `status 0` |
 //! | `eof` | `data 5`, `read 0`, `read_after_exit 0`, `holder_status 0` |
 //! | `epipe` | `revents 6` (writable + hang-up), `write -4` |
-//! | `backpressure [n]` (1 MiB) | `accepted 65536` (the pipe buffer), `poll 0` |
+//! | `backpressure [n]` (1 MiB) | `accepted 62464` (the 64 KiB buffer less the last 4 KiB: a pipe is writable only with 4 KiB free), `poll 0` |
 //! | `wait` | `status 7` |
 //! | `killed` | `status 256` |
 //! | `childpoll` | `poll_now 0`, `poll 1`, `revents 1`, `status 3` |
