@@ -81,15 +81,9 @@ impl Limits {
 /// # Errors
 /// When the text is not a number followed by a known unit.
 pub fn parse_size(text: &str) -> anyhow::Result<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .with_context(|| format!("invalid size `{text}` (expected e.g. 16MiB)"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (text, number, unit) = number_and_unit(text)
+        .with_context(|| format!("invalid size `{}` (expected e.g. 16MiB)", text.trim()))?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
@@ -106,21 +100,26 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
 /// # Errors
 /// When the text is not a number followed by `us`, `ms`, `s` or `m`.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .with_context(|| format!("invalid duration `{text}` (expected e.g. 5s or 250ms)"))?;
-    Ok(match unit.trim() {
+    let (text, number, unit) = number_and_unit(text).with_context(|| {
+        format!("invalid duration `{}` (expected e.g. 5s or 250ms)", text.trim())
+    })?;
+    Ok(match unit {
         "us" => Duration::from_micros(number),
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
         "m" => Duration::from_secs(number.saturating_mul(60)),
         _ => bail!("invalid duration `{text}`: give a unit (us, ms, s or m)"),
     })
+}
+
+/// Splits `12MiB` into (the trimmed text, 12, "MiB").
+fn number_and_unit(text: &str) -> Result<(&str, u64, &str), std::num::ParseIntError> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    Ok((text, digits.parse()?, unit.trim()))
 }
 
 /// Formats a byte count the way [`parse_size`] reads it, for the start-up table.
