@@ -16,7 +16,7 @@
 use std::fs;
 
 use anyhow::Context;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::process::MAX_TABLE_ELEMENTS;
 
@@ -27,6 +27,12 @@ const GUARD: u64 = 2 << 20;
 const ASYNC_STACK: usize = 1 << 20;
 /// The part of [`ASYNC_STACK`] the guest's own frames may use; deeper recursion traps.
 const WASM_STACK: usize = 256 << 10;
+/// Bytes at the start of a reused memory or table slot that are zeroed in
+/// place instead of returned to the kernel: a new process then finds its
+/// first pages already mapped (no page faults, no `madvise` and TLB
+/// shoot-downs on exit). Measured: spawn of the Rust echo 15.5 → 3.6 µs
+/// median, same RSS per live process (docs/benchmarks.md).
+const KEEP_RESIDENT: usize = 64 << 10;
 /// Mappings one pooled process may need at most: 2 for its stack slot, up to
 /// 4 for its memory (image, heap, reserved tail) and table.
 pub const MAPPINGS_PER_PROCESS: usize = 6;
@@ -72,7 +78,11 @@ pub fn new(sizing: &PoolSizing) -> anyhow::Result<Engine> {
         .total_tables(slots)
         .total_stacks(slots)
         .max_memory_size(sizing.max_memory as usize)
-        .table_elements(MAX_TABLE_ELEMENTS);
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        // Resets only the pages a process dirtied (Linux 6.7+; else ignored).
+        .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
     config
         .epoch_interruption(true)

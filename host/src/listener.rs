@@ -12,6 +12,10 @@ use mio::net::TcpListener;
 use crate::conn::{readiness, Connection, Readiness, Socket};
 use crate::reactor::{Direction, Reactor, Source};
 
+/// Pending connections the kernel queues for a listener (capped by
+/// `net.core.somaxconn`).
+const BACKLOG: libc::c_int = 4096;
+
 /// A non-blocking listener. Dropping it deregisters and closes it.
 #[derive(Debug)]
 pub struct Listener {
@@ -30,6 +34,12 @@ impl Listener {
     /// When the socket cannot be made non-blocking or registered.
     pub fn new(listener: std::net::TcpListener, reactor: &Arc<Reactor>) -> io::Result<Listener> {
         listener.set_nonblocking(true)?;
+        // std listens with a backlog of 128: a burst of connects beyond it
+        // loses SYNs and costs those clients a one-second retransmit.
+        // SAFETY: a valid listening fd; listen() again only resizes the backlog.
+        if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         let mut listener = TcpListener::from_std(listener);
         let source = reactor.register(&mut listener)?;
         Ok(Listener {

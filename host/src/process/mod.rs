@@ -109,7 +109,12 @@ impl Start {
 /// a normal exit, tells a waiting parent, and gives back the app's process slot
 /// (which the caller took with `App::poll_acquire_slot` or `try_acquire_slot`).
 pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exit {
-    let status = start.status.clone();
+    // Gives the slot back and tells the parent even if this future is dropped
+    // half-way (a host panic caught by the worker).
+    let mut ending = Ending {
+        app: Arc::clone(&app),
+        status: start.status.clone(),
+    };
     let mut store = new_store(&app, runtime, start, pid);
     let result = async {
         let instance = app.pre.instantiate_async(&mut store).await?;
@@ -120,11 +125,29 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
     let heap = store.into_data().heap;
     let exit = Exit::from_result(result, &heap);
     exit.log(&app.name, pid);
-    if let Some(status) = status {
+    if let Some(status) = ending.status.take() {
         status.set(exit.clone());
     }
-    app.release_slot();
     exit
+}
+
+/// The end of a process, run when `run` finishes or is dropped.
+struct Ending {
+    app: Arc<App>,
+    /// The parent's view, until told.
+    status: Option<Arc<ChildStatus>>,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if let Some(status) = self.status.take() {
+            status.set(Exit::Failed(Failure {
+                cause: "the host ended the process".to_owned(),
+                over_budget: false,
+            }));
+        }
+        self.app.release_slot();
+    }
 }
 
 /// A store for a new process of `app`, with its limits and epoch callback set.

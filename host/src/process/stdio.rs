@@ -135,9 +135,23 @@ impl InputStream for ConnectionInput {
         let Some(conn) = self.link.conn() else {
             return Err(StreamError::Closed);
         };
-        let result = poll_fn(|cx| conn.poll_read(cx, &mut buf)).await;
-        self.wait_for = None;
-        read_result(result, buf, size)
+        // The buffer is dropped while the process waits: an idle connection
+        // should not hold a guest-sized read buffer on the host.
+        loop {
+            let (result, seen) = conn.try_read(&mut buf);
+            match result {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    drop(buf);
+                    poll_fn(|cx| conn.poll_readable(cx, seen)).await;
+                    buf = BytesMut::zeroed(size.min(MAX_READ));
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                result => {
+                    self.wait_for = None;
+                    return read_result(result, buf, size);
+                }
+            }
+        }
     }
 }
 
