@@ -103,6 +103,18 @@ start_server() {
     done
 }
 
+# check_server: fails with the server's exit status and the end of its log
+# if the server started last is no longer running.
+check_server() {
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        local status=0
+        wait "$SERVER_PID" 2>/dev/null || status=$?
+        echo "the server exited with status $status; the end of its log:" >&2
+        tail -n 20 "${SERVER_OUT%.out}.err" >&2
+        die "the server died during the run"
+    fi
+}
+
 # stop_server: kills the server started last and waits for it.
 stop_server() {
     kill "$SERVER_PID" 2>/dev/null || true

@@ -15,19 +15,18 @@
 //! its pool slot, so every run after the first reuses a warm slot, as a busy
 //! server does.
 //!
-//! Prints two `key=value` lines, each figure as median, p90 and p99 in µs:
+//! Prints three `key=value` lines; the times as median, p90 and p99 in µs:
 //! - `spawn_*`: the polls alone (instantiate + `_start` to its first read),
 //!   `setup_*`: the socket pair + registration before them, `total_*`: both,
 //!   `drop_*`: ending the process afterwards (future and peer dropped);
 //! - a second pass of N runs that does what `process::run` does in steps:
 //!   `store_*` ([`process::new_store`]: WASI context and `Store`),
 //!   `instantiate_*` (`InstancePre::instantiate_async`), `call_*`
-//!   (`_start` on its fiber to its first read).
-//!
+//!   (`_start` on its fiber to its first read);
 //! - a third pass that keeps `HELD` = 1000 processes blocked at once and
 //!   divides the growth of the host's malloc heap (glibc `mallinfo2`) and of
 //!   its VmRSS by their number: `heap_per_process_bytes` is the host-side
-//!   state (store, WASI context, instance, connection, task),
+//!   state (store, WASI context, instance, connection, suspended call),
 //!   `rss_per_process_kib` adds the touched pages of the pooled slots (fiber
 //!   stack, linear memory, table); `store_heap_per_process_bytes` is the
 //!   heap of [`process::new_store`] alone (WASI context, `Store`, connection).
