@@ -120,9 +120,17 @@ pub fn guest_buffer(
     len: i32,
 ) -> Result<GuestBuffer, Errno> {
     let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
-    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-        tracing::debug!(pid = %caller.data().pid, import, "the guest exports no `memory`");
-        return Err(Errno::Fault);
+    let memory = match caller.data().memory {
+        Some(memory) => memory,
+        None => {
+            // Looked up once: a name lookup per import call is measurable.
+            let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+                tracing::debug!(pid = %caller.data().pid, import, "the guest exports no `memory`");
+                return Err(Errno::Fault);
+            };
+            caller.data_mut().memory = Some(memory);
+            memory
+        }
     };
     let size = memory.data_size(&*caller);
     match ptr.checked_add(len) {

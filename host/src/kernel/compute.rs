@@ -26,11 +26,8 @@ thread_local! {
 pub(super) struct Slice {
     /// When the worker started this poll.
     pub started: Instant,
-    /// Compute time the task had accumulated before `budget_from`.
+    /// Compute time the task had accumulated before this poll; zeroed by [`note_io`].
     pub before: Duration,
-    /// Since when the current poll counts against the CPU budget: its start,
-    /// or the last [`note_io`].
-    pub budget_from: Instant,
 }
 
 /// Compute time of the process currently running on this thread.
@@ -50,7 +47,7 @@ pub fn current() -> Option<ComputeTime> {
         let elapsed = slice.started.elapsed();
         ComputeTime {
             slice: elapsed,
-            since_block: slice.before + slice.budget_from.elapsed(),
+            since_block: slice.before + elapsed,
             others_waiting: QUEUE.with(|queue| queue.get().is_some_and(|q| q.woken_waiting())),
         }
     })
@@ -66,12 +63,13 @@ pub(super) fn enter(slice: Slice) {
     SLICE.with(|cell| cell.set(Some(slice)));
 }
 
-/// Records that the running process moved bytes: its CPU-budget clock starts over.
+/// Records that the running process moved bytes: its CPU-budget clock starts
+/// over, counted from the start of this poll (at most one slice early, and no
+/// clock read on the I/O path).
 pub fn note_io() {
     SLICE.with(|cell| {
         if let Some(mut slice) = cell.get() {
             slice.before = Duration::ZERO;
-            slice.budget_from = Instant::now();
             cell.set(Some(slice));
         }
     });

@@ -73,6 +73,11 @@ impl Task {
         CURRENT.with(|c| c.set(task.map_or(ptr::null(), Arc::as_ptr)));
     }
 
+    /// Whether this thread is inside a task's poll (a worker running a process).
+    pub(super) fn polling_here() -> bool {
+        CURRENT.with(|c| !c.get().is_null())
+    }
+
     fn schedule(self: &Arc<Self>) {
         let own = CURRENT.with(|c| ptr::eq(c.get(), Arc::as_ptr(self)));
         let mut state = self.state.load(Ordering::Acquire);

@@ -33,16 +33,12 @@ fn poll_once(task: Arc<Task>) {
         return;
     };
     let started = Instant::now();
-    compute::enter(Slice {
-        started,
-        before,
-        budget_from: started,
-    });
+    compute::enter(Slice { started, before });
     Task::set_current(Some(&task));
     let result = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
     Task::set_current(None);
     let slice = compute::leave();
-    let computed = slice.map_or(Duration::ZERO, |s| s.before + s.budget_from.elapsed());
+    let computed = slice.map_or(Duration::ZERO, |s| s.before + s.started.elapsed());
     match result {
         Ok(Poll::Pending) => {}
         Ok(Poll::Ready(())) => {

@@ -218,6 +218,7 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
             max_memory: app.limits.max_memory as usize,
             refused: None,
         },
+        memory: None,
     }
 }
 

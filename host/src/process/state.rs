@@ -25,6 +25,8 @@ pub struct ProcessState {
     pub io: IoCtx,
     /// The micro-heap cap, and whether the guest ran into it.
     pub heap: HeapLimiter,
+    /// The guest's exported `memory`, once an import has looked it up.
+    pub memory: Option<wasmtime::Memory>,
 }
 
 /// Caps a process's linear memory and table growth; remembers a refused
