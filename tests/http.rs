@@ -3,7 +3,7 @@
 //! length and chunked, bad input (400, 431, 413, 501, 408), idle close,
 //! HTTP/1.0, and many clients at once.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 
@@ -90,7 +90,8 @@ fn read_response(reader: &mut impl BufRead) -> Response {
             }
         }
     } else if let Some(len) = response.header("Content-Length") {
-        response.body = vec![0; len.parse().expect("Content-Length")];
+        let len: usize = len.parse().expect("Content-Length");
+        response.body = vec![0; len];
         reader
             .read_exact(&mut response.body)
             .unwrap_or_else(|err| panic!("failed to read a {len}-byte body: {err}"));

@@ -9,6 +9,7 @@ mod cgi;
 mod coroutines;
 mod echo;
 mod errors;
+mod http;
 mod isolation;
 mod preemption;
 mod run;

@@ -109,9 +109,7 @@ impl Decoder {
                         Ok(httparse::Status::Partial) if rest.len() < MAX_SIZE_LINE => {
                             return Ok(Progress::More)
                         }
-                        Ok(httparse::Status::Partial) | Err(_) => {
-                            return Err(Refusal::Malformed)
-                        }
+                        Ok(httparse::Status::Partial) | Err(_) => return Err(Refusal::Malformed),
                     }
                 }
                 State::Data(left) => {
@@ -172,7 +170,11 @@ mod tests {
 
     /// Feeds `raw` in pieces of `step` bytes, compacting as the server does;
     /// returns the decoded body and what followed it.
-    fn decode_in_steps(raw: &[u8], step: usize, limit: usize) -> Result<(Vec<u8>, Vec<u8>), Refusal> {
+    fn decode_in_steps(
+        raw: &[u8],
+        step: usize,
+        limit: usize,
+    ) -> Result<(Vec<u8>, Vec<u8>), Refusal> {
         let mut buf = Vec::new();
         let mut fed = 0;
         let mut decoder = Decoder::new(limit, 1024);
@@ -222,7 +224,12 @@ mod tests {
             b"12345678901234567\r\n",
         ] {
             let got = decode_in_steps(raw, raw.len(), 1 << 20);
-            assert_eq!(got, Err(Refusal::Malformed), "{:?}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                got,
+                Err(Refusal::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 

@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(imf(784_111_777), "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
         // A leap day, and the end of a century year.
         assert_eq!(imf(951_782_400), "Date: Tue, 29 Feb 2000 00:00:00 GMT\r\n");
-        assert_eq!(imf(4_102_444_799), "Date: Thu, 31 Dec 2099 23:59:59 GMT\r\n");
+        assert_eq!(
+            imf(4_102_444_799),
+            "Date: Thu, 31 Dec 2099 23:59:59 GMT\r\n"
+        );
     }
 
     #[test]

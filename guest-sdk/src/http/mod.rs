@@ -151,7 +151,9 @@ impl<'a> Request<'a> {
     /// assert_eq!((req.path_only(), req.query()), ("/a", Some("b=c")));
     /// ```
     pub fn path_only(&self) -> &'a str {
-        self.path.split_once('?').map_or(self.path, |(path, _)| path)
+        self.path
+            .split_once('?')
+            .map_or(self.path, |(path, _)| path)
     }
 
     /// The query, after the first `?`, if there is one.
@@ -363,11 +365,7 @@ enum Step {
 
 /// Reads a head's framing and connection rules; `Err` is the status code
 /// to refuse it with.
-fn analyze(
-    req: &httparse::Request<'_, '_>,
-    len: usize,
-    max_body: usize,
-) -> Result<Head, u16> {
+fn analyze(req: &httparse::Request<'_, '_>, len: usize, max_body: usize) -> Result<Head, u16> {
     let version = req.version.unwrap_or(1);
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
@@ -498,22 +496,25 @@ impl InBuf {
             return;
         }
         let from = self.start + range.end;
-        self.data.copy_within(from..self.end, self.start + range.start);
+        self.data
+            .copy_within(from..self.end, self.start + range.start);
         self.end -= range.len();
     }
 
-    /// Reads once, with room for at least `want` pending bytes in all
-    /// (moving the pending bytes to the front, or growing, first).
+    /// Reads once, with room for at least `want` pending bytes in all, and
+    /// for `MIN_READ` more where the limit allows (moving the pending bytes
+    /// to the front, or growing, first).
     fn read(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<usize> {
         let pending = self.end - self.start;
-        let want = want.max(pending + 1);
-        if self.start > 0 && (self.start + want > self.data.len() || self.data.len() - self.end < MIN_READ) {
+        let need = want.max(pending + 1);
+        let room = need.max((pending + MIN_READ).min(self.cap));
+        if self.start > 0 && self.start + room > self.data.len() {
             self.data.copy_within(self.start..self.end, 0);
             self.start = 0;
             self.end = pending;
         }
-        if want > self.data.len() {
-            let size = (self.data.len() * 2).min(self.cap).max(want);
+        if room > self.data.len() {
+            let size = (self.data.len() * 2).min(self.cap).max(room);
             self.data.resize(size, 0);
         }
         let n = io.read(&mut self.data[self.end..])?;
@@ -714,7 +715,13 @@ impl Session<'_> {
             // The whole request is here: answer it from this parse.
             let consumed = body.end;
             let request = request(&parsed, &pending[body]);
-            let keep_alive = dispatch(&mut *self.io, &mut self.output, handler, &request, head.exchange)?;
+            let keep_alive = dispatch(
+                &mut *self.io,
+                &mut self.output,
+                handler,
+                &request,
+                head.exchange,
+            )?;
             return self.answered(consumed, keep_alive);
         }
         // The body is still arriving: read it, then parse the head again
@@ -733,7 +740,13 @@ impl Session<'_> {
         let reparsed = parsed.parse_with_uninit_headers(&pending[..head.len], &mut slots);
         debug_assert_eq!(reparsed, Ok(httparse::Status::Complete(head.len)));
         let request = request(&parsed, &pending[body]);
-        let keep_alive = dispatch(&mut *self.io, &mut self.output, handler, &request, head.exchange)?;
+        let keep_alive = dispatch(
+            &mut *self.io,
+            &mut self.output,
+            handler,
+            &request,
+            head.exchange,
+        )?;
         self.answered(consumed, keep_alive)
     }
 
@@ -806,7 +819,10 @@ impl Session<'_> {
                     let body = &mut self.input.pending_mut()[head.len..];
                     match decoder.decode(body) {
                         Ok(Progress::Done) => {
-                            return Ok(Ok((head.len..head.len + decoder.decoded, head.len + decoder.raw)))
+                            return Ok(Ok((
+                                head.len..head.len + decoder.decoded,
+                                head.len + decoder.raw,
+                            )))
                         }
                         Ok(Progress::More) => {}
                         Err(Refusal::Malformed) => return Ok(Err(Some(400))),

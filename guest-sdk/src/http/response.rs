@@ -119,8 +119,9 @@ impl<'a> Response<'a> {
     }
 
     /// Adds a header line. `Content-Length`, `Transfer-Encoding` and `Date`
-    /// are the server's: do not set them. A `Connection: close` header
-    /// makes the server close the connection after this response.
+    /// are the server's: do not set them. `Connection` is the server's too:
+    /// it is not added, but `Connection: close` makes the server close the
+    /// connection after this response (as [`close`](Self::close) does).
     ///
     /// A name that is not a token, or a value with CR, LF or NUL, is not
     /// added, and sending the response then fails with
@@ -146,8 +147,12 @@ impl<'a> Response<'a> {
             self.bad_header = true;
             return self;
         }
-        if name.eq_ignore_ascii_case("connection") && has_token(value, b"close") {
-            self.exchange.keep_alive = false;
+        if name.eq_ignore_ascii_case("connection") {
+            // The server writes this header itself.
+            if has_token(value, b"close") {
+                self.exchange.keep_alive = false;
+            }
+            return self;
         }
         self.headers.extend_from_slice(name.as_bytes());
         self.headers.extend_from_slice(b": ");
@@ -438,9 +443,9 @@ impl Drop for ChunkedBody<'_, '_> {
 /// Whether `name` is an HTTP token (RFC 9110 §5.6.2), as a header name must be.
 fn is_token(name: &[u8]) -> bool {
     !name.is_empty()
-        && name.iter().all(|&b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Whether the comma-separated list `value` has `token` (case-insensitive).

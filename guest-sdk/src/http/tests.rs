@@ -99,8 +99,13 @@ fn server() -> Server {
 fn echo(server: &Server, reads: &[&[u8]]) -> (io::Result<()>, Script) {
     let mut script = Script::new(reads);
     let result = server.serve_stream(&mut script, |req, res| {
-        res.header("Content-Type", "text/plain")
-            .body_parts(&[req.method.as_bytes(), b" ", req.path.as_bytes(), b" ", req.body])
+        res.header("Content-Type", "text/plain").body_parts(&[
+            req.method.as_bytes(),
+            b" ",
+            req.path.as_bytes(),
+            b" ",
+            req.body,
+        ])
     });
     (result, script)
 }
@@ -153,7 +158,10 @@ fn a_partial_request_flushes_the_answers_before_it() {
         String::from_utf8(script.writes[0].clone()).unwrap(),
         ok("GET /1 ") + &ok("GET /2 ")
     );
-    assert_eq!(String::from_utf8(script.writes[1].clone()).unwrap(), ok("GET /3 "));
+    assert_eq!(
+        String::from_utf8(script.writes[1].clone()).unwrap(),
+        ok("GET /3 ")
+    );
 }
 
 #[test]
@@ -176,7 +184,10 @@ fn requests_split_at_every_byte() {
 #[test]
 fn large_bodies_grow_the_buffer() {
     let body = "x".repeat(300_000);
-    let head = format!("PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     let raw = head + &body;
     let pieces: Vec<&[u8]> = raw.as_bytes().chunks(7000).collect();
     let (result, script) = echo(&server(), &pieces);
@@ -210,7 +221,10 @@ fn expect_100_continue_is_answered_before_the_body() {
     result.unwrap();
     assert_eq!(script.writes.len(), 2);
     assert_eq!(script.writes[0], b"HTTP/1.1 100 Continue\r\n\r\n");
-    assert_eq!(String::from_utf8(script.writes[1].clone()).unwrap(), ok("PUT /e hi"));
+    assert_eq!(
+        String::from_utf8(script.writes[1].clone()).unwrap(),
+        ok("PUT /e hi")
+    );
 }
 
 #[test]
@@ -258,8 +272,14 @@ fn connection_close_ends_after_the_response() {
 
 #[test]
 fn bad_input_is_refused_and_closes() {
-    let big_head = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(17 * 1024));
-    let many_headers = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", "A: b\r\n".repeat(MAX_HEADERS));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        "A: b\r\n".repeat(MAX_HEADERS)
+    );
     let unfinished_big_head = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}", "a".repeat(17 * 1024));
     let cases: &[(&[u8], &str, &str)] = &[
         (b"GARBAGE\r\n\r\n", "400", "Bad Request"),
@@ -300,18 +320,28 @@ fn bad_input_is_refused_and_closes() {
 #[test]
 fn limits_are_settable() {
     let server = server().max_body(4).max_head(64);
-    let (_, script) = echo(&server, &[b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"]);
+    let (_, script) = echo(
+        &server,
+        &[b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"],
+    );
     assert_eq!(script.output(), refused("413", "Content Too Large"));
-    let (_, script) = echo(&server, &[b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nhell"]);
+    let (_, script) = echo(
+        &server,
+        &[b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nhell"],
+    );
     assert_eq!(script.output(), ok("POST / hell"));
     let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "p".repeat(64));
     let (_, script) = echo(&server, &[long.as_bytes()]);
-    assert_eq!(script.output(), refused("431", "Request Header Fields Too Large"));
+    assert_eq!(
+        script.output(),
+        refused("431", "Request Header Fields Too Large")
+    );
 }
 
 #[test]
 fn a_failing_handler_gets_a_500_and_its_error_back() {
-    let mut script = Script::new(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /never HTTP/1.1\r\nHost: x\r\n\r\n"]);
+    let mut script =
+        Script::new(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /never HTTP/1.1\r\nHost: x\r\n\r\n"]);
     let err = server()
         .serve_stream(&mut script, |_req, res| {
             res.header("X-Lost", "yes");
@@ -344,6 +374,30 @@ fn header_injection_is_refused() {
 }
 
 #[test]
+fn a_handler_can_close_the_connection() {
+    let reads: &[&[u8]] =
+        &[b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"];
+    for how in ["header", "close"] {
+        let mut script = Script::new(reads);
+        server()
+            .serve_stream(&mut script, |_req, res| {
+                if how == "header" {
+                    res.header("Connection", "close");
+                } else {
+                    res.close();
+                }
+                res.body("bye")
+            })
+            .unwrap();
+        assert_eq!(
+            script.output(),
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye",
+            "{how}"
+        );
+    }
+}
+
+#[test]
 fn an_unsent_response_goes_out_empty() {
     let mut script = Script::new(&[b"DELETE /x HTTP/1.1\r\nHost: x\r\n\r\n"]);
     server()
@@ -364,7 +418,8 @@ fn chunked_responses() {
         body.write_all(&[b'w'; 20])?;
         body.finish()
     };
-    let mut script = Script::new(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\n"]);
+    let mut script =
+        Script::new(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\n"]);
     server().serve_stream(&mut script, handler).unwrap();
     let ws = "w".repeat(20);
     assert_eq!(
@@ -386,7 +441,8 @@ fn chunked_responses() {
 #[test]
 fn big_chunks_and_bodies_are_written_without_copying() {
     let big = vec![b'z'; FLUSH_AT];
-    let mut script = Script::new(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"]);
+    let mut script =
+        Script::new(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"]);
     server()
         .serve_stream(&mut script, |req, res| {
             if req.path == "/" {
@@ -421,9 +477,8 @@ fn date_header_is_sent_when_on() {
 
 #[test]
 fn request_accessors() {
-    let mut script = Script::new(&[
-        b"GET /x/y?a=1&b=2 HTTP/1.1\r\nHost: h\r\nX-Two: 1\r\nx-two: 2\r\n\r\n",
-    ]);
+    let mut script =
+        Script::new(&[b"GET /x/y?a=1&b=2 HTTP/1.1\r\nHost: h\r\nX-Two: 1\r\nx-two: 2\r\n\r\n"]);
     server()
         .serve_stream(&mut script, |req, res| {
             assert_eq!(req.path_only(), "/x/y");

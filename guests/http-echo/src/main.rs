@@ -23,9 +23,18 @@ fn timeout(name: &str, default: Option<Duration>) -> Option<Duration> {
 fn main() -> std::io::Result<()> {
     let server = Server::new()
         .max_body(MAX_BODY)
-        .head_timeout(timeout("HTTP_HEAD_TIMEOUT_MS", Some(Duration::from_secs(10))))
-        .body_timeout(timeout("HTTP_BODY_TIMEOUT_MS", Some(Duration::from_secs(30))))
-        .idle_timeout(timeout("HTTP_IDLE_TIMEOUT_MS", Some(Duration::from_secs(30))));
+        .head_timeout(timeout(
+            "HTTP_HEAD_TIMEOUT_MS",
+            Some(Duration::from_secs(10)),
+        ))
+        .body_timeout(timeout(
+            "HTTP_BODY_TIMEOUT_MS",
+            Some(Duration::from_secs(30)),
+        ))
+        .idle_timeout(timeout(
+            "HTTP_IDLE_TIMEOUT_MS",
+            Some(Duration::from_secs(30)),
+        ));
     // The echoed head, rebuilt in one buffer reused across requests.
     let mut head = Vec::new();
     server.serve(|req, res| {

@@ -71,11 +71,15 @@ async fn poll(
                 .iter()
                 .map(|(handle, events)| readiness(handle.as_ref(), *events, park))
                 .collect();
-            let timed_out = match &mut timer {
-                Some(timer) => timeout_ms == 0 || Pin::new(timer).poll(cx).is_ready(),
-                None => false,
-            };
-            if timed_out || revents.iter().any(|&bits| bits != 0) {
+            // The timer is registered only when nothing is ready: a ready
+            // poll (the common case) never touches the timer thread.
+            let ready = revents.iter().any(|&bits| bits != 0);
+            let timed_out = !ready
+                && match &mut timer {
+                    Some(timer) => timeout_ms == 0 || Pin::new(timer).poll(cx).is_ready(),
+                    None => false,
+                };
+            if ready || timed_out {
                 Poll::Ready(revents)
             } else {
                 Poll::Pending

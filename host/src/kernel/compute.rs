@@ -39,6 +39,9 @@ pub struct ComputeTime {
     pub since_block: Duration,
     /// Whether a process woken by I/O is waiting for a worker.
     pub others_waiting: bool,
+    /// Whether this process was preempted since it last blocked: a CPU hog,
+    /// not a process that will block again in a moment.
+    pub hog: bool,
 }
 
 /// Compute time of the task being polled on this thread; `None` outside a poll.
@@ -49,6 +52,7 @@ pub fn current() -> Option<ComputeTime> {
             slice: elapsed,
             since_block: slice.before + elapsed,
             others_waiting: QUEUE.with(|queue| queue.get().is_some_and(|q| q.woken_waiting())),
+            hog: slice.before > Duration::ZERO,
         }
     })
 }

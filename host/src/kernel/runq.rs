@@ -8,7 +8,7 @@
 //! balances perfectly; docs/kernel.md has the measurements.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::task::Task;
@@ -31,6 +31,8 @@ pub(super) struct RunQueue {
     available: Condvar,
     /// Whether a woken task is waiting; read by running guests' epoch callbacks.
     woken_waiting: AtomicBool,
+    /// Workers now polling a CPU hog (a task preempted since it last blocked).
+    hogs_running: AtomicUsize,
     /// Makes running guests check in soon (advances the wasmtime epoch).
     preempt: Box<dyn Fn() + Send + Sync>,
 }
@@ -65,6 +67,7 @@ impl RunQueue {
             queues: Mutex::default(),
             available: Condvar::new(),
             woken_waiting: AtomicBool::new(false),
+            hogs_running: AtomicUsize::new(0),
             preempt: Box::new(preempt),
         }
     }
@@ -79,14 +82,14 @@ impl RunQueue {
                 }
                 Priority::Yielded => queues.yielded.push_back(task),
             }
-            // Every worker busy and a task woken from outside (I/O, a timer):
-            // ask the running guests to check in now instead of at the next
-            // tick (once per pop). A wake from a running process (a pipe
-            // write) rides the tick: that process usually blocks at once, and
-            // bumping would cost each process-to-process switch ~15%.
+            // Every worker busy, one of them with a CPU hog, and a task woken
+            // from outside (I/O, a timer): make the hogs check in now instead
+            // of at the next tick (once per pop). Processes that block soon
+            // anyway are not disturbed: each check costs them a callback.
             let preempt = priority == Priority::Woken
                 && !Task::polling_here()
                 && queues.idle == 0
+                && self.hogs_running.load(Ordering::Relaxed) > 0
                 && !queues.preempt_requested;
             queues.preempt_requested |= preempt;
             (preempt, queues.idle > 0)
@@ -113,6 +116,15 @@ impl RunQueue {
             queues.idle += 1;
             queues = self.available.wait(queues).unwrap();
             queues.idle -= 1;
+        }
+    }
+
+    /// Counts a worker starting (`true`) or ending a poll of a CPU hog.
+    pub(super) fn hog_running(&self, running: bool) {
+        if running {
+            self.hogs_running.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.hogs_running.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

@@ -34,9 +34,16 @@ fn poll_once(task: Arc<Task>) {
     };
     let started = Instant::now();
     compute::enter(Slice { started, before });
+    let hog = before > Duration::ZERO;
+    if hog {
+        task.runq.hog_running(true);
+    }
     Task::set_current(Some(&task));
     let result = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
     Task::set_current(None);
+    if hog {
+        task.runq.hog_running(false);
+    }
     let slice = compute::leave();
     let computed = slice.map_or(Duration::ZERO, |s| s.before + s.started.elapsed());
     match result {

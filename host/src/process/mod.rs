@@ -232,6 +232,7 @@ fn on_epoch_deadline(
         slice,
         since_block,
         others_waiting,
+        hog,
     }) = kernel::compute::current()
     else {
         return Ok(UpdateDeadline::Yield(1));
@@ -243,10 +244,12 @@ fn on_epoch_deadline(
     if slice >= kernel::TICK {
         return Ok(UpdateDeadline::Yield(1));
     }
-    if others_waiting {
-        // A woken process waits for this worker: yield once this process has
-        // had its minimum turn, checking at every back-edge until then
-        // (a deadline of +0 epochs is already reached).
+    if others_waiting && hog {
+        // A CPU hog holds a worker that a woken process waits for: yield
+        // once it has had its minimum turn, checking at every back-edge
+        // until then (a deadline of +0 epochs is already reached). A process
+        // that has not been preempted since it blocked is left alone: it
+        // will most likely block again sooner than that.
         return Ok(if slice >= kernel::MIN_SLICE {
             UpdateDeadline::Yield(1)
         } else {
