@@ -59,14 +59,16 @@ impl Connection {
                     remote: stream.peer_addr().ok(),
                     local: stream.local_addr().ok(),
                 };
-                (reactor.register(stream)?, peers)
+                let fd = stream.as_raw_fd();
+                (reactor.register(stream, fd)?, peers)
             }
             Socket::Unix(stream) => {
                 let peers = Peers {
                     remote: None,
                     local: None,
                 };
-                (reactor.register(stream)?, peers)
+                let fd = stream.as_raw_fd();
+                (reactor.register(stream, fd)?, peers)
             }
         };
         Ok(Connection {

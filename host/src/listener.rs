@@ -41,7 +41,8 @@ impl Listener {
             return Err(io::Error::last_os_error());
         }
         let mut listener = TcpListener::from_std(listener);
-        let source = reactor.register(&mut listener)?;
+        let fd = listener.as_raw_fd();
+        let source = reactor.register(&mut listener, fd)?;
         Ok(Listener {
             listener,
             source,

@@ -4,7 +4,9 @@
 //! It reports readiness and never decides scheduling: an event bumps the
 //! [`Source`]'s readiness counter for that direction and wakes the waker parked
 //! there; the kernel's run queue decides when that process runs. Sockets are
-//! registered edge-triggered, once, for both directions.
+//! registered edge-triggered for reading; interest in writing is added the
+//! first time a write would block (most never do), so the reactor thread is
+//! not woken by every ACK that frees send-buffer space.
 
 mod source;
 
@@ -24,8 +26,9 @@ const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Handle to the reactor thread; cheap to clone via `Arc`.
 #[derive(Debug)]
 pub struct Reactor {
-    /// Registers and deregisters sockets with the `Poll` owned by the reactor thread.
-    registry: Registry,
+    /// Registers and deregisters sockets with the `Poll` owned by the reactor
+    /// thread; shared with each source, which adds its own write interest.
+    registry: Arc<Registry>,
     /// Every registered source by token. A token is never reused, so a late
     /// event for a closed socket finds nothing instead of a stranger.
     sources: Mutex<HashMap<Token, Arc<Source>>>,
@@ -48,7 +51,7 @@ impl Reactor {
         let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)
             .context("failed to create the reactor's waker")?;
         let reactor = Arc::new(Reactor {
-            registry,
+            registry: Arc::new(registry),
             sources: Mutex::new(HashMap::new()),
             next_token: Mutex::new(0),
         });
@@ -63,24 +66,29 @@ impl Reactor {
         Ok(reactor)
     }
 
-    /// Registers `io` for readable and writable events and returns its source.
+    /// Registers `io` (whose descriptor is `fd`) for readable events and
+    /// returns its source; writable events follow once a write parks.
     ///
     /// # Errors
     /// When the OS refuses the registration (e.g. the fd is already closed).
-    pub fn register(&self, io: &mut impl MioSource) -> std::io::Result<Arc<Source>> {
+    pub fn register(
+        &self,
+        io: &mut impl MioSource,
+        fd: std::os::fd::RawFd,
+    ) -> std::io::Result<Arc<Source>> {
         let token = {
             let mut next = self.next_token.lock().unwrap();
             *next += 1;
             Token(*next)
         };
-        let source = Arc::new(Source::new(token));
+        let source = Arc::new(Source::new(token, fd, Arc::clone(&self.registry)));
         self.sources
             .lock()
             .unwrap()
             .insert(token, Arc::clone(&source));
         if let Err(err) = self
             .registry
-            .register(io, token, Interest::READABLE | Interest::WRITABLE)
+            .register(io, token, Interest::READABLE)
         {
             self.sources.lock().unwrap().remove(&token);
             return Err(err);

@@ -6,10 +6,13 @@
 //! the window where an event lands between the failed syscall and the park.
 
 use std::io;
-use std::sync::Mutex;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use mio::Token;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 
 /// One direction of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,12 @@ pub struct Source {
     token: Token,
     /// `[read, write]` gates.
     gates: [Mutex<Gate>; 2],
+    /// The socket's descriptor, to add write interest; valid while registered.
+    fd: RawFd,
+    /// The reactor's registry.
+    registry: Arc<Registry>,
+    /// Whether the socket is registered for writable events too.
+    write_interest: AtomicBool,
 }
 
 /// One direction's readiness.
@@ -40,10 +49,13 @@ struct Gate {
 }
 
 impl Source {
-    pub(super) fn new(token: Token) -> Source {
+    pub(super) fn new(token: Token, fd: RawFd, registry: Arc<Registry>) -> Source {
         Source {
             token,
             gates: Default::default(),
+            fd,
+            registry,
+            write_interest: AtomicBool::new(false),
         }
     }
 
@@ -75,6 +87,19 @@ impl Source {
     /// Parks `cx`'s waker until the next event, unless one arrived since `seen`
     /// was read; returns `true` when parked.
     pub fn park(&self, direction: Direction, seen: u64, cx: &Context<'_>) -> bool {
+        if direction == Direction::Write && !self.write_interest.swap(true, Ordering::AcqRel) {
+            // The first write to park: ask for writable events from now on.
+            // epoll reports the current state on re-arming, so a socket that
+            // became writable meanwhile still wakes the waker parked below.
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(err) = self
+                .registry
+                .reregister(&mut SourceFd(&self.fd), self.token, interest)
+            {
+                tracing::debug!("failed to add write interest: {err}");
+                return false;
+            }
+        }
         let mut gate = self.gate(direction).lock().unwrap();
         if gate.events != seen {
             return false;
