@@ -6,10 +6,12 @@ mod util;
 
 mod abi;
 mod cgi;
+mod conformance;
 mod coroutines;
 mod echo;
 mod errors;
 mod http;
 mod isolation;
+mod languages;
 mod preemption;
 mod run;
