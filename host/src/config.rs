@@ -101,7 +101,10 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
 /// When the text is not a number followed by `us`, `ms`, `s` or `m`.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let (text, number, unit) = number_and_unit(text).with_context(|| {
-        format!("invalid duration `{}` (expected e.g. 5s or 250ms)", text.trim())
+        format!(
+            "invalid duration `{}` (expected e.g. 5s or 250ms)",
+            text.trim()
+        )
     })?;
     Ok(match unit {
         "us" => Duration::from_micros(number),

@@ -86,10 +86,7 @@ impl Reactor {
             .lock()
             .unwrap()
             .insert(token, Arc::clone(&source));
-        if let Err(err) = self
-            .registry
-            .register(io, token, Interest::READABLE)
-        {
+        if let Err(err) = self.registry.register(io, token, Interest::READABLE) {
             self.sources.lock().unwrap().remove(&token);
             return Err(err);
         }

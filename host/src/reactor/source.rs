@@ -92,9 +92,9 @@ impl Source {
             // epoll reports the current state on re-arming, so a socket that
             // became writable meanwhile still wakes the waker parked below.
             let interest = Interest::READABLE | Interest::WRITABLE;
-            if let Err(err) = self
-                .registry
-                .reregister(&mut SourceFd(&self.fd), self.token, interest)
+            if let Err(err) =
+                self.registry
+                    .reregister(&mut SourceFd(&self.fd), self.token, interest)
             {
                 tracing::debug!("failed to add write interest: {err}");
                 return false;
