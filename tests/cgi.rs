@@ -1,91 +1,14 @@
 //! Host-side HTTP for plain WASI programs (`kind = "http"` / `--http APP`):
 //! the host parses requests and runs one process per request, CGI-style.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 
 use crate::util::{
-    connect, guest, pseudo_random_bytes, read_until_closed, Server, TempDir, DEADLINE,
+    connect, guest, pseudo_random_bytes, read_response, read_until_closed, Response, Server,
+    TempDir, DEADLINE,
 };
-
-/// One parsed HTTP response.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads one response (Content-Length or chunked body) from `reader`.
-#[track_caller]
-fn read_response(reader: &mut impl BufRead) -> Response {
-    let mut line = String::new();
-    reader
-        .read_line(&mut line)
-        .expect("failed to read a status line");
-    let mut parts = line.splitn(3, ' ');
-    assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {line:?}");
-    let status = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        reader
-            .read_line(&mut line)
-            .expect("failed to read a header line");
-        let trimmed = line.trim_end();
-        if trimmed.is_empty() {
-            break;
-        }
-        let (name, value) = trimmed
-            .split_once(':')
-            .unwrap_or_else(|| panic!("header line {line:?}"));
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    let mut response = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if let Some(length) = response.header("content-length") {
-        let mut body = vec![0; length.parse().unwrap()];
-        reader.read_exact(&mut body).expect("failed to read a body");
-        response.body = body;
-    } else if response.header("transfer-encoding") == Some("chunked") {
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            let size = usize::from_str_radix(line.trim(), 16)
-                .unwrap_or_else(|_| panic!("chunk size {line:?}"));
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).unwrap();
-            assert_eq!(&chunk[size..], b"\r\n", "chunk terminator");
-            if size == 0 {
-                break;
-            }
-            response.body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        reader.read_to_end(&mut response.body).unwrap();
-    }
-    response
-}
 
 /// Sends `request` on a new connection and reads one response.
 #[track_caller]

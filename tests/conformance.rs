@@ -5,14 +5,15 @@
 
 use std::any::Any;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    self, assert_bytes_eq, connect, guest, read_until_closed, roundtrip, Server, DEADLINE,
+    self, assert_bytes_eq, connect, guest, read_response, read_until_closed, roundtrip, Response,
+    Server, DEADLINE,
 };
 
 /// What a guest is, and so which checks apply to it.
@@ -245,64 +246,6 @@ fn fifty_concurrent_connections(server: &Server, app: &str) {
 
 // --- CGI checks.
 
-/// Status, headers (lower-cased names) and body of one response.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one `Content-Length` response (what a short CGI response is).
-fn read_response(reader: &mut impl BufRead, app: &str) -> Response {
-    let mut line = String::new();
-    reader
-        .read_line(&mut line)
-        .unwrap_or_else(|err| panic!("{app}: failed to read a status line: {err}"));
-    let status = line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("{app}: status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        reader
-            .read_line(&mut line)
-            .unwrap_or_else(|err| panic!("{app}: failed to read a header: {err}"));
-        let trimmed = line.trim_end();
-        if trimmed.is_empty() {
-            break;
-        }
-        let (name, value) = trimmed
-            .split_once(':')
-            .unwrap_or_else(|| panic!("{app}: header line {line:?}"));
-        headers.push((name.trim().to_lowercase(), value.trim().to_owned()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or_else(|| panic!("{app}: no Content-Length in {headers:?}"));
-    let mut body = vec![0; length];
-    reader
-        .read_exact(&mut body)
-        .unwrap_or_else(|err| panic!("{app}: failed to read a {length}-byte body: {err}"));
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
 #[track_caller]
 fn assert_hello(app: &str, response: &Response) {
     assert_eq!(response.status, 200, "{app}: status");
@@ -322,7 +265,7 @@ fn get(path: &str) -> String {
 fn cgi_hello(server: &Server, app: &str) {
     let mut stream = connect(server.addr(app));
     stream.write_all(get("/").as_bytes()).unwrap();
-    let response = read_response(&mut BufReader::new(&stream), app);
+    let response = read_response(&mut BufReader::new(&stream));
     assert_hello(app, &response);
 }
 
@@ -332,12 +275,12 @@ fn cgi_keep_alive(server: &Server, app: &str) {
     let mut stream = connect(server.addr(app));
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     stream.write_all(get("/one").as_bytes()).unwrap();
-    assert_hello(app, &read_response(&mut reader, app));
+    assert_hello(app, &read_response(&mut reader));
     stream
         .write_all(format!("{}{}", get("/two"), get("/three?x=1")).as_bytes())
         .unwrap();
-    assert_hello(app, &read_response(&mut reader, app));
-    assert_hello(app, &read_response(&mut reader, app));
+    assert_hello(app, &read_response(&mut reader));
+    assert_hello(app, &read_response(&mut reader));
     stream.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     reader

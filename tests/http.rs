@@ -3,103 +3,17 @@
 //! length and chunked, bad input (400, 431, 413, 501, 408), idle close,
 //! HTTP/1.0, and many clients at once.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 
-use crate::util::{self, assert_bytes_eq, connect, guest, read_until_closed, Server, TempDir};
+use crate::util::{
+    self, assert_bytes_eq, connect, guest, read_response, read_until_closed, Response, Server,
+    TempDir,
+};
 
 /// `http-echo`'s body limit (`MAX_BODY` in guests/http-echo).
 const ECHO_MAX_BODY: usize = 4 << 20;
-
-/// A parsed HTTP response.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    /// The first header named `name` (any case).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads one line, CRLF stripped; panics at end of stream.
-#[track_caller]
-fn line(reader: &mut impl BufRead) -> String {
-    let mut line = String::new();
-    let n = reader
-        .read_line(&mut line)
-        .unwrap_or_else(|err| panic!("failed to read a response line: {err}"));
-    assert!(n > 0, "end of stream where a response line was expected");
-    line.strip_suffix("\r\n")
-        .unwrap_or_else(|| panic!("response line without CRLF: {line:?}"))
-        .to_owned()
-}
-
-/// Reads one response: status line, headers, and a body framed by
-/// `Content-Length`, chunked, or (with neither) the end of stream.
-#[track_caller]
-fn read_response(reader: &mut impl BufRead) -> Response {
-    let status_line = line(reader);
-    let mut words = status_line.splitn(3, ' ');
-    assert_eq!(
-        words.next(),
-        Some("HTTP/1.1"),
-        "status line {status_line:?}"
-    );
-    let status = words
-        .next()
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let header = line(reader);
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header
-            .split_once(": ")
-            .unwrap_or_else(|| panic!("bad header line {header:?}"));
-        headers.push((name.to_owned(), value.to_owned()));
-    }
-    let mut response = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if response.header("Transfer-Encoding") == Some("chunked") {
-        loop {
-            let size = usize::from_str_radix(&line(reader), 16).expect("chunk size");
-            let start = response.body.len();
-            response.body.resize(start + size, 0);
-            reader.read_exact(&mut response.body[start..]).unwrap();
-            assert_eq!(line(reader), "", "CRLF after a chunk");
-            if size == 0 {
-                break;
-            }
-        }
-    } else if let Some(len) = response.header("Content-Length") {
-        let len: usize = len.parse().expect("Content-Length");
-        response.body = vec![0; len];
-        reader
-            .read_exact(&mut response.body)
-            .unwrap_or_else(|err| panic!("failed to read a {len}-byte body: {err}"));
-    } else {
-        reader.read_to_end(&mut response.body).unwrap();
-    }
-    response
-}
 
 /// A keep-alive client connection.
 struct Client {

@@ -520,3 +520,96 @@ pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header fields in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header named `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one line, CRLF stripped; panics at end of stream.
+#[track_caller]
+fn line(reader: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    let n = reader
+        .read_line(&mut line)
+        .unwrap_or_else(|err| panic!("failed to read a response line: {err}"));
+    assert!(n > 0, "end of stream where a response line was expected");
+    line.strip_suffix("\r\n")
+        .unwrap_or_else(|| panic!("response line without CRLF: {line:?}"))
+        .to_owned()
+}
+
+/// Reads one response: status line, headers, and a body framed by
+/// `Content-Length`, chunked, or (with neither) the end of stream.
+#[track_caller]
+pub fn read_response(reader: &mut impl BufRead) -> Response {
+    let status_line = line(reader);
+    let mut words = status_line.splitn(3, ' ');
+    assert_eq!(
+        words.next(),
+        Some("HTTP/1.1"),
+        "status line {status_line:?}"
+    );
+    let status = words
+        .next()
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let header = line(reader);
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("bad header line {header:?}"));
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if response.header("Transfer-Encoding") == Some("chunked") {
+        loop {
+            let size = usize::from_str_radix(&line(reader), 16).expect("chunk size");
+            let start = response.body.len();
+            response.body.resize(start + size, 0);
+            reader.read_exact(&mut response.body[start..]).unwrap();
+            assert_eq!(line(reader), "", "CRLF after a chunk");
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(len) = response.header("Content-Length") {
+        let len: usize = len.parse().expect("Content-Length");
+        response.body = vec![0; len];
+        reader
+            .read_exact(&mut response.body)
+            .unwrap_or_else(|err| panic!("failed to read a {len}-byte body: {err}"));
+    } else {
+        reader.read_to_end(&mut response.body).unwrap();
+    }
+    response
+}
