@@ -23,6 +23,8 @@ enum Kind {
     Echo,
     /// A CGI hello, served with `--http`.
     Cgi,
+    /// A hello that speaks HTTP/1.1 itself over its connection.
+    Http,
     /// Reads a line, then traps.
     Trap,
 }
@@ -32,12 +34,14 @@ const GUESTS: &[(&str, &str, Kind)] = &[
     ("rust", "echo", Kind::Echo),
     ("rust", "echo-wasi", Kind::Echo),
     ("rust", "hello-cgi", Kind::Cgi),
+    ("rust", "hello-http", Kind::Http),
     ("rust", "trap", Kind::Trap),
     ("wat", "echo-wat", Kind::Echo),
     ("wat", "hello-cgi-wat", Kind::Cgi),
     ("c", "echo-c", Kind::Echo),
     ("c", "echo-wasi-c", Kind::Echo),
     ("c", "hello-cgi-c", Kind::Cgi),
+    ("c", "hello-http-c", Kind::Http),
     ("c", "trap-c", Kind::Trap),
     ("zig", "echo-zig", Kind::Echo),
     ("zig", "echo-wasi-zig", Kind::Echo),
@@ -49,18 +53,18 @@ const GUESTS: &[(&str, &str, Kind)] = &[
     ("as", "trap-as", Kind::Trap),
 ];
 
-/// A check: its column name, the kind it applies to, and the check itself
+/// A check: its column name, the kinds it applies to, and the check itself
 /// (panics on failure).
-type Check = (&'static str, Kind, fn(&Server, &str));
+type Check = (&'static str, &'static [Kind], fn(&Server, &str));
 
 const CHECKS: &[Check] = &[
-    ("bytes", Kind::Echo, every_byte_value),
-    ("1MiB", Kind::Echo, one_mebibyte),
-    ("half-close", Kind::Echo, half_close_then_eof),
-    ("50-conns", Kind::Echo, fifty_concurrent_connections),
-    ("cgi-hello", Kind::Cgi, cgi_hello),
-    ("cgi-keepalive", Kind::Cgi, cgi_keep_alive),
-    ("trap", Kind::Trap, trap_is_contained),
+    ("bytes", &[Kind::Echo], every_byte_value),
+    ("1MiB", &[Kind::Echo], one_mebibyte),
+    ("half-close", &[Kind::Echo], half_close_then_eof),
+    ("50-conns", &[Kind::Echo], fifty_concurrent_connections),
+    ("http-hello", &[Kind::Cgi, Kind::Http], http_hello),
+    ("http-keepalive", &[Kind::Cgi, Kind::Http], http_keep_alive),
+    ("trap", &[Kind::Trap], trap_is_contained),
 ];
 
 /// A guest beside every trap guest, which must keep working.
@@ -84,7 +88,7 @@ fn every_language_passes_the_same_checks() {
             })
             .collect()
     };
-    let conn_apps = apps(&[Kind::Echo, Kind::Trap]);
+    let conn_apps = apps(&[Kind::Echo, Kind::Http, Kind::Trap]);
     let cgi_apps = apps(&[Kind::Cgi]);
     let conn_server = Server::start(&conn_apps, &[]);
     let http_flags: Vec<_> = cgi_apps
@@ -104,7 +108,7 @@ fn every_language_passes_the_same_checks() {
         let cells: Vec<&str> = CHECKS
             .iter()
             .map(|&(check, applies_to, run)| {
-                if applies_to != kind {
+                if !applies_to.contains(&kind) {
                     return "-";
                 }
                 if let Some((_, err)) = missing.iter().find(|(app, _)| *app == name) {
@@ -244,7 +248,7 @@ fn fifty_concurrent_connections(server: &Server, app: &str) {
     });
 }
 
-// --- CGI checks.
+// --- HTTP checks (CGI apps and guests that speak HTTP themselves).
 
 #[track_caller]
 fn assert_hello(app: &str, response: &Response) {
@@ -262,7 +266,7 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
 }
 
-fn cgi_hello(server: &Server, app: &str) {
+fn http_hello(server: &Server, app: &str) {
     let mut stream = connect(server.addr(app));
     stream.write_all(get("/").as_bytes()).unwrap();
     let response = read_response(&mut BufReader::new(&stream));
@@ -271,7 +275,7 @@ fn cgi_hello(server: &Server, app: &str) {
 
 /// Three requests on one connection, the last two pipelined, then the client
 /// half-closes and the host closes after the last response.
-fn cgi_keep_alive(server: &Server, app: &str) {
+fn http_keep_alive(server: &Server, app: &str) {
     let mut stream = connect(server.addr(app));
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     stream.write_all(get("/one").as_bytes()).unwrap();
