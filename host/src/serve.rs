@@ -70,7 +70,8 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let mut apps = Vec::new();
     for spec in &config.apps {
         let mut settings = spec.settings.clone();
-        settings.limits.max_processes = settings.limits.max_processes.min(sizing.slots);
+        settings.limits.max_processes =
+            fair_share(settings.limits.max_processes, wanted, sizing.slots);
         let app = App::load(&engine, &linker, &spec.path, settings)?;
         let listener = std::net::TcpListener::bind(spec.listen).with_context(|| {
             format!(
@@ -97,6 +98,17 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     loop {
         std::thread::park();
+    }
+}
+
+/// An app's process limit when all apps together want `wanted` of the pool's
+/// `slots`: its own limit if everything fits, else its share of the pool, so
+/// that no app can take the slots another was promised.
+fn fair_share(own: usize, wanted: usize, slots: usize) -> usize {
+    if wanted <= slots {
+        own
+    } else {
+        (own as u128 * slots as u128 / wanted as u128).max(1) as usize
     }
 }
 
@@ -239,4 +251,16 @@ fn raise_fd_limit() -> Option<u64> {
         }
     }
     Some(limit.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_share;
+
+    #[test]
+    fn apps_share_a_pool_too_small_for_all() {
+        assert_eq!(fair_share(100, 300, 1000), 100);
+        assert_eq!(fair_share(10_000, 20_000, 10_239), 5_119);
+        assert_eq!(fair_share(1, 1_000_000, 10), 1);
+    }
 }
