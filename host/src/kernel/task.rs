@@ -26,6 +26,11 @@ pub(super) const DONE: u8 = 16;
 thread_local! {
     /// The task this worker is polling, to tell a yield (self-wake) from I/O.
     static CURRENT: std::cell::Cell<*const Task> = const { std::cell::Cell::new(ptr::null()) };
+    /// The run queue this worker serves (null on other threads).
+    static WORKER_QUEUE: std::cell::Cell<*const RunQueue> = const { std::cell::Cell::new(ptr::null()) };
+    /// A task woken by the task this worker is polling: it runs next on this
+    /// worker, without a trip through the shared queue (see `worker::run`).
+    static NEXT: std::cell::RefCell<Option<Arc<Task>>> = const { std::cell::RefCell::new(None) };
 }
 
 #[derive(Debug)]
@@ -73,6 +78,16 @@ impl Task {
         CURRENT.with(|c| c.set(task.map_or(ptr::null(), Arc::as_ptr)));
     }
 
+    /// Marks this thread as a worker of `runq`.
+    pub(super) fn set_worker_queue(runq: &Arc<RunQueue>) {
+        WORKER_QUEUE.with(|q| q.set(Arc::as_ptr(runq)));
+    }
+
+    /// The task to run next on this worker, if the last poll woke one.
+    pub(super) fn take_next() -> Option<Arc<Task>> {
+        NEXT.with(|next| next.borrow_mut().take())
+    }
+
     /// Whether this thread is inside a task's poll (a worker running a process).
     pub(super) fn polling_here() -> bool {
         CURRENT.with(|c| !c.get().is_null())
@@ -98,12 +113,31 @@ impl Task {
                 .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) if next == SCHEDULED => {
-                    self.runq.push(Arc::clone(self), Priority::Woken);
+                    self.enqueue();
                     return;
                 }
                 Ok(_) => return,
                 Err(actual) => state = actual,
             }
+        }
+    }
+}
+
+impl Task {
+    /// Queues a task just marked SCHEDULED. Woken by the process running on
+    /// this worker (a pipe write, a child's exit), it takes the worker's next
+    /// slot: the waker is about to block, and the woken one is hot in cache.
+    /// A task the slot held before goes to the shared queue.
+    fn enqueue(self: &Arc<Self>) {
+        let here = Task::polling_here()
+            && WORKER_QUEUE.with(|q| ptr::eq(q.get(), Arc::as_ptr(&self.runq)));
+        if !here {
+            self.runq.push(Arc::clone(self), Priority::Woken);
+            return;
+        }
+        let displaced = NEXT.with(|next| next.borrow_mut().replace(Arc::clone(self)));
+        if let Some(task) = displaced {
+            task.runq.push(task.clone(), Priority::Woken);
         }
     }
 }

@@ -10,12 +10,26 @@ use super::compute::{self, Slice};
 use super::runq::{Priority, RunQueue};
 use super::task::{Task, DONE, RUNNING, SCHEDULED, WOKEN, YIELDED};
 
+/// Most tasks run in a row from the worker's next slot before the shared
+/// queue gets a turn: two processes passing messages cannot hold a worker.
+const NEXT_SLOT_STREAK: u32 = 16;
+
 /// Runs tasks from `runq` forever.
 pub(super) fn run(runq: &Arc<RunQueue>) -> ! {
     compute::set_queue(runq);
+    Task::set_worker_queue(runq);
     loop {
         let task = runq.pop();
         poll_once(task);
+        let mut streak = 0;
+        while let Some(next) = Task::take_next() {
+            if streak == NEXT_SLOT_STREAK {
+                runq.push(next, Priority::Woken);
+                break;
+            }
+            streak += 1;
+            poll_once(next);
+        }
     }
 }
 
