@@ -16,110 +16,11 @@ use wasmtime::{Extern, Module};
 use crate::util::{assert_bytes_eq, assert_set_eq, guest, repo_root, roundtrip, Server};
 
 /// An import as core wasm sees it: name, parameter types, result types.
-type Signature = (String, Vec<String>, Vec<String>);
-
-fn wit_text() -> String {
-    let path = repo_root().join("wit/mnvkd.wit");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("failed to read `{}`: {err}", path.display()))
-}
-
-/// The functions of `interface mnvkd`, with WIT types lowered to core wasm.
-fn wit_imports(wit: &str) -> BTreeSet<Signature> {
-    let body = wit
-        .split_once("interface mnvkd {")
-        .expect("the wit has `interface mnvkd {`")
-        .1;
-    let body = body.split_once("\n}").expect("`interface mnvkd` ends").0;
-    let mut imports = BTreeSet::new();
-    for item in declarations(body) {
-        let parsed = parse_wit_func(&item)
-            .unwrap_or_else(|| panic!("unparsed item in `interface mnvkd`: {item:?}"));
-        assert!(imports.insert(parsed), "{item:?} is declared twice");
-    }
-    assert!(
-        !imports.is_empty(),
-        "no functions found in `interface mnvkd`"
-    );
-    imports
-}
-
-/// The `;`-terminated items of `body` without `//` comments, each on one line
-/// however it was wrapped.
-fn declarations(body: &str) -> Vec<String> {
-    let code: Vec<&str> = body
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.starts_with("//") && !line.starts_with("#["))
-        .collect();
-    code.join(" ")
-        .split(';')
-        .map(|item| item.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|item| !item.is_empty())
-        .map(|item| item + ";")
-        .collect()
-}
-
-/// Parses `name: func(a: s32, b: u32) -> s32;`.
-fn parse_wit_func(line: &str) -> Option<Signature> {
-    let (name, rest) = line.split_once(": func(")?;
-    let (params, rest) = rest.split_once(')')?;
-    let params = params
-        .split(',')
-        .map(str::trim)
-        .filter(|param| !param.is_empty())
-        .map(|param| Some(lower(param.split_once(':')?.1.trim())))
-        .collect::<Option<Vec<_>>>()?;
-    let rest = rest.trim().strip_suffix(';')?.trim();
-    let results = match rest.strip_prefix("->") {
-        Some(result) => vec![lower(result.trim())],
-        None if rest.is_empty() => vec![],
-        None => return None,
-    };
-    Some((name.trim().to_owned(), params, results))
-}
-
-/// A WIT scalar as a core wasm value type.
-fn lower(wit_type: &str) -> String {
-    match wit_type {
-        "s32" | "u32" => "i32",
-        "s64" | "u64" => "i64",
-        other => panic!("the ABI test does not know how to lower WIT type `{other}`"),
-    }
-    .to_owned()
-}
-
-/// The `@errno <name> <value> <meaning>` table.
-fn wit_errnos(wit: &str) -> BTreeMap<String, i32> {
-    let mut codes = BTreeMap::new();
-    for line in wit.lines() {
-        let Some(entry) = line
-            .trim()
-            .trim_start_matches('/')
-            .trim()
-            .strip_prefix("@errno ")
-        else {
-            continue;
-        };
-        let mut words = entry.split_whitespace();
-        let (Some(name), Some(value)) = (words.next(), words.next()) else {
-            panic!("malformed @errno line: {line:?}");
-        };
-        let value = value
-            .parse()
-            .unwrap_or_else(|err| panic!("bad code in {line:?}: {err}"));
-        assert!(
-            codes.insert(name.to_owned(), value).is_none(),
-            "{name} twice"
-        );
-    }
-    assert!(!codes.is_empty(), "no @errno lines in the wit");
-    codes
-}
+use crate::wit::{self, Signature};
 
 #[test]
 fn hostile_pointers_and_handles_get_the_documented_codes() {
-    let errnos = wit_errnos(&wit_text());
+    let errnos = wit::errnos(&wit::text());
     let server = Server::start(&[("badptr", guest("badptr")), ("echo", guest("echo"))], &[]);
     let got = roundtrip(server.addr("badptr"), b"");
     let got = String::from_utf8(got).expect("badptr reports in text");
@@ -152,7 +53,7 @@ fn hostile_pointers_and_handles_get_the_documented_codes() {
 
 #[test]
 fn the_linker_defines_exactly_the_wit_imports() {
-    let expected = wit_imports(&wit_text());
+    let expected = wit::core_functions(&wit::text());
     let settings = AppSettings::default();
     let engine = engine::new(&engine::pool_slots(4, settings.limits.max_memory)).unwrap();
     let linker = process::linker::new(&engine).unwrap();
@@ -190,7 +91,7 @@ fn the_linker_defines_exactly_the_wit_imports() {
 
 #[test]
 fn a_module_importing_every_wit_function_links() {
-    let imports: String = wit_imports(&wit_text())
+    let imports: String = wit::core_functions(&wit::text())
         .iter()
         .map(|(name, params, results)| {
             format!(
@@ -212,7 +113,7 @@ fn a_module_importing_every_wit_function_links() {
 
 #[test]
 fn the_wit_error_codes_are_the_hosts() {
-    let expected = wit_errnos(&wit_text());
+    let expected = wit::errnos(&wit::text());
     let got: BTreeMap<String, i32> = Errno::ALL
         .iter()
         .map(|errno| (errno.name().to_owned(), errno.code()))
@@ -226,7 +127,7 @@ fn the_wit_error_codes_are_the_hosts() {
 
 #[test]
 fn the_guest_sdk_declares_the_wit_imports_and_codes() {
-    let wit = wit_text();
+    let wit = wit::text();
     let path = repo_root().join("guest-sdk/src/sys.rs");
     let sys = std::fs::read_to_string(&path)
         .unwrap_or_else(|err| panic!("failed to read `{}`: {err}", path.display()));
@@ -245,7 +146,7 @@ fn the_guest_sdk_declares_the_wit_imports_and_codes() {
         .collect();
     assert_set_eq(
         "error codes (wit/mnvkd.wit vs guest-sdk/src/sys.rs)",
-        &wit_errnos(&wit).into_iter().collect(),
+        &wit::errnos(&wit).into_iter().collect(),
         &consts,
     );
 
@@ -256,7 +157,7 @@ fn the_guest_sdk_declares_the_wit_imports_and_codes() {
         .1;
     let block = block.split_once("\n}").expect("the extern block ends").0;
     let block = block.split_once('{').expect("the extern block starts").1;
-    let declared: BTreeSet<Signature> = declarations(block)
+    let declared: BTreeSet<Signature> = wit::declarations(block)
         .iter()
         .map(|item| {
             parse_rust_import(item).unwrap_or_else(|| panic!("unparsed import in sys.rs: {item:?}"))
@@ -264,7 +165,7 @@ fn the_guest_sdk_declares_the_wit_imports_and_codes() {
         .collect();
     assert_set_eq(
         "imports (wit/mnvkd.wit vs guest-sdk/src/sys.rs on wasm32)",
-        &wit_imports(&wit),
+        &wit::core_functions(&wit),
         &declared,
     );
 }

@@ -14,75 +14,12 @@ use crate::util::{assert_set_eq, guest, repo_root};
 
 /// An import: name, parameter types, result types, as WIT scalars
 /// (`s32`, `u32`, `s64`, `u64`), so that signedness is compared too.
-type Signature = (String, Vec<String>, Vec<String>);
+use crate::wit::{self, Signature};
 
 fn read_repo_file(path: &str) -> String {
     let path = repo_root().join(path);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|err| panic!("failed to read `{}`: {err}", path.display()))
-}
-
-/// The functions of `interface mnvkd`.
-fn wit_imports(wit: &str) -> BTreeSet<Signature> {
-    let body = wit
-        .split_once("interface mnvkd {")
-        .expect("the wit has `interface mnvkd {`")
-        .1;
-    let body = body.split_once("\n}").expect("`interface mnvkd` ends").0;
-    let code: Vec<&str> = body
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.starts_with("//") && !line.starts_with("#["))
-        .collect();
-    let mut imports = BTreeSet::new();
-    for item in code.join(" ").split(';').map(str::trim) {
-        if item.is_empty() {
-            continue;
-        }
-        let parsed = parse_wit_func(item)
-            .unwrap_or_else(|| panic!("unparsed item in `interface mnvkd`: {item:?}"));
-        assert!(imports.insert(parsed), "{item:?} is declared twice");
-    }
-    assert!(
-        !imports.is_empty(),
-        "no functions found in `interface mnvkd`"
-    );
-    imports
-}
-
-/// Parses `name: func(a: s32, b: u32) -> s32`.
-fn parse_wit_func(item: &str) -> Option<Signature> {
-    let (name, rest) = item.split_once(": func(")?;
-    let (params, rest) = rest.split_once(')')?;
-    let params = split_params(params)
-        .map(|param| Some(param.split_once(':')?.1.trim().to_owned()))
-        .collect::<Option<Vec<_>>>()?;
-    let results = match rest.trim().strip_prefix("->") {
-        Some(result) => vec![result.trim().to_owned()],
-        None if rest.trim().is_empty() => vec![],
-        None => return None,
-    };
-    Some((name.trim().to_owned(), params, results))
-}
-
-/// The `@errno <name> <value> <meaning>` table.
-fn wit_errnos(wit: &str) -> BTreeSet<(String, i32)> {
-    let codes: BTreeMap<String, i32> = wit
-        .lines()
-        .filter_map(|line| {
-            let entry = line
-                .trim()
-                .trim_start_matches('/')
-                .trim()
-                .strip_prefix("@errno ")?;
-            let mut words = entry.split_whitespace();
-            let name = words.next()?.to_owned();
-            let value = words.next()?.parse().ok()?;
-            Some((name, value))
-        })
-        .collect();
-    assert!(!codes.is_empty(), "no @errno lines in the wit");
-    codes.into_iter().collect()
 }
 
 fn split_params(params: &str) -> impl Iterator<Item = &str> {
@@ -159,7 +96,7 @@ fn the_c_header_declares_the_wit_imports_and_codes() {
     );
     assert_set_eq(
         "imports (wit/mnvkd.wit vs guest-sdk/include/mnvkd.h)",
-        &wit_imports(&wit),
+        &wit::functions(&wit),
         &unique,
     );
 
@@ -175,7 +112,7 @@ fn the_c_header_declares_the_wit_imports_and_codes() {
         .collect();
     assert_set_eq(
         "error codes (wit/mnvkd.wit vs guest-sdk/include/mnvkd.h)",
-        &wit_errnos(&wit),
+        &wit::errnos(&wit).into_iter().collect(),
         &codes,
     );
 }
@@ -221,7 +158,7 @@ fn the_zig_module_declares_the_wit_imports_and_codes() {
         .collect();
     assert_set_eq(
         "imports (wit/mnvkd.wit vs guest-sdk/zig/mnvkd.zig)",
-        &wit_imports(&wit),
+        &wit::functions(&wit),
         &declared,
     );
     let codes: BTreeSet<(String, i32)> = zig
@@ -236,7 +173,7 @@ fn the_zig_module_declares_the_wit_imports_and_codes() {
         .collect();
     assert_set_eq(
         "error codes (wit/mnvkd.wit vs guest-sdk/zig/mnvkd.zig)",
-        &wit_errnos(&wit),
+        &wit::errnos(&wit).into_iter().collect(),
         &codes,
     );
 }
@@ -286,7 +223,7 @@ fn the_assemblyscript_binding_declares_the_wit_imports_and_codes() {
         .collect();
     assert_set_eq(
         "imports (wit/mnvkd.wit vs guest-sdk/assemblyscript/mnvkd.ts)",
-        &wit_imports(&wit),
+        &wit::functions(&wit),
         &declared,
     );
     let codes: BTreeSet<(String, i32)> = ts
@@ -303,30 +240,17 @@ fn the_assemblyscript_binding_declares_the_wit_imports_and_codes() {
         .collect();
     assert_set_eq(
         "error codes (wit/mnvkd.wit vs guest-sdk/assemblyscript/mnvkd.ts)",
-        &wit_errnos(&wit),
+        &wit::errnos(&wit).into_iter().collect(),
         &codes,
     );
-}
-
-/// A WIT scalar as the core wasm type it is imported as.
-fn lower(wit_type: &str) -> String {
-    match wit_type {
-        "s32" | "u32" => "i32",
-        "s64" | "u64" => "i64",
-        other => panic!("unknown WIT scalar `{other}`"),
-    }
-    .to_owned()
 }
 
 #[test]
 fn the_guests_built_by_each_toolchain_import_only_wit_functions() {
     let wit: BTreeMap<String, (Vec<String>, Vec<String>)> =
-        wit_imports(&read_repo_file("wit/mnvkd.wit"))
+        wit::core_functions(&read_repo_file("wit/mnvkd.wit"))
             .into_iter()
-            .map(|(name, params, results)| {
-                let lower_all = |types: Vec<String>| types.iter().map(|t| lower(t)).collect();
-                (name, (lower_all(params), lower_all(results)))
-            })
+            .map(|(name, params, results)| (name, (params, results)))
             .collect();
     let engine = Engine::default();
     for name in ["echo-c", "echo-zig", "echo-as", "trap-zig", "trap-as"] {

@@ -15,3 +15,4 @@ mod isolation;
 mod languages;
 mod preemption;
 mod run;
+mod wit;
