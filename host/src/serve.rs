@@ -53,11 +53,12 @@ pub struct ServeConfig {
 /// When an app cannot be loaded or its address bound; nothing is served then.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
-    let wanted = config
+    let wants: Vec<usize> = config
         .apps
         .iter()
         .map(|a| a.settings.limits.max_processes)
-        .sum();
+        .collect();
+    let wanted = wants.iter().sum();
     let max_memory = config
         .apps
         .iter()
@@ -68,10 +69,10 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let linker = linker::new(&engine)?;
     let reactor = Reactor::start()?;
     let mut apps = Vec::new();
-    for spec in &config.apps {
+    let shares = fair_shares(&wants, sizing.slots);
+    for (spec, share) in config.apps.iter().zip(shares) {
         let mut settings = spec.settings.clone();
-        settings.limits.max_processes =
-            fair_share(settings.limits.max_processes, wanted, sizing.slots);
+        settings.limits.max_processes = share;
         let app = App::load(&engine, &linker, &spec.path, settings)?;
         let listener = std::net::TcpListener::bind(spec.listen).with_context(|| {
             format!(
@@ -101,15 +102,21 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
 }
 
-/// An app's process limit when all apps together want `wanted` of the pool's
-/// `slots`: its own limit if everything fits, else its share of the pool, so
-/// that no app can take the slots another was promised.
-fn fair_share(own: usize, wanted: usize, slots: usize) -> usize {
-    if wanted <= slots {
-        own
-    } else {
-        (own as u128 * slots as u128 / wanted as u128).max(1) as usize
+/// Each app's process limit when together they want `wants` of the pool's
+/// `slots`: max-min fair. An app that wants less than an equal share gets
+/// what it wants; the others split the rest equally. So no app can take the
+/// slots another was promised, and a small app is never cut.
+fn fair_shares(wants: &[usize], slots: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    order.sort_by_key(|&i| wants[i]);
+    let mut shares = vec![0; wants.len()];
+    let mut left = slots;
+    for (done, &i) in order.iter().enumerate() {
+        let equal = left / (wants.len() - done);
+        shares[i] = wants[i].min(equal).max(1);
+        left = left.saturating_sub(shares[i]);
     }
+    shares
 }
 
 /// Accepts connections for `app` forever, starting a process for each while
@@ -255,12 +262,16 @@ fn raise_fd_limit() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::fair_share;
+    use super::fair_shares;
 
     #[test]
     fn apps_share_a_pool_too_small_for_all() {
-        assert_eq!(fair_share(100, 300, 1000), 100);
-        assert_eq!(fair_share(10_000, 20_000, 10_239), 5_119);
-        assert_eq!(fair_share(1, 1_000_000, 10), 1);
+        assert_eq!(fair_shares(&[100, 200], 1000), vec![100, 200]);
+        assert_eq!(fair_shares(&[10_000, 10_000], 10_239), vec![5_119, 5_120]);
+        assert_eq!(
+            fair_shares(&[10_000, 100, 10_000], 10_239),
+            vec![5_069, 100, 5_070]
+        );
+        assert_eq!(fair_shares(&[5, 5], 1), vec![1, 1]);
     }
 }
