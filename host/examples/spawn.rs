@@ -1,7 +1,7 @@
 //! Spawn time of a micro-process, in process: how long from "a connection is
 //! here" to "its guest is blocked in its first read".
 //!
-//!     cargo run --release -p mnvkd-host --example spawn -- guests/echo.wasm [N] [WARMUP] [--keep-resident BYTES]
+//!     cargo run --release -p mnvkd-host --example spawn -- guests/echo.wasm [N] [WARMUP]
 //!
 //! For each of N runs (default 20 000, after WARMUP = 1000 unmeasured ones):
 //! make a Unix socket pair, register one end as a [`Connection`], create the
@@ -31,12 +31,6 @@
 //!   stack, linear memory, table); `store_heap_per_process_bytes` is the
 //!   heap of [`process::new_store`] alone (WASI context, `Store`, connection).
 //!
-//! `--keep-resident BYTES` is a what-if: the engine is built here with the
-//! host's settings (copied from `engine::new`, so they may drift) plus
-//! `pagemap_scan` and `linear_memory_keep_resident`/`table_keep_resident`
-//! of BYTES, so that a reused slot is reset with `memset` instead of
-//! `madvise` and the next process takes no page faults on it.
-//!
 //! Exit codes: 0 ok, 1 the guest could not be loaded or did not block, 2 usage.
 
 use std::future::Future;
@@ -54,32 +48,18 @@ use mnvkd_host::app::{App, AppSettings};
 use mnvkd_host::conn::{Connection, Socket};
 use mnvkd_host::engine;
 use mnvkd_host::kernel::Kernel;
-use mnvkd_host::process::{self, linker, Exit, Pid, Runtime, Start, MAX_TABLE_ELEMENTS};
+use mnvkd_host::process::{self, linker, Exit, Pid, Runtime, Start};
 use mnvkd_host::reactor::Reactor;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Processes the memory pass keeps blocked at once.
 const HELD: usize = 1000;
 /// Process slots in the pool: [`HELD`] and a few spare.
 const SLOTS: usize = HELD + 16;
 
-const USAGE: &str = "usage: spawn GUEST.wasm [N] [WARMUP] [--keep-resident BYTES]";
+const USAGE: &str = "usage: spawn GUEST.wasm [N] [WARMUP]";
 
 fn main() -> ExitCode {
-    let mut positional = Vec::new();
-    let mut keep_resident = None;
-    let mut argv = std::env::args().skip(1);
-    while let Some(arg) = argv.next() {
-        if arg == "--keep-resident" {
-            keep_resident = argv.next().and_then(|n| n.parse::<usize>().ok());
-            if keep_resident.is_none() {
-                eprintln!("{USAGE} (BYTES is a count)");
-                return ExitCode::from(2);
-            }
-        } else {
-            positional.push(arg);
-        }
-    }
+    let positional: Vec<String> = std::env::args().skip(1).collect();
     let count = |index: usize, default: usize| -> Option<usize> {
         positional
             .get(index)
@@ -94,7 +74,7 @@ fn main() -> ExitCode {
         eprintln!("{USAGE} (N and WARMUP are counts)");
         return ExitCode::from(2);
     };
-    match bench(path, runs.max(1), warmup, keep_resident) {
+    match bench(path, runs.max(1), warmup) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("spawn: {err:#}");
@@ -126,18 +106,10 @@ struct Bench {
     waker: Waker,
 }
 
-fn bench(
-    path: PathBuf,
-    runs: usize,
-    warmup: usize,
-    keep_resident: Option<usize>,
-) -> anyhow::Result<()> {
+fn bench(path: PathBuf, runs: usize, warmup: usize) -> anyhow::Result<()> {
     let settings = AppSettings::default();
     let sizing = engine::pool_slots(SLOTS, settings.limits.max_memory);
-    let engine = match keep_resident {
-        None => engine::new(&sizing)?,
-        Some(bytes) => tuned_engine(&sizing, bytes)?,
-    };
+    let engine = engine::new(&sizing)?;
     let linker = linker::new(&engine)?;
     let app = Arc::new(App::load(&engine, &linker, &path, settings)?);
     // A process's state holds the kernel and reactor; this thread polls it
@@ -162,11 +134,7 @@ fn bench(
     for _ in 0..runs {
         whole.push(bench.run_once()?);
     }
-    let mut line = format!(
-        "guest={} runs={runs} warmup={warmup} keep_resident={}",
-        bench.app.name,
-        keep_resident.unwrap_or(0)
-    );
+    let mut line = format!("guest={} runs={runs} warmup={warmup}", bench.app.name);
     push_fields(&mut line, "spawn", &whole, |r| r[1]);
     push_fields(&mut line, "setup", &whole, |r| r[0]);
     push_fields(&mut line, "total", &whole, |r| r[0] + r[1]);
@@ -374,31 +342,4 @@ fn push_fields(
             value.as_secs_f64() * 1e6
         ));
     }
-}
-
-/// The host's engine (`engine::new`, copied) with slots reset by `memset`
-/// up to `keep_resident` bytes instead of `madvise`.
-fn tuned_engine(sizing: &engine::PoolSizing, keep_resident: usize) -> anyhow::Result<Engine> {
-    let slots = u32::try_from(sizing.slots)?;
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(slots)
-        .total_memories(slots)
-        .total_tables(slots)
-        .total_stacks(slots)
-        .max_memory_size(sizing.max_memory as usize)
-        .table_elements(MAX_TABLE_ELEMENTS)
-        .pagemap_scan(Enabled::Auto)
-        .linear_memory_keep_resident(keep_resident)
-        .table_keep_resident(keep_resident);
-    let mut config = Config::new();
-    config
-        .epoch_interruption(true)
-        .memory_init_cow(true)
-        .memory_reservation(sizing.max_memory)
-        .memory_guard_size(2 << 20)
-        .memory_reservation_for_growth(0)
-        .async_stack_size(1 << 20)
-        .max_wasm_stack(256 << 10)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(anyhow::Error::from)
 }
