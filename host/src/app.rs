@@ -63,18 +63,8 @@ pub struct App {
     pub path: PathBuf,
     /// The module, linked once; each process instantiates this.
     pub pre: InstancePre<ProcessState>,
-    /// Limits for each process.
-    pub limits: Limits,
-    /// Extra environment for each process.
-    pub env: Vec<(String, String)>,
-    /// Arguments after the app name (the `run` subcommand's).
-    pub args: Vec<String>,
-    /// Whether guest stderr goes to the host's stderr as is (`run`) instead of the log.
-    pub terminal: bool,
-    /// The only addresses `connect` may reach.
-    pub allow_outbound: Vec<SocketAddr>,
-    /// How connections reach the app's processes.
-    pub mode: Mode,
+    /// Limits, environment, grants and mode, as loaded.
+    pub settings: AppSettings,
     /// Live processes; never above `limits.max_processes`.
     live: AtomicUsize,
     /// The acceptor waiting for a free process slot, if any.
@@ -111,12 +101,7 @@ impl App {
             name: app_name(path)?.into(),
             path: path.to_path_buf(),
             pre,
-            limits: settings.limits,
-            env: settings.env,
-            args: settings.args,
-            terminal: settings.terminal,
-            allow_outbound: settings.allow_outbound,
-            mode: settings.mode,
+            settings,
             live: AtomicUsize::new(0),
             slot_waiter: Mutex::new(None),
         })
@@ -126,7 +111,7 @@ impl App {
     pub fn poll_acquire_slot(&self, cx: &Context<'_>) -> Poll<()> {
         let mut waiter = self.slot_waiter.lock().unwrap();
         let live = self.live.load(Ordering::Acquire);
-        if live < self.limits.max_processes {
+        if live < self.settings.limits.max_processes {
             self.live.store(live + 1, Ordering::Release);
             return Poll::Ready(());
         }
@@ -138,7 +123,7 @@ impl App {
     pub fn try_acquire_slot(&self) -> bool {
         let _waiter = self.slot_waiter.lock().unwrap();
         let live = self.live.load(Ordering::Acquire);
-        if live < self.limits.max_processes {
+        if live < self.settings.limits.max_processes {
             self.live.store(live + 1, Ordering::Release);
             true
         } else {
@@ -192,7 +177,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("name", &self.name)
             .field("path", &self.path)
-            .field("limits", &self.limits)
+            .field("settings", &self.settings)
             .field("live", &self.live)
             .finish_non_exhaustive()
     }

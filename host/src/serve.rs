@@ -88,7 +88,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     print_table(&apps, &kernel, &sizing, fd_limit)?;
     let runtime = Runtime { kernel, reactor };
     for (app, listener) in apps {
-        let server = match app.mode {
+        let server = match app.settings.mode {
             Mode::Connection => {
                 Box::pin(accept_loop(app, listener, runtime.clone())) as process::BoxFuture
             }
@@ -213,10 +213,10 @@ fn print_table(
             "{:<16} {:<22} {:>10} {:>10} {:>13}  {}",
             app.name,
             addr.to_string(),
-            format_size(app.limits.max_memory),
-            format!("{:?}", app.limits.cpu_budget),
-            app.limits.max_processes,
-            app.mode.name()
+            format_size(app.settings.limits.max_memory),
+            format!("{:?}", app.settings.limits.cpu_budget),
+            app.settings.limits.max_processes,
+            app.settings.mode.name()
         )?;
         addrs.push((Arc::clone(&app.name), addr));
     }

@@ -144,7 +144,7 @@ fn pipe(mut caller: Caller<'_, ProcessState>, out: i32) -> i32 {
         if !state.io.has_room(2) {
             return Err(Errno::Limit);
         }
-        let (reader, writer) = pipe::pipe(state.app.limits.pipe_buffer);
+        let (reader, writer) = pipe::pipe(state.app.settings.limits.pipe_buffer);
         let read_end = state.io.insert(Handle::PipeRead(Arc::new(reader)))?;
         let write_end = state.io.insert(Handle::PipeWrite(Arc::new(writer)))?;
         let bytes = &mut buffer.memory.data_mut(&mut caller)[buffer.range];

@@ -43,7 +43,7 @@ async fn connect(
             .and_then(|text| text.trim().parse().ok())
             .ok_or(Errno::Inval)?;
         let state = caller.data();
-        if !state.app.allow_outbound.contains(&addr) {
+        if !state.app.settings.allow_outbound.contains(&addr) {
             tracing::info!(app = %state.app.name, pid = %state.pid, "connect to {addr} denied: not in the app's allow_outbound");
             return Err(Errno::Denied);
         }

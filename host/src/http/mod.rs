@@ -94,7 +94,7 @@ pub async fn serve_connection(app: Arc<App>, runtime: Runtime, conn: Connection)
         };
         let body = match head.body {
             BodyFraming::Chunked => {
-                match reader::read_chunked(&mut reader, app.limits.max_body).await {
+                match reader::read_chunked(&mut reader, app.settings.limits.max_body).await {
                     Ok(body) => cgi::Body::Memory(body),
                     Err(status) => {
                         out.extend_from_slice(&error_response(status, false));
@@ -160,7 +160,7 @@ async fn next_head(
 ) -> Next {
     let mut begun = (!reader.buffered().is_empty()).then(Instant::now);
     loop {
-        match reader::parse_head(reader.buffered(), app.limits.max_body) {
+        match reader::parse_head(reader.buffered(), app.settings.limits.max_body) {
             Ok(Some((head, len))) => {
                 reader.consume(len);
                 return Next::Head(head);
@@ -175,8 +175,8 @@ async fn next_head(
             out.clear();
         }
         let deadline = match begun {
-            Some(at) => at + app.limits.head_timeout,
-            None => Instant::now() + app.limits.idle_timeout,
+            Some(at) => at + app.settings.limits.head_timeout,
+            None => Instant::now() + app.settings.limits.idle_timeout,
         };
         let mut timer = runtime.kernel.sleep_until(deadline);
         let filled = poll_fn(|cx| match reader.poll_fill(cx) {

@@ -166,7 +166,7 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         app: Arc::clone(&app.name),
         pid,
         stream: "stderr",
-        terminal: app.terminal,
+        terminal: app.settings.terminal,
     };
     let mut stdio_link = None;
     match (start.stdio, start.handles.first()) {
@@ -203,9 +203,9 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
     }
     wasi.stderr(stderr)
         .arg(&*app.name)
-        .args(&app.args)
+        .args(&app.settings.args)
         .args(&start.args);
-    for (key, value) in app.env.iter().chain(&start.env) {
+    for (key, value) in app.settings.env.iter().chain(&start.env) {
         wasi.env(key, value);
     }
     ProcessState {
@@ -213,9 +213,9 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         app: Arc::clone(app),
         runtime,
         wasi: wasi.build_p1(),
-        io: IoCtx::new(start.handles, app.limits.max_handles, stdio_link),
+        io: IoCtx::new(start.handles, app.settings.limits.max_handles, stdio_link),
         heap: HeapLimiter {
-            max_memory: app.limits.max_memory as usize,
+            max_memory: app.settings.limits.max_memory as usize,
             refused: None,
         },
         memory: None,
@@ -237,7 +237,7 @@ fn on_epoch_deadline(
     else {
         return Ok(UpdateDeadline::Yield(1));
     };
-    let budget = store.data().app.limits.cpu_budget;
+    let budget = store.data().app.settings.limits.cpu_budget;
     if since_block > budget {
         return Err(wasmtime::Error::new(CpuBudgetExceeded { budget }));
     }
