@@ -191,7 +191,9 @@ fn one_mebibyte(server: &Server, app: &str) {
     assert_bytes_eq(&format!("{app} echo of 1 MiB"), &payload, &got);
 }
 
-fn half_close_then_eof(server: &Server, app: &str) {
+/// An echo answers while the connection is open, echoes what came before the
+/// client's half-close, then ends with EOF (also used by `echo.rs`).
+pub(crate) fn half_close_then_eof(server: &Server, app: &str) {
     let mut stream = connect(server.addr(app));
     stream.write_all(b"before\n").unwrap();
     let mut got = [0; 7];

@@ -92,27 +92,6 @@ fn two_hundred_concurrent_connections_each_get_their_own_data() {
 fn echo_answers_before_half_close_and_ends_with_eof_after_it() {
     let server = serve_echoes();
     for app in ECHOES {
-        let mut stream = connect(server.addr(app));
-        stream.write_all(b"before\n").unwrap();
-        let mut got = [0; 7];
-        stream
-            .read_exact(&mut got)
-            .unwrap_or_else(|err| panic!("{app}: no echo while open: {err}"));
-        assert_bytes_eq(&format!("{app} echo while open"), b"before\n", &got);
-
-        stream.write_all(b"last words\n").unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
-        let mut rest = Vec::new();
-        stream
-            .read_to_end(&mut rest)
-            .unwrap_or_else(|err| panic!("{app}: failed to read to end after half-close: {err}"));
-        assert_bytes_eq(
-            &format!("{app} echo after half-close"),
-            b"last words\n",
-            &rest,
-        );
-        // End of stream stays end of stream.
-        assert_eq!(stream.read(&mut got).unwrap(), 0, "{app}: data after EOF");
+        crate::conformance::half_close_then_eof(&server, app);
     }
-    server.assert_alive();
 }
