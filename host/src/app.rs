@@ -1,11 +1,13 @@
 //! An app: one tenant's module, compiled once and pre-linked, with its limits
 //! and the count of its live processes.
 
+mod process_limit;
+
+pub use process_limit::{Acquire, ProcessLimit};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
@@ -65,10 +67,8 @@ pub struct App {
     pub pre: InstancePre<ProcessState>,
     /// Limits, environment, grants and mode, as loaded.
     pub settings: AppSettings,
-    /// Live processes; never above `limits.max_processes`.
-    live: AtomicUsize,
-    /// The acceptor waiting for a free process slot, if any.
-    slot_waiter: Mutex<Option<Waker>>,
+    /// Live processes against `limits.max_processes`, and who waits for one to end.
+    pub processes: ProcessLimit,
 }
 
 impl App {
@@ -101,46 +101,9 @@ impl App {
             name: app_name(path)?.into(),
             path: path.to_path_buf(),
             pre,
+            processes: ProcessLimit::new(settings.limits.max_processes),
             settings,
-            live: AtomicUsize::new(0),
-            slot_waiter: Mutex::new(None),
         })
-    }
-
-    /// Takes a process slot, or parks `cx` until one is released.
-    pub fn poll_acquire_slot(&self, cx: &Context<'_>) -> Poll<()> {
-        let mut waiter = self.slot_waiter.lock().unwrap();
-        let live = self.live.load(Ordering::Acquire);
-        if live < self.settings.limits.max_processes {
-            self.live.store(live + 1, Ordering::Release);
-            return Poll::Ready(());
-        }
-        *waiter = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    /// Takes a process slot if one is free now.
-    pub fn try_acquire_slot(&self) -> bool {
-        let _waiter = self.slot_waiter.lock().unwrap();
-        let live = self.live.load(Ordering::Acquire);
-        if live < self.settings.limits.max_processes {
-            self.live.store(live + 1, Ordering::Release);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Gives back a slot taken by [`App::poll_acquire_slot`] or [`App::try_acquire_slot`].
-    pub fn release_slot(&self) {
-        let waiter = {
-            let mut waiter = self.slot_waiter.lock().unwrap();
-            self.live.fetch_sub(1, Ordering::AcqRel);
-            waiter.take()
-        };
-        if let Some(waker) = waiter {
-            waker.wake();
-        }
     }
 }
 
@@ -178,7 +141,7 @@ impl std::fmt::Debug for App {
             .field("name", &self.name)
             .field("path", &self.path)
             .field("settings", &self.settings)
-            .field("live", &self.live)
+            .field("processes", &self.processes)
             .finish_non_exhaustive()
     }
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{parse_duration, parse_size, Limits};
+use crate::config::{parse_duration, parse_optional_duration, parse_size, Limits};
 
 /// Exit status for a guest that failed (trap, CPU budget) in `run`.
 pub const EXIT_GUEST_FAILED: u8 = 1;
@@ -54,6 +54,18 @@ struct LimitArgs {
     /// Bytes a pipe holds before its writer blocks, e.g. 64KiB [default: 64KiB]
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     pipe_buffer: Option<u64>,
+    /// CPU time one process may use in all, blocked or not, e.g. 5m; `off` for no limit [default: 5m]
+    #[arg(long, value_name = "DURATION|off", value_parser = optional_duration_arg)]
+    max_cpu: Option<DurationOrOff>,
+    /// Wall-clock time one process may live, e.g. 1h; `off` for no limit [default: off]
+    #[arg(long, value_name = "DURATION|off", value_parser = optional_duration_arg)]
+    max_wall: Option<DurationOrOff>,
+    /// Live processes one connection's process tree may add with spawn [default: 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32))]
+    max_children: Option<u32>,
+    /// Host memory (pipe and stdio buffers) one process may hold, e.g. 1MiB [default: 16 pipe buffers]
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    max_host_memory: Option<u64>,
 }
 
 impl LimitArgs {
@@ -70,12 +82,35 @@ impl LimitArgs {
         if let Some(pipe_buffer) = self.pipe_buffer {
             limits.pipe_buffer = usize::try_from(pipe_buffer).unwrap_or(usize::MAX);
         }
+        if let Some(max_cpu) = self.max_cpu {
+            limits.max_cpu = max_cpu.0;
+        }
+        if let Some(max_wall) = self.max_wall {
+            limits.max_wall = max_wall.0;
+        }
+        if let Some(max_children) = self.max_children {
+            limits.max_children = max_children as usize;
+        }
+        if let Some(max_host_memory) = self.max_host_memory {
+            limits.max_host_memory = Some(max_host_memory);
+        }
         limits
     }
 }
 
 fn size_arg(text: &str) -> Result<u64, String> {
     parse_size(text).map_err(|err| format!("{err:#}"))
+}
+
+/// A duration flag that `off` turns off (a newtype: clap reads a bare
+/// `Option<Option<_>>` as a flag whose value may be left out).
+#[derive(Debug, Clone, Copy)]
+struct DurationOrOff(Option<std::time::Duration>);
+
+fn optional_duration_arg(text: &str) -> Result<DurationOrOff, String> {
+    parse_optional_duration(text)
+        .map(DurationOrOff)
+        .map_err(|err| format!("{err:#}"))
 }
 
 fn duration_arg(text: &str) -> Result<std::time::Duration, String> {

@@ -31,6 +31,24 @@ pub struct Limits {
     pub head_timeout: Duration,
     /// HTTP apps: time a keep-alive connection may idle between requests.
     pub idle_timeout: Duration,
+    /// HTTP apps: longest pause while the client sends a request body (else 408).
+    pub body_timeout: Duration,
+    /// HTTP apps: time one request may take from its head to the end of its
+    /// response; past it the process is ended (504, or 408 while the body is
+    /// still arriving).
+    pub request_timeout: Duration,
+    /// CPU time one process may use in all, blocked or not: the hard limit
+    /// beside `cpu_budget`, which a process that blocks now and then never
+    /// reaches. `None`: no limit.
+    pub max_cpu: Option<Duration>,
+    /// Wall-clock time one process may live. `None` (the default): no limit.
+    pub max_wall: Option<Duration>,
+    /// Most live processes one connection's process tree may add by `spawn`
+    /// (children, grandchildren, …, orphans included); past it `spawn` returns `limit`.
+    pub max_children: usize,
+    /// Host memory (pipe and stdio buffers) one process may hold, in bytes;
+    /// past it the write that needs more returns `limit`. `None`: 16 pipe buffers.
+    pub max_host_memory: Option<u64>,
 }
 
 impl Default for Limits {
@@ -44,6 +62,12 @@ impl Default for Limits {
             max_body: 1 << 20,
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_cpu: Some(Duration::from_secs(300)),
+            max_wall: None,
+            max_children: 64,
+            max_host_memory: None,
         }
     }
 }
@@ -71,8 +95,39 @@ impl Limits {
         if self.pipe_buffer == 0 || self.pipe_buffer > 64 << 20 {
             bail!("pipe-buffer must be between 1B and 64MiB");
         }
+        for (name, timeout) in [
+            ("head-timeout", self.head_timeout),
+            ("idle-timeout", self.idle_timeout),
+            ("body-timeout", self.body_timeout),
+            ("request-timeout", self.request_timeout),
+        ] {
+            if timeout.is_zero() {
+                bail!("{name} must be more than 0");
+            }
+        }
+        if self.max_host_memory == Some(0) {
+            bail!("max-host-memory must be at least 1B");
+        }
         Ok(self)
     }
+
+    /// Host memory one process may hold: `max_host_memory`, or 16 pipe buffers.
+    pub fn host_memory(&self) -> u64 {
+        self.max_host_memory
+            .unwrap_or(16 * self.pipe_buffer as u64)
+    }
+}
+
+/// Parses an optional limit: a duration as [`parse_duration`], or `off`
+/// for no limit.
+///
+/// # Errors
+/// When the text is neither `off` nor a duration.
+pub fn parse_optional_duration(text: &str) -> anyhow::Result<Option<Duration>> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_duration(text).map(Some)
 }
 
 /// Parses a size such as `16MiB`, `512KiB`, `1GiB`, `65536` (bytes); `K`, `M`, `G`,
@@ -154,6 +209,26 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("5").is_err());
+    }
+
+    #[test]
+    fn optional_durations_turn_off() {
+        assert_eq!(parse_optional_duration("off").unwrap(), None);
+        assert_eq!(
+            parse_optional_duration("2m").unwrap(),
+            Some(Duration::from_secs(120))
+        );
+        assert!(parse_optional_duration("never").is_err());
+    }
+
+    #[test]
+    fn host_memory_defaults_to_sixteen_pipe_buffers() {
+        assert_eq!(Limits::default().host_memory(), 16 * 64 * 1024);
+        let limits = Limits {
+            max_host_memory: Some(1000),
+            ..Limits::default()
+        };
+        assert_eq!(limits.host_memory(), 1000);
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //! max_body = "1MiB"           # http: largest request body
 //! head_timeout = "10s"        # http: a begun request head must arrive in this time
 //! idle_timeout = "30s"        # http: keep-alive connections idle this long are closed
+//! body_timeout = "10s"        # http: longest pause while a request body arrives (408)
+//! request_timeout = "60s"     # http: one request, head to response end (504)
+//! max_cpu = "5m"              # CPU time one process may use in all ("off": none)
+//! max_wall = "off"            # time one process may live ("off": no limit)
+//! max_children = 64           # live processes one connection's tree may spawn
+//! max_host_memory = "1MiB"    # pipe and stdio buffers one process may hold
 //!
 //! [env]                       # extra environment for every process
 //! GREETING = "hello"
@@ -29,7 +35,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::app::{AppSettings, Mode};
-use crate::config::{parse_duration, parse_size, Limits};
+use crate::config::{parse_duration, parse_optional_duration, parse_size, Limits};
 
 /// A parsed manifest; every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +65,18 @@ pub struct Manifest {
     pub head_timeout: Option<String>,
     /// HTTP: keep-alive idle timeout, e.g. `30s`.
     pub idle_timeout: Option<String>,
+    /// HTTP: longest pause in a request body, e.g. `10s`.
+    pub body_timeout: Option<String>,
+    /// HTTP: one request from head to response end, e.g. `60s`.
+    pub request_timeout: Option<String>,
+    /// CPU time per process in all, e.g. `5m`, or `off`.
+    pub max_cpu: Option<String>,
+    /// Lifetime per process, e.g. `1h`, or `off`.
+    pub max_wall: Option<String>,
+    /// Live processes one connection's process tree may spawn.
+    pub max_children: Option<usize>,
+    /// Host memory (pipe and stdio buffers) per process, e.g. `1MiB`.
+    pub max_host_memory: Option<String>,
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -125,6 +143,24 @@ impl Manifest {
         }
         if let Some(timeout) = &self.idle_timeout {
             limits.idle_timeout = parse_duration(timeout).context("in `idle_timeout`")?;
+        }
+        if let Some(timeout) = &self.body_timeout {
+            limits.body_timeout = parse_duration(timeout).context("in `body_timeout`")?;
+        }
+        if let Some(timeout) = &self.request_timeout {
+            limits.request_timeout = parse_duration(timeout).context("in `request_timeout`")?;
+        }
+        if let Some(max) = &self.max_cpu {
+            limits.max_cpu = parse_optional_duration(max).context("in `max_cpu`")?;
+        }
+        if let Some(max) = &self.max_wall {
+            limits.max_wall = parse_optional_duration(max).context("in `max_wall`")?;
+        }
+        if let Some(max) = self.max_children {
+            limits.max_children = max;
+        }
+        if let Some(size) = &self.max_host_memory {
+            limits.max_host_memory = Some(parse_size(size).context("in `max_host_memory`")?);
         }
         Ok(limits)
     }

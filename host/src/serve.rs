@@ -123,7 +123,7 @@ fn fair_shares(wants: &[usize], slots: usize) -> Vec<usize> {
 /// the app is under its process limit.
 async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
     loop {
-        poll_fn(|cx| app.poll_acquire_slot(cx)).await;
+        app.processes.acquire().await;
         match poll_fn(|cx| listener.poll_accept(cx)).await {
             Ok(conn) => {
                 let process = process::run(
@@ -137,7 +137,7 @@ async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
                 });
             }
             Err(err) => {
-                app.release_slot();
+                app.processes.release();
                 tracing::warn!(app = %app.name, "accept failed: {err}");
                 runtime
                     .kernel
@@ -172,7 +172,7 @@ async fn http_accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
 /// starts it again (after a pause) whenever it ends.
 async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime) {
     loop {
-        poll_fn(|cx| app.poll_acquire_slot(cx)).await;
+        app.processes.acquire().await;
         let start = Start {
             handles: vec![Handle::Listener(Arc::clone(&listener))],
             ..Start::default()

@@ -65,7 +65,7 @@ fn spawn(
         if state.io.open_count() - numbers.len() + 1 > state.io.max_handles() {
             return Err(Errno::Limit);
         }
-        if !state.app.try_acquire_slot() {
+        if !state.app.processes.try_acquire() {
             tracing::debug!(app = %state.app.name, pid = %state.pid, "spawn: the app is at its process limit");
             return Err(Errno::Limit);
         }

@@ -109,7 +109,7 @@ pub async fn serve_connection(app: Arc<App>, runtime: Runtime, conn: Connection)
             }
             BodyFraming::Length(n) => cgi::Body::Stream(n),
         };
-        poll_fn(|cx| app.poll_acquire_slot(cx)).await;
+        app.processes.acquire().await;
         let finished = cgi::respond(
             &app,
             &runtime,

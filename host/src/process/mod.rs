@@ -107,7 +107,7 @@ impl Start {
 
 /// Runs one process of `app` to its end: logs how it ended when that was not
 /// a normal exit, tells a waiting parent, and gives back the app's process slot
-/// (which the caller took with `App::poll_acquire_slot` or `try_acquire_slot`).
+/// (which the caller took from `App::processes`).
 pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exit {
     // Gives the slot back and tells the parent even if this future is dropped
     // half-way (a host panic caught by the worker).
@@ -146,7 +146,7 @@ impl Drop for Ending {
                 over_budget: false,
             }));
         }
-        self.app.release_slot();
+        self.app.processes.release();
     }
 }
 
