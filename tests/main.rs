@@ -14,5 +14,6 @@ mod http;
 mod isolation;
 mod languages;
 mod preemption;
+mod process_limit;
 mod run;
 mod wit;

@@ -245,6 +245,13 @@ impl Server {
     /// `extra` flags; returns once every app has printed its `listening` line.
     #[track_caller]
     pub fn start(apps: &[(&str, PathBuf)], extra: &[OsString]) -> Server {
+        Server::start_logging(apps, extra, "info")
+    }
+
+    /// As [`Server::start`], with `MNVKD_LOG` set to `filter` (e.g. `debug`
+    /// for the lines a test waits for that `info` hides).
+    #[track_caller]
+    pub fn start_logging(apps: &[(&str, PathBuf)], extra: &[OsString], filter: &str) -> Server {
         let mut args = args!["serve"];
         for (name, _) in apps {
             args.extend(args!["--listen", format!("{name}=127.0.0.1:0")]);
@@ -252,6 +259,7 @@ impl Server {
         args.extend_from_slice(extra);
         args.extend(apps.iter().map(|(_, path)| OsString::from(path)));
         let mut child = command()
+            .env("MNVKD_LOG", filter)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
