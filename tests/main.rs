@@ -8,6 +8,7 @@ mod abi;
 mod cgi;
 mod conformance;
 mod coroutines;
+mod drain;
 mod echo;
 mod errors;
 mod http;

@@ -361,6 +361,40 @@ impl Server {
         matches!(child.try_wait(), Ok(None))
     }
 
+    /// Sends the server `signal` (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) only sends a signal, to our own child.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
+    }
+
+    /// Waits for the server to exit by itself; panics (showing the log) if it
+    /// is still running after `timeout`.
+    #[track_caller]
+    pub fn wait_exit(&self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = {
+                let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+                child.try_wait().expect("the server can be waited for")
+            };
+            if let Some(status) = status {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit within {timeout:?}\nstderr:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Asserts the server is still running, showing its log if not.
     #[track_caller]
     pub fn assert_alive(&self) {
