@@ -14,6 +14,7 @@ mod errors;
 mod http;
 mod isolation;
 mod languages;
+mod log_limit;
 mod preemption;
 mod process_limit;
 mod run;

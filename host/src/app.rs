@@ -1,8 +1,10 @@
 //! An app: one tenant's module, compiled once and pre-linked, with its limits
 //! and the count of its live processes.
 
+mod log_limit;
 mod process_limit;
 
+pub use log_limit::LogLimit;
 pub use process_limit::{Acquire, ProcessLimit};
 
 use std::net::SocketAddr;
@@ -69,6 +71,9 @@ pub struct App {
     pub settings: AppSettings,
     /// Live processes against `limits.max_processes`, and who waits for one to end.
     pub processes: ProcessLimit,
+    /// Bounds the log lines its guests can cause; shared with each process's
+    /// stderr log.
+    pub log_limit: Arc<LogLimit>,
 }
 
 impl App {
@@ -103,6 +108,7 @@ impl App {
             name,
             path: path.to_path_buf(),
             pre,
+            log_limit: Arc::new(LogLimit::new(settings.limits.log_rate)),
             settings,
         })
     }

@@ -27,8 +27,21 @@ Logging: MNVKD_LOG=debug (or any tracing filter, e.g. `mnvkd_host=trace`).";
 #[derive(Debug, Parser)]
 #[command(name = "mnvkd-host", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
+    /// Log lines on stderr as `text` (for people) or `json` (one object a
+    /// line, for log collectors)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event, fields included.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,12 +139,16 @@ pub fn init_logging(cli: &Cli) {
         Command::Run(_) => "warn",
     };
     let filter = EnvFilter::try_from_env("MNVKD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => fmt.json().with_current_span(false).init(),
+    }
 }
 
 /// Runs the parsed command.

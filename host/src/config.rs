@@ -49,6 +49,9 @@ pub struct Limits {
     /// Host memory (pipe and stdio buffers) one process may hold, in bytes;
     /// past it the write that needs more returns `limit`. `None`: 16 pipe buffers.
     pub max_host_memory: Option<u64>,
+    /// Log lines per second the app's guests may cause (their stderr, denied
+    /// `connect`s, traps); the rest are counted and reported, not written.
+    pub log_rate: u32,
 }
 
 impl Default for Limits {
@@ -68,6 +71,7 @@ impl Default for Limits {
             max_wall: None,
             max_children: 64,
             max_host_memory: None,
+            log_rate: 5,
         }
     }
 }
@@ -104,6 +108,9 @@ impl Limits {
             if timeout.is_zero() {
                 bail!("{name} must be more than 0");
             }
+        }
+        if self.log_rate == 0 {
+            bail!("log-rate must be at least 1");
         }
         if self.max_host_memory == Some(0) {
             bail!("max-host-memory must be at least 1B");

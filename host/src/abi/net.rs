@@ -44,7 +44,9 @@ async fn connect(
             .ok_or(Errno::Inval)?;
         let state = caller.data();
         if !state.app.settings.allow_outbound.contains(&addr) {
-            tracing::info!(app = %state.app.name, pid = %state.pid, "connect to {addr} denied: not in the app's allow_outbound");
+            if state.app.log_limit.admit(&state.app.name) {
+                tracing::info!(app = %state.app.name, pid = %state.pid, "connect to {addr} denied: not in the app's allow_outbound");
+            }
             return Err(Errno::Denied);
         }
         if !state.io.has_room(1) {

@@ -4,6 +4,7 @@ use wasmtime::{Trap, WasmBacktrace};
 use wasmtime_wasi::I32Exit;
 
 use super::{CpuBudgetExceeded, HeapLimiter, Pid};
+use crate::app::App;
 use crate::config::format_size;
 
 /// The end of a process.
@@ -65,11 +66,17 @@ impl Exit {
         Exit::Failed(Failure { cause, over_budget })
     }
 
-    /// Logs a failure at warn, once; a normal exit at debug.
-    pub fn log(&self, app: &str, pid: Pid) {
+    /// Logs a failure at warn, once (within the app's log limit: a guest
+    /// can trap on purpose); a normal exit at debug.
+    pub fn log(&self, app: &App, pid: Pid) {
+        let name: &str = &app.name;
         match self {
-            Exit::Exited(status) => tracing::debug!(app, %pid, status, "process exited"),
-            Exit::Failed(cause) => tracing::warn!(app, %pid, "process killed: {cause}"),
+            Exit::Exited(status) => tracing::debug!(app = name, %pid, status, "process exited"),
+            Exit::Failed(cause) => {
+                if app.log_limit.admit(name) {
+                    tracing::warn!(app = name, %pid, "process killed: {cause}");
+                }
+            }
         }
     }
 }

@@ -124,7 +124,7 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
     .await;
     let heap = store.into_data().heap;
     let exit = Exit::from_result(result, &heap);
-    exit.log(&app.name, pid);
+    exit.log(&app, pid);
     if let Some(status) = ending.status.take() {
         status.set(exit.clone());
     }
@@ -164,6 +164,7 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
     let mut wasi = WasiCtxBuilder::new();
     let stderr = stdio::GuestLog {
         app: Arc::clone(&app.name),
+        limit: Arc::clone(&app.log_limit),
         pid,
         stream: "stderr",
         terminal: app.settings.terminal,

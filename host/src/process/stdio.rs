@@ -295,6 +295,8 @@ fn stream_error(err: io::Error) -> StreamError {
 pub struct GuestLog {
     /// The app's name.
     pub app: Arc<str>,
+    /// The app's bound on log lines its guests cause.
+    pub limit: Arc<crate::app::LogLimit>,
     /// The process.
     pub pid: Pid,
     /// `stderr` or `stdout`, to prefix each line.
@@ -346,7 +348,9 @@ impl LogOutput {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\n', '\r']);
         let stream = self.target.stream;
-        tracing::info!(app = %self.target.app, pid = %self.target.pid, "{stream}: {text}");
+        if self.target.limit.admit(&self.target.app) {
+            tracing::info!(app = %self.target.app, pid = %self.target.pid, "{stream}: {text}");
+        }
         self.line.clear();
     }
 }
