@@ -109,3 +109,78 @@ fn listener_app_stops_accepting_and_ends_at_the_drain_timeout() {
     assert!(server.log().contains("drain timeout"), "{}", server.log());
     assert!(refused(addr), "served after the host exited");
 }
+
+/// One echo round trip on a new connection; the error, if any, as text.
+fn try_echo(addr: SocketAddr, line: &[u8]) -> Result<(), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, DEADLINE).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
+    stream.write_all(line).map_err(|e| format!("write: {e}"))?;
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .map_err(|e| format!("shutdown: {e}"))?;
+    let mut got = Vec::new();
+    stream
+        .read_to_end(&mut got)
+        .map_err(|e| format!("read: {e}"))?;
+    if got == line {
+        Ok(())
+    } else {
+        Err(format!("echoed {:?}", String::from_utf8_lossy(&got)))
+    }
+}
+
+#[test]
+fn a_second_host_on_the_same_port_takes_over_with_no_failed_connection() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let old = Server::start(&[("echo", guest("echo"))], &args!["--reuse-port"]);
+    let addr = old.addr("echo");
+    let new = Server::start(
+        &[("echo", guest("echo"))],
+        &args!["--reuse-port", "--listen", format!("echo={addr}")],
+    );
+    assert_eq!(new.addr("echo"), addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                if let Err(err) = try_echo(addr, b"ping\n") {
+                    failures.push(err);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            failures
+        })
+    };
+    let wait_for = |count: usize| {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while done.load(Ordering::SeqCst) < count {
+            assert!(std::time::Instant::now() < deadline, "the client stalled");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    wait_for(50);
+    old.signal(libc::SIGTERM);
+    let status = old.wait_exit(DEADLINE);
+    assert!(status.success(), "{status}\n{}", old.log());
+    // The new host alone serves from here on.
+    let after = done.load(Ordering::SeqCst) + 50;
+    wait_for(after);
+    stop.store(true, Ordering::SeqCst);
+    let failures = client.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} connections failed across the hand-over: {:?}",
+        failures.len(),
+        done.load(Ordering::SeqCst),
+        &failures[..failures.len().min(5)]
+    );
+    new.assert_alive();
+}

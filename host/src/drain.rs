@@ -1,11 +1,14 @@
 //! Graceful drain: the host stops taking new work, lets the work it has
 //! finish, and exits.
 //!
-//! `serve` holds one [`Drain`]. A SIGTERM or SIGINT calls [`Drain::start`]:
-//! every acceptor waiting in [`Drain::started`] wakes and closes its
-//! listener, so new connections are refused at once; the main thread then
-//! waits until [`Drain::live`] (processes and HTTP connections still being
-//! served) reaches zero, or the drain timeout passes, and exits.
+//! `serve` holds one [`Drain`]. A SIGTERM or SIGINT calls [`Drain::start`]
+//! (the host reports itself not ready), then [`Drain::close`]: every
+//! acceptor waiting in [`Drain::closed`] wakes and closes its listener, so
+//! new connections are refused. With `--reuse-port` a hand-over pause comes
+//! between the two, while a new host takes the new connections. The main
+//! thread then waits until [`Drain::live`] (HTTP connections still being
+//! served) and the apps' live processes reach zero, or the drain timeout
+//! passes, and exits.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +21,9 @@ use std::task::{Context, Poll, Waker};
 pub struct Drain {
     /// Set once, by [`Drain::start`]; never cleared.
     draining: AtomicBool,
-    /// Tasks parked in [`Drain::started`]; emptied (and woken) by `start`.
+    /// Set once, by [`Drain::close`], after `draining`; never cleared.
+    closed: AtomicBool,
+    /// Tasks parked in [`Drain::closed`]; emptied (and woken) by `close`.
     waiters: Mutex<Vec<Waker>>,
     /// Units of work alive: each a [`Work`] not yet dropped.
     live: AtomicUsize,
@@ -30,9 +35,16 @@ impl Drain {
         Arc::new(Drain::default())
     }
 
-    /// Starts the drain (again is a no-op) and wakes every task waiting for it.
+    /// Starts the drain: the host is no longer ready (again is a no-op).
     pub fn start(&self) {
         self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes the listeners: wakes every task waiting in [`Drain::closed`]
+    /// (again is a no-op). Starts the drain too if it had not.
+    pub fn close(&self) {
+        self.start();
+        self.closed.store(true, Ordering::SeqCst);
         let waiters = std::mem::take(&mut *self.waiters.lock().unwrap());
         for waker in waiters {
             waker.wake();
@@ -44,17 +56,23 @@ impl Drain {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Completes once the drain has started.
-    pub fn started(&self) -> Started<'_> {
-        Started { drain: self }
+    /// Whether the listeners are to close.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
-    /// Runs `future` until it completes (`Some`) or the drain starts (`None`).
-    pub async fn unless_started<F: Future>(&self, future: F) -> Option<F::Output> {
+    /// Completes once the listeners are to close.
+    pub fn closed(&self) -> Closed<'_> {
+        Closed { drain: self }
+    }
+
+    /// Runs `future` until it completes (`Some`) or the listeners are to
+    /// close (`None`).
+    pub async fn unless_closed<F: Future>(&self, future: F) -> Option<F::Output> {
         let mut future = std::pin::pin!(future);
-        let mut started = std::pin::pin!(self.started());
+        let mut closed = std::pin::pin!(self.closed());
         std::future::poll_fn(|cx| {
-            if started.as_mut().poll(cx).is_ready() {
+            if closed.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
             future.as_mut().poll(cx).map(Some)
@@ -77,22 +95,22 @@ impl Drain {
     }
 }
 
-/// The future of [`Drain::started`].
+/// The future of [`Drain::closed`].
 #[derive(Debug)]
-pub struct Started<'a> {
+pub struct Closed<'a> {
     drain: &'a Drain,
 }
 
-impl Future for Started<'_> {
+impl Future for Closed<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.drain.is_draining() {
+        if self.drain.is_closed() {
             return Poll::Ready(());
         }
         let mut waiters = self.drain.waiters.lock().unwrap();
-        // Checked again under the lock: `start` empties the list after setting the flag.
-        if self.drain.is_draining() {
+        // Checked again under the lock: `close` empties the list after setting the flag.
+        if self.drain.is_closed() {
             return Poll::Ready(());
         }
         if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -127,18 +145,21 @@ mod tests {
     }
 
     #[test]
-    fn start_wakes_waiters_and_work_is_counted() {
+    fn close_wakes_waiters_and_work_is_counted() {
         let drain = Drain::new();
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));
         let mut cx = Context::from_waker(&waker);
-        let mut started = Box::pin(drain.started());
-        assert_eq!(started.as_mut().poll(&mut cx), Poll::Pending);
+        let mut closed = Box::pin(drain.closed());
+        assert_eq!(closed.as_mut().poll(&mut cx), Poll::Pending);
         let work = drain.work();
         assert_eq!(drain.live(), 1);
         drain.start();
+        assert!(drain.is_draining());
+        assert_eq!(closed.as_mut().poll(&mut cx), Poll::Pending);
+        drain.close();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(started.as_mut().poll(&mut cx), Poll::Ready(()));
+        assert_eq!(closed.as_mut().poll(&mut cx), Poll::Ready(()));
         drop(work);
         assert_eq!(drain.live(), 0);
     }

@@ -15,6 +15,30 @@ use crate::reactor::{Direction, Reactor, Source};
 /// Pending connections the kernel queues for a listener (capped by
 /// `net.core.somaxconn`).
 const BACKLOG: libc::c_int = 4096;
+/// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic/socket.h), which the libc crate
+/// has for Android only.
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// Binds a TCP listener at `addr`; with `reuse_port`, with `SO_REUSEPORT`, so
+/// a second host can bind the same address and take over (see
+/// [`Listener::hand_over`]).
+///
+/// # Errors
+/// When the socket cannot be made or bound (e.g. the address is in use).
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
 
 /// A non-blocking listener. Dropping it deregisters and closes it.
 #[derive(Debug)]
@@ -32,10 +56,12 @@ impl Listener {
     ///
     /// # Errors
     /// When the socket cannot be made non-blocking or registered.
+    /// A listener from [`bind`] already has its backlog; one from elsewhere
+    /// (std listens with 128) gets [`BACKLOG`] here, as a burst of connects
+    /// beyond the backlog loses SYNs and costs those clients a one-second
+    /// retransmit.
     pub fn new(listener: std::net::TcpListener, reactor: &Arc<Reactor>) -> io::Result<Listener> {
         listener.set_nonblocking(true)?;
-        // std listens with a backlog of 128: a burst of connects beyond it
-        // loses SYNs and costs those clients a one-second retransmit.
         // SAFETY: a valid listening fd; listen() again only resizes the backlog.
         if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
             return Err(io::Error::last_os_error());
@@ -65,6 +91,45 @@ impl Listener {
             .map(|accepted| {
                 accepted.and_then(|(stream, _)| Connection::new(Socket::Tcp(stream), &self.reactor))
             })
+    }
+
+    /// Before a drain closes a `SO_REUSEPORT` listener: steers the
+    /// connections that arrive from now on to the socket that joined the
+    /// address's group after this one (the new host taking over), so that
+    /// closing this one loses none. A classic-BPF program on the group
+    /// answers socket index 1; this listener, the older one, is index 0.
+    /// With no second socket the kernel falls back to its hash, so it is
+    /// harmless then.
+    ///
+    /// # Errors
+    /// When the kernel refuses the program.
+    pub fn hand_over(&self) -> io::Result<()> {
+        // BPF_RET | BPF_K: return 1.
+        let mut program = [libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 1,
+        }];
+        let fprog = libc::sock_fprog {
+            len: 1,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: `fprog` points at a valid one-instruction program that
+        // outlives the call; the kernel copies it.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_ATTACH_REUSEPORT_CBPF,
+                std::ptr::addr_of!(fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Stops the listener taking connections, though handles to it live on:

@@ -19,7 +19,7 @@ use crate::drain::Drain;
 use crate::engine;
 use crate::http;
 use crate::kernel::Kernel;
-use crate::listener::Listener;
+use crate::listener::{self, Listener};
 use crate::process::{self, linker, Exit, Pid, Runtime, Start};
 use crate::reactor::Reactor;
 
@@ -27,6 +27,9 @@ use crate::reactor::Reactor;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Pause before restarting a listener-mode app's process that ended.
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+/// With `--reuse-port`: how long a draining host goes on accepting what was
+/// already queued for it after steering new connections to the next host.
+const HAND_OVER: Duration = Duration::from_millis(500);
 /// How often a drain looks whether the work is done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
@@ -52,6 +55,8 @@ pub struct ServeConfig {
     pub threads: usize,
     /// How long a drain lets live processes finish before ending them.
     pub drain_timeout: Duration,
+    /// Bind with `SO_REUSEPORT`, and hand new connections over on a drain.
+    pub reuse_port: bool,
 }
 
 /// Serves the apps until a SIGTERM or SIGINT, then drains: stops accepting,
@@ -85,7 +90,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let mut settings = spec.settings.clone();
         settings.limits.max_processes = share;
         let app = App::load(&engine, &linker, &spec.path, settings)?;
-        let listener = std::net::TcpListener::bind(spec.listen).with_context(|| {
+        let listener = listener::bind(spec.listen, config.reuse_port).with_context(|| {
             format!(
                 "failed to listen on `{}` for app `{}`",
                 spec.listen, spec.name
@@ -93,20 +98,22 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })?;
         let listener = Listener::new(listener, &reactor)
             .with_context(|| format!("failed to register the listener of `{}`", spec.name))?;
-        apps.push((Arc::new(app), listener));
+        apps.push((Arc::new(app), Arc::new(listener)));
     }
     let kernel = Kernel::start(config.threads, &engine)?;
     print_table(&apps, &kernel, &sizing, fd_limit)?;
     let runtime = Runtime { kernel, reactor };
     let drain = Drain::new();
     let served: Vec<Arc<App>> = apps.iter().map(|(app, _)| Arc::clone(app)).collect();
+    // Kept only for the hand-over; dropped before the drain closes them.
+    let mut listeners: Vec<Arc<Listener>> = apps.iter().map(|(_, l)| Arc::clone(l)).collect();
     for (app, listener) in apps {
         let drain = Arc::clone(&drain);
         let server = match app.settings.mode {
             Mode::Connection => {
                 Box::pin(accept_loop(app, listener, runtime.clone(), drain)) as process::BoxFuture
             }
-            Mode::Listener => Box::pin(supervise(app, Arc::new(listener), runtime.clone(), drain)),
+            Mode::Listener => Box::pin(supervise(app, listener, runtime.clone(), drain)),
             Mode::Http => Box::pin(http_accept_loop(app, listener, runtime.clone(), drain)),
         };
         runtime.kernel.spawn(server);
@@ -122,6 +129,18 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.drain_timeout
     );
     drain.start();
+    if config.reuse_port {
+        for listener in &listeners {
+            if let Err(err) = listener.hand_over() {
+                tracing::warn!("failed to steer new connections to the next host: {err}");
+            }
+        }
+        // New connections now go to the host that bound the address after
+        // this one; those already queued here are still accepted meanwhile.
+        std::thread::sleep(HAND_OVER);
+    }
+    listeners.clear();
+    drain.close();
     finish_drain(&drain, &served, &mut signals, config.drain_timeout);
     Ok(())
 }
@@ -173,14 +192,10 @@ fn fair_shares(wants: &[usize], slots: usize) -> Vec<usize> {
 
 /// Accepts connections for `app` until the drain starts, starting a process
 /// for each while the app is under its process limit; then closes the listener.
-async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime, drain: Arc<Drain>) {
-    while drain
-        .unless_started(app.processes.acquire())
-        .await
-        .is_some()
-    {
+async fn accept_loop(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, drain: Arc<Drain>) {
+    while drain.unless_closed(app.processes.acquire()).await.is_some() {
         match drain
-            .unless_started(poll_fn(|cx| listener.poll_accept(cx)))
+            .unless_closed(poll_fn(|cx| listener.poll_accept(cx)))
             .await
         {
             None => {
@@ -213,9 +228,14 @@ async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime, drain:
 
 /// Accepts connections for an HTTP app until the drain starts, each served
 /// by the host's HTTP front, which starts a process per request.
-async fn http_accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime, drain: Arc<Drain>) {
+async fn http_accept_loop(
+    app: Arc<App>,
+    listener: Arc<Listener>,
+    runtime: Runtime,
+    drain: Arc<Drain>,
+) {
     while let Some(accepted) = drain
-        .unless_started(poll_fn(|cx| listener.poll_accept(cx)))
+        .unless_closed(poll_fn(|cx| listener.poll_accept(cx)))
         .await
     {
         match accepted {
@@ -244,11 +264,7 @@ async fn http_accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime, d
 /// then the listener is shut down (the process's accepts fail) and the
 /// process is let finish.
 async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, drain: Arc<Drain>) {
-    while drain
-        .unless_started(app.processes.acquire())
-        .await
-        .is_some()
-    {
+    while drain.unless_closed(app.processes.acquire()).await.is_some() {
         let start = Start {
             handles: vec![Handle::Listener(Arc::clone(&listener))],
             ..Start::default()
@@ -256,7 +272,7 @@ async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, dra
         let pid = Pid::next();
         let mut process =
             std::pin::pin!(process::run(Arc::clone(&app), runtime.clone(), start, pid));
-        let Some(exit) = drain.unless_started(process.as_mut()).await else {
+        let Some(exit) = drain.unless_closed(process.as_mut()).await else {
             // Its accepts fail from now on; what it serves already it may finish.
             listener.shutdown();
             process.await;
@@ -268,7 +284,7 @@ async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, dra
         };
         tracing::warn!(app = %app.name, %pid, "the listener process {how}; restarting it in {RESTART_BACKOFF:?}");
         let pause = runtime.kernel.sleep_until(Instant::now() + RESTART_BACKOFF);
-        if drain.unless_started(pause).await.is_none() {
+        if drain.unless_closed(pause).await.is_none() {
             break;
         }
     }
@@ -277,7 +293,7 @@ async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, dra
 }
 
 fn print_table(
-    apps: &[(Arc<App>, Listener)],
+    apps: &[(Arc<App>, Arc<Listener>)],
     kernel: &Kernel,
     sizing: &engine::PoolSizing,
     fd_limit: Option<u64>,

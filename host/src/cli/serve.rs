@@ -40,6 +40,11 @@ pub(super) struct ServeArgs {
     /// (a second signal ends them at once)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::duration_arg)]
     drain_timeout: std::time::Duration,
+    /// Bind listeners with SO_REUSEPORT: a second host started on the same
+    /// addresses shares them, and this one, on SIGTERM, hands new
+    /// connections to it before closing (zero-downtime upgrade)
+    #[arg(long)]
+    reuse_port: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -115,6 +120,7 @@ impl ServeArgs {
             apps,
             threads,
             drain_timeout: self.drain_timeout,
+            reuse_port: self.reuse_port,
         })
     }
 }
