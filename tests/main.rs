@@ -11,6 +11,7 @@ mod coroutines;
 mod echo;
 mod errors;
 mod http;
+mod http_front;
 mod isolation;
 mod languages;
 mod preemption;

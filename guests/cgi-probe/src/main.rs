@@ -7,6 +7,9 @@
 //! - `/big/N`: an N-byte body (`0123456789` repeated), streamed by the host.
 //! - `/nohead`: output without a CGI head (the host answers 502).
 //! - `/trap`: traps (502); `/spin`: computes forever (504 past the CPU budget).
+//! - `/sleep/MS`: sleeps MS milliseconds (blocked, using no CPU), then `slept`.
+//! - `/partial`: a head and 100 KiB of body (so the host streams it), then
+//!   sleeps for an hour: a response cut short by the host's `request_timeout`.
 //! - anything else: `hello`.
 
 use std::io::{self, Read, Write};
@@ -40,6 +43,14 @@ fn main() -> io::Result<()> {
             out.write_all(&pattern[..take])?;
             left -= take;
         }
+    } else if let Some(ms) = path.strip_prefix("/sleep/") {
+        std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+        write!(out, "Content-Type: text/plain\r\n\r\nslept\n")?;
+    } else if path == "/partial" {
+        write!(out, "Content-Type: application/octet-stream\r\n\r\n")?;
+        out.write_all(&[b'p'; 100 * 1024])?;
+        out.flush()?;
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     } else if path == "/nohead" {
         writeln!(out, "just a body, no head")?;
     } else if path == "/trap" {
