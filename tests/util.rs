@@ -245,6 +245,13 @@ impl Server {
     /// `extra` flags; returns once every app has printed its `listening` line.
     #[track_caller]
     pub fn start(apps: &[(&str, PathBuf)], extra: &[OsString]) -> Server {
+        Server::start_logging(apps, extra, "info")
+    }
+
+    /// As [`Server::start`], with `MNVKD_LOG` set to `filter` (e.g. `debug`
+    /// for the lines a test waits for that `info` hides).
+    #[track_caller]
+    pub fn start_logging(apps: &[(&str, PathBuf)], extra: &[OsString], filter: &str) -> Server {
         let mut args = args!["serve"];
         for (name, _) in apps {
             args.extend(args!["--listen", format!("{name}=127.0.0.1:0")]);
@@ -252,6 +259,7 @@ impl Server {
         args.extend_from_slice(extra);
         args.extend(apps.iter().map(|(_, path)| OsString::from(path)));
         let mut child = command()
+            .env("MNVKD_LOG", filter)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -359,6 +367,40 @@ impl Server {
     pub fn is_alive(&self) -> bool {
         let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
         matches!(child.try_wait(), Ok(None))
+    }
+
+    /// Sends the server `signal` (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) only sends a signal, to our own child.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
+    }
+
+    /// Waits for the server to exit by itself; panics (showing the log) if it
+    /// is still running after `timeout`.
+    #[track_caller]
+    pub fn wait_exit(&self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = {
+                let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+                child.try_wait().expect("the server can be waited for")
+            };
+            if let Some(status) = status {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit within {timeout:?}\nstderr:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Asserts the server is still running, showing its log if not.

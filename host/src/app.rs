@@ -97,11 +97,12 @@ impl App {
             .map_err(anyhow::Error::from)
             // wasmtime names the missing import: "unknown import: `env::f` has not been defined".
             .with_context(|| format!("failed to link `{shown}` against the host's imports"))?;
+        let name: Arc<str> = app_name(path)?.into();
         Ok(App {
-            name: app_name(path)?.into(),
+            processes: ProcessLimit::new(Arc::clone(&name), settings.limits.max_processes),
+            name,
             path: path.to_path_buf(),
             pre,
-            processes: ProcessLimit::new(settings.limits.max_processes),
             settings,
         })
     }

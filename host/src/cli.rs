@@ -113,7 +113,7 @@ fn optional_duration_arg(text: &str) -> Result<DurationOrOff, String> {
         .map_err(|err| format!("{err:#}"))
 }
 
-fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
     parse_duration(text).map_err(|err| format!("{err:#}"))
 }
 

@@ -20,6 +20,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod drain;
 pub mod engine;
 pub mod http;
 pub mod kernel;

@@ -67,6 +67,14 @@ impl Listener {
             })
     }
 
+    /// Stops the listener taking connections, though handles to it live on:
+    /// pending and new connections are refused, accepts fail.
+    pub fn shutdown(&self) {
+        // SAFETY: shutdown(2) on the fd this listener owns; it stays open
+        // (and registered) until the listener drops.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+
     /// Readiness now (readable = a connection waits); parks `cx` if not readable.
     pub fn readiness(&self, cx: Option<&Context<'_>>) -> Readiness {
         readiness(&self.source, self.listener.as_raw_fd(), true, false, cx)

@@ -1,5 +1,6 @@
 //! `serve`: load every app, bind its listener, print the start-up table, and
-//! accept connections forever, one new process per connection.
+//! accept connections, one new process per connection, until a SIGTERM or
+//! SIGINT starts the drain (`drain.rs`).
 
 use std::future::poll_fn;
 use std::io::{self, Write};
@@ -9,10 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::abi::handles::Handle;
 use crate::app::{App, AppSettings, Mode};
 use crate::config::format_size;
+use crate::drain::Drain;
 use crate::engine;
 use crate::http;
 use crate::kernel::Kernel;
@@ -24,6 +27,8 @@ use crate::reactor::Reactor;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Pause before restarting a listener-mode app's process that ended.
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+/// How often a drain looks whether the work is done.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// One app to serve, as the command line and its manifest describe it.
 #[derive(Debug, Clone)]
@@ -45,13 +50,19 @@ pub struct ServeConfig {
     pub apps: Vec<AppSpec>,
     /// Worker threads.
     pub threads: usize,
+    /// How long a drain lets live processes finish before ending them.
+    pub drain_timeout: Duration,
 }
 
-/// Serves the apps until the host is killed.
+/// Serves the apps until a SIGTERM or SIGINT, then drains: stops accepting,
+/// lets live processes finish for up to `drain_timeout`, and returns.
 ///
 /// # Errors
 /// When an app cannot be loaded or its address bound; nothing is served then.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Before anything is served, so an early signal drains instead of killing.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("failed to install the SIGTERM and SIGINT handlers")?;
     let fd_limit = raise_fd_limit();
     let wants: Vec<usize> = config
         .apps
@@ -87,18 +98,59 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let kernel = Kernel::start(config.threads, &engine)?;
     print_table(&apps, &kernel, &sizing, fd_limit)?;
     let runtime = Runtime { kernel, reactor };
+    let drain = Drain::new();
+    let served: Vec<Arc<App>> = apps.iter().map(|(app, _)| Arc::clone(app)).collect();
     for (app, listener) in apps {
+        let drain = Arc::clone(&drain);
         let server = match app.settings.mode {
             Mode::Connection => {
-                Box::pin(accept_loop(app, listener, runtime.clone())) as process::BoxFuture
+                Box::pin(accept_loop(app, listener, runtime.clone(), drain)) as process::BoxFuture
             }
-            Mode::Listener => Box::pin(supervise(app, Arc::new(listener), runtime.clone())),
-            Mode::Http => Box::pin(http_accept_loop(app, listener, runtime.clone())),
+            Mode::Listener => Box::pin(supervise(app, Arc::new(listener), runtime.clone(), drain)),
+            Mode::Http => Box::pin(http_accept_loop(app, listener, runtime.clone(), drain)),
         };
         runtime.kernel.spawn(server);
     }
+    let signal = signals.forever().next();
+    let name = if signal == Some(SIGINT) {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    tracing::info!(
+        "{name}: draining: no new connections; live processes have {:?} to finish",
+        config.drain_timeout
+    );
+    drain.start();
+    finish_drain(&drain, &served, &mut signals, config.drain_timeout);
+    Ok(())
+}
+
+/// Waits until no process or HTTP connection is left, the drain timeout
+/// passes, or a second signal comes; what is still alive then ends when the
+/// host exits.
+fn finish_drain(
+    drain: &Drain,
+    apps: &[Arc<App>],
+    signals: &mut signal_hook::iterator::Signals,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
     loop {
-        std::thread::park();
+        let live = drain.live() + apps.iter().map(|app| app.processes.live()).sum::<usize>();
+        if live == 0 {
+            tracing::info!("drained: every process finished");
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("drain timeout: ending {live} processes and connections still live");
+            return;
+        }
+        if signals.pending().next().is_some() {
+            tracing::warn!("second signal: ending {live} processes and connections now");
+            return;
+        }
+        std::thread::sleep(DRAIN_POLL);
     }
 }
 
@@ -119,13 +171,23 @@ fn fair_shares(wants: &[usize], slots: usize) -> Vec<usize> {
     shares
 }
 
-/// Accepts connections for `app` forever, starting a process for each while
-/// the app is under its process limit.
-async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
-    loop {
-        app.processes.acquire().await;
-        match poll_fn(|cx| listener.poll_accept(cx)).await {
-            Ok(conn) => {
+/// Accepts connections for `app` until the drain starts, starting a process
+/// for each while the app is under its process limit; then closes the listener.
+async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime, drain: Arc<Drain>) {
+    while drain
+        .unless_started(app.processes.acquire())
+        .await
+        .is_some()
+    {
+        match drain
+            .unless_started(poll_fn(|cx| listener.poll_accept(cx)))
+            .await
+        {
+            None => {
+                app.processes.release();
+                break;
+            }
+            Some(Ok(conn)) => {
                 let process = process::run(
                     Arc::clone(&app),
                     runtime.clone(),
@@ -136,7 +198,7 @@ async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
                     process.await;
                 });
             }
-            Err(err) => {
+            Some(Err(err)) => {
                 app.processes.release();
                 tracing::warn!(app = %app.name, "accept failed: {err}");
                 runtime
@@ -146,16 +208,24 @@ async fn accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
             }
         }
     }
+    tracing::info!(app = %app.name, "stopped accepting");
 }
 
-/// Accepts connections for an HTTP app forever, each served by the host's
-/// HTTP front, which starts a process per request.
-async fn http_accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
-    loop {
-        match poll_fn(|cx| listener.poll_accept(cx)).await {
+/// Accepts connections for an HTTP app until the drain starts, each served
+/// by the host's HTTP front, which starts a process per request.
+async fn http_accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime, drain: Arc<Drain>) {
+    while let Some(accepted) = drain
+        .unless_started(poll_fn(|cx| listener.poll_accept(cx)))
+        .await
+    {
+        match accepted {
             Ok(conn) => {
+                let work = drain.work();
                 let front = http::serve_connection(Arc::clone(&app), runtime.clone(), conn);
-                runtime.kernel.spawn(front);
+                runtime.kernel.spawn(async move {
+                    front.await;
+                    drop(work);
+                });
             }
             Err(err) => {
                 tracing::warn!(app = %app.name, "accept failed: {err}");
@@ -166,29 +236,44 @@ async fn http_accept_loop(app: Arc<App>, listener: Listener, runtime: Runtime) {
             }
         }
     }
+    tracing::info!(app = %app.name, "stopped accepting");
 }
 
 /// Runs a listener-mode app's one process with the listener as handle 0, and
-/// starts it again (after a pause) whenever it ends.
-async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime) {
-    loop {
-        app.processes.acquire().await;
+/// starts it again (after a pause) whenever it ends, until the drain starts:
+/// then the listener is shut down (the process's accepts fail) and the
+/// process is let finish.
+async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, drain: Arc<Drain>) {
+    while drain
+        .unless_started(app.processes.acquire())
+        .await
+        .is_some()
+    {
         let start = Start {
             handles: vec![Handle::Listener(Arc::clone(&listener))],
             ..Start::default()
         };
         let pid = Pid::next();
-        let exit = process::run(Arc::clone(&app), runtime.clone(), start, pid).await;
+        let mut process =
+            std::pin::pin!(process::run(Arc::clone(&app), runtime.clone(), start, pid));
+        let Some(exit) = drain.unless_started(process.as_mut()).await else {
+            // Its accepts fail from now on; what it serves already it may finish.
+            listener.shutdown();
+            process.await;
+            return;
+        };
         let how = match exit {
             Exit::Exited(status) => format!("exited with status {status}"),
             Exit::Failed(_) => "was killed".to_owned(),
         };
         tracing::warn!(app = %app.name, %pid, "the listener process {how}; restarting it in {RESTART_BACKOFF:?}");
-        runtime
-            .kernel
-            .sleep_until(Instant::now() + RESTART_BACKOFF)
-            .await;
+        let pause = runtime.kernel.sleep_until(Instant::now() + RESTART_BACKOFF);
+        if drain.unless_started(pause).await.is_none() {
+            break;
+        }
     }
+    listener.shutdown();
+    tracing::info!(app = %app.name, "stopped accepting");
 }
 
 fn print_table(

@@ -6,6 +6,8 @@
 //! - `/status/NNN`: answers with that status.
 //! - `/big/N`: an N-byte body (`0123456789` repeated), streamed by the host.
 //! - `/nohead`: output without a CGI head (the host answers 502).
+//! - `/clock`: the wall clock in nanoseconds since 1970, to order requests
+//!   that ran one after another.
 //! - `/trap`: traps (502); `/spin`: computes forever (504 past the CPU budget).
 //! - `/sleep/MS`: sleeps MS milliseconds (blocked, using no CPU), then `slept`.
 //! - `/partial`: a head and 100 KiB of body (so the host streams it), then
@@ -43,6 +45,11 @@ fn main() -> io::Result<()> {
             out.write_all(&pattern[..take])?;
             left -= take;
         }
+    } else if path == "/clock" {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        write!(out, "Content-Type: text/plain\r\n\r\n{now}\n")?;
     } else if let Some(ms) = path.strip_prefix("/sleep/") {
         std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
         write!(out, "Content-Type: text/plain\r\n\r\nslept\n")?;

@@ -16,6 +16,8 @@ use std::task::{Context, Poll, Waker};
 /// Counts an app's live processes against its `max_processes`.
 #[derive(Debug)]
 pub struct ProcessLimit {
+    /// The app's name, for the log.
+    app: std::sync::Arc<str>,
     /// Most live processes at once; at least 1.
     max: usize,
     state: Mutex<State>,
@@ -40,9 +42,10 @@ struct Waiter {
 }
 
 impl ProcessLimit {
-    /// A limit of `max` live processes (at least 1).
-    pub fn new(max: usize) -> ProcessLimit {
+    /// A limit of `max` live processes (at least 1) for the app named `app`.
+    pub fn new(app: std::sync::Arc<str>, max: usize) -> ProcessLimit {
         ProcessLimit {
+            app,
             max: max.max(1),
             state: Mutex::new(State::default()),
         }
@@ -119,8 +122,10 @@ impl Future for Acquire<'_> {
         let Some(ticket) = self.ticket else {
             if state.queue.is_empty() && state.live < limit.max {
                 state.live += 1;
+                tracing::debug!(app = %limit.app, live = state.live, "took a process place");
                 return Poll::Ready(());
             }
+            tracing::debug!(app = %limit.app, waiting = state.queue.len() + 1, "waits for a process place");
             let ticket = state.next_ticket;
             state.next_ticket += 1;
             state.queue.push_back(Waiter {
@@ -138,6 +143,7 @@ impl Future for Acquire<'_> {
             .expect("a queued waiter stays queued until it is ready or dropped");
         if state.queue[at].granted {
             state.queue.remove(at);
+            tracing::debug!(app = %limit.app, live = state.live, "took a process place");
             drop(state);
             self.ticket = None;
             return Poll::Ready(());
@@ -186,7 +192,7 @@ mod tests {
 
     #[test]
     fn waiters_get_places_in_arrival_order() {
-        let limit = ProcessLimit::new(2);
+        let limit = ProcessLimit::new("t".into(), 2);
         assert!(limit.try_acquire());
         assert!(limit.try_acquire());
         let flags: Vec<_> = (0..10).map(|_| flag()).collect();
@@ -211,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_dropped_waiter_passes_its_place_on() {
-        let limit = ProcessLimit::new(1);
+        let limit = ProcessLimit::new("t".into(), 1);
         assert!(limit.try_acquire());
         let (first, second) = (flag(), flag());
         let mut a = Box::pin(limit.acquire());

@@ -35,6 +35,11 @@ pub(super) struct ServeArgs {
     /// manifest `kind = "http"`); repeatable
     #[arg(long, value_name = "APP")]
     http: Vec<String>,
+    /// On SIGTERM or SIGINT the host stops accepting at once and gives live
+    /// processes this long to finish before it ends them and exits, e.g. 30s
+    /// (a second signal ends them at once)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::duration_arg)]
+    drain_timeout: std::time::Duration,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -106,7 +111,11 @@ impl ServeArgs {
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        Ok(ServeConfig { apps, threads })
+        Ok(ServeConfig {
+            apps,
+            threads,
+            drain_timeout: self.drain_timeout,
+        })
     }
 }
 
