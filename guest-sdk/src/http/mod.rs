@@ -36,6 +36,10 @@
 //! (30 s) is closed without a response. A handler that fails before
 //! sending its response gets a `500` sent for it (and the connection closed).
 //!
+//! Which heads are refused and how strictly chunked framing is read is the
+//! [`mnvkd_http1`] crate's, shared with the
+//! host's CGI front, so the two agree on where every request ends.
+//!
 //! # Examples
 //!
 //! ```no_run

@@ -38,6 +38,7 @@ pub async fn read_chunked(
                 // Bytes past the body came in this feed (the decoder would
                 // have finished on an earlier one otherwise): the next request's.
                 let after = body.len() - decoder.raw();
+                debug_assert!(after <= fed, "bytes past the body are from the last feed");
                 reader.consume(fed - after);
                 body.truncate(decoder.decoded());
                 return Ok(body);
