@@ -9,6 +9,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::util::{
     connect, guest, read_response, read_until_closed, vm_rss, Response, Server, TempDir, DEADLINE,
@@ -351,4 +352,52 @@ fn the_request_timeout_after_the_response_head_cuts_the_response() {
         "the response was completed instead of cut"
     );
     server.wait_for_log("(request_timeout)", DEADLINE);
+}
+
+#[test]
+fn no_process_place_by_the_request_timeout_gets_503() {
+    // One place; request A's head comes first, then B takes the place while
+    // A's body is still arriving. B holds it until B's own deadline, which is
+    // later than A's: A waits for a place until its deadline and gets 503.
+    let dir = TempDir::new();
+    let wasm = dir.join("cgi-probe.wasm");
+    std::fs::copy(guest("cgi-probe"), &wasm).unwrap();
+    dir.write(
+        "cgi-probe.toml",
+        "kind = \"http\"\nrequest_timeout = \"4s\"\n",
+    );
+    let server = Server::start_logging(
+        &[("cgi-probe", wasm)],
+        &args!["--max-processes", "1"],
+        "info,mnvkd_host::app=debug",
+    );
+    let addr = server.addr("cgi-probe");
+    let mut a = connect(addr);
+    let mut a_reader = BufReader::new(a.try_clone().unwrap());
+    a.write_all(
+        b"POST /env HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    // The interim answer says A's head was read: its deadline runs from then.
+    let mut interim = String::new();
+    for _ in 0..2 {
+        a_reader.read_line(&mut interim).unwrap();
+    }
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    // A margin between the two deadlines, so that which passes first does
+    // not depend on scheduling.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut b = connect(addr);
+    b.write_all(b"GET /sleep/600000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    server.wait_for_log("took a process place", DEADLINE);
+    a.write_all(b"5\r\nhello\r\n0\r\n\r\n").unwrap();
+    let response = read_response(&mut a_reader);
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_closed(a_reader, "503");
+    server.wait_for_log("no process place", DEADLINE);
+    // B is ended at its own deadline.
+    let response = read_response(&mut BufReader::new(b));
+    assert_eq!(response.status, 504);
 }
