@@ -174,12 +174,12 @@ fn bad_requests_get_their_status_and_close() {
         ("head over 16 KiB", huge_head, 431),
         (
             "body over the limit",
-            b"POST /env HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".to_vec(),
+            b"POST /env HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n".to_vec(),
             413,
         ),
         (
             "unsupported transfer coding",
-            b"POST /env HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+            b"POST /env HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
             501,
         ),
     ];

@@ -12,6 +12,7 @@ mod drain;
 mod echo;
 mod errors;
 mod http;
+mod http_front;
 mod isolation;
 mod languages;
 mod log_limit;

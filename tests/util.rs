@@ -355,6 +355,14 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .id()
+    }
+
     /// Whether the server process is still running.
     pub fn is_alive(&self) -> bool {
         let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
@@ -547,6 +555,25 @@ pub fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
             got.len()
         ),
     }
+}
+
+/// The resident set size of process `pid` in bytes (`VmRSS` in
+/// `/proc/PID/status`).
+///
+/// # Panics
+/// When the process is gone or the file has no `VmRSS` line.
+#[track_caller]
+pub fn vm_rss(pid: u32) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("failed to read `{path}`: {err}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS line in `{path}`:\n{status}"));
+    kib * 1024
 }
 
 /// `len` bytes that do not repeat with any short period, seeded by `seed`.

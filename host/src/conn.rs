@@ -198,6 +198,15 @@ impl Connection {
             Socket::Unix(stream) => stream.shutdown(Shutdown::Both),
         };
     }
+
+    /// Shuts the write direction down: the peer sees end of stream, and this
+    /// side can still read what the peer sends.
+    pub fn shutdown_write(&self) {
+        let _ = match &self.socket {
+            Socket::Tcp(stream) => stream.shutdown(Shutdown::Write),
+            Socket::Unix(stream) => stream.shutdown(Shutdown::Write),
+        };
+    }
 }
 
 impl Drop for Connection {

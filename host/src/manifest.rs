@@ -13,8 +13,8 @@
 //! max_body = "1MiB"           # http: largest request body
 //! head_timeout = "10s"        # http: a begun request head must arrive in this time
 //! idle_timeout = "30s"        # http: keep-alive connections idle this long are closed
-//! body_timeout = "10s"        # http: longest pause while a request body arrives (408)
-//! request_timeout = "60s"     # http: one request, head to response end (504)
+//! body_timeout = "10s"        # http: longest wait for request body bytes (408)
+//! request_timeout = "60s"     # http: one request, head to response end (504; docs/cgi.md)
 //! max_cpu = "5m"              # CPU time one process may use in all ("off": none)
 //! max_wall = "off"            # time one process may live ("off": no limit)
 //! max_children = 64           # live processes one connection's tree may spawn

@@ -36,6 +36,10 @@
 //! (30 s) is closed without a response. A handler that fails before
 //! sending its response gets a `500` sent for it (and the connection closed).
 //!
+//! Which heads are refused and how strictly chunked framing is read is the
+//! [`mnvkd_http1`] crate's, shared with the
+//! host's CGI front, so the two agree on where every request ends.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -52,7 +56,6 @@
 //! }
 //! ```
 
-mod chunked;
 mod date;
 mod io;
 mod response;
@@ -68,9 +71,10 @@ pub use httparse::Header;
 pub use response::{ChunkedBody, Response};
 
 use self::io::{Io, Owned, Stream};
-use chunked::{Decoder, Progress, Refusal};
 use date::Date;
-use response::{has_token, Exchange, FLUSH_AT};
+use mnvkd_http1::chunked::{Decoder, Progress};
+use mnvkd_http1::Framing;
+use response::{Exchange, FLUSH_AT};
 
 use crate::Handle;
 
@@ -338,14 +342,6 @@ where
     Server::new().serve(handler)
 }
 
-/// How a request's body is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(usize),
-    Chunked,
-}
-
 /// What the server needs from a request head, owned, so the buffer can be
 /// refilled while the body arrives.
 #[derive(Clone, Copy, Debug)]
@@ -363,103 +359,21 @@ enum Step {
     Closed,
 }
 
-/// Reads a head's framing and connection rules; `Err` is the status code
-/// to refuse it with.
+/// Reads a head's framing and connection rules with the shared framing
+/// core ([`mnvkd_http1::analyze`], the host's CGI front uses it too); `Err`
+/// is the status code to refuse it with.
 fn analyze(req: &httparse::Request<'_, '_>, len: usize, max_body: usize) -> Result<Head, u16> {
-    let version = req.version.unwrap_or(1);
-    let mut content_length: Option<u64> = None;
-    let mut transfer_encoding = false;
-    let mut chunked = false;
-    let mut other_coding = false;
-    let mut hosts = 0;
-    let mut close = false;
-    let mut keep_alive = false;
-    let mut expect_continue = false;
-    for header in req.headers.iter() {
-        let name = header.name;
-        let value = header.value;
-        // Compare only names of the right length.
-        match name.len() {
-            4 if name.eq_ignore_ascii_case("host") => hosts += 1,
-            6 if name.eq_ignore_ascii_case("expect") => {
-                expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-            }
-            10 if name.eq_ignore_ascii_case("connection") => {
-                close |= has_token(value, b"close");
-                keep_alive |= has_token(value, b"keep-alive");
-            }
-            14 if name.eq_ignore_ascii_case("content-length") => {
-                let n = parse_length(value).ok_or(400u16)?;
-                if content_length.is_some_and(|seen| seen != n) {
-                    return Err(400);
-                }
-                content_length = Some(n);
-            }
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
-                transfer_encoding = true;
-                for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    if coding.is_empty() {
-                        continue;
-                    }
-                    if chunked {
-                        // Chunked must be the last coding, and only once.
-                        return Err(400);
-                    }
-                    if coding.eq_ignore_ascii_case(b"chunked") {
-                        chunked = true;
-                    } else {
-                        other_coding = true;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if hosts > 1 || (version == 1 && hosts == 0) {
-        return Err(400);
-    }
-    let framing = if transfer_encoding {
-        if content_length.is_some() {
-            return Err(400);
-        }
-        if other_coding {
-            return Err(501);
-        }
-        if !chunked {
-            return Err(400);
-        }
-        Framing::Chunked
-    } else {
-        match content_length {
-            None | Some(0) => Framing::Empty,
-            Some(n) if n > max_body as u64 => return Err(413),
-            Some(n) => Framing::Length(n as usize),
-        }
-    };
-    let keep_alive = !close && (version == 1 || keep_alive) && !(version == 0 && chunked);
+    let head = mnvkd_http1::analyze(req, max_body as u64).map_err(|refusal| refusal.status())?;
     Ok(Head {
         len,
-        framing,
+        framing: head.framing,
         exchange: Exchange {
-            version,
+            version: head.version,
             head: req.method == Some("HEAD"),
-            keep_alive,
+            keep_alive: head.keep_alive,
         },
-        expect_continue: expect_continue && version == 1,
+        expect_continue: head.expect_continue,
     })
-}
-
-/// A `Content-Length` value: decimal digits only.
-fn parse_length(value: &[u8]) -> Option<u64> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        digits
-            .iter()
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
-    )
 }
 
 /// The read buffer: `data[start..end]` are bytes read but not yet used.
@@ -708,7 +622,8 @@ impl Session<'_> {
         };
         let body = match head.framing {
             Framing::Empty => Some(len..len),
-            Framing::Length(n) if pending.len() - len >= n => Some(len..len + n),
+            // n <= max_body, a usize.
+            Framing::Length(n) if (pending.len() - len) as u64 >= n => Some(len..len + n as usize),
             Framing::Length(_) | Framing::Chunked => None,
         };
         if let Some(body) = body {
@@ -805,7 +720,7 @@ impl Session<'_> {
         match head.framing {
             Framing::Empty => Ok(Ok((head.len..head.len, head.len))),
             Framing::Length(n) => {
-                let total = head.len + n;
+                let total = head.len + n as usize;
                 while self.input.pending().len() < total {
                     if let Err(refusal) = self.read_body_bytes(total)? {
                         return Ok(Err(refusal));
@@ -820,13 +735,12 @@ impl Session<'_> {
                     match decoder.decode(body) {
                         Ok(Progress::Done) => {
                             return Ok(Ok((
-                                head.len..head.len + decoder.decoded,
-                                head.len + decoder.raw,
+                                head.len..head.len + decoder.decoded(),
+                                head.len + decoder.raw(),
                             )))
                         }
                         Ok(Progress::More) => {}
-                        Err(Refusal::Malformed) => return Ok(Err(Some(400))),
-                        Err(Refusal::TooLarge) => return Ok(Err(Some(413))),
+                        Err(refusal) => return Ok(Err(Some(refusal.status()))),
                     }
                     let garbage = decoder.garbage();
                     self.input

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io::{self, Write};
 
+use mnvkd_http1::has_token;
+
 use super::io::Io;
 
 /// Responses batched in the output buffer are written out once it holds
@@ -448,13 +450,6 @@ fn is_token(name: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Whether the comma-separated list `value` has `token` (case-insensitive).
-pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
-}
-
 /// Appends `n` in decimal.
 pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
@@ -557,8 +552,6 @@ mod tests {
         assert!(!is_token(b""));
         assert!(!is_token(b"Bad Name"));
         assert!(!is_token(b"Bad:Name"));
-        assert!(has_token(b"keep-alive, Close", b"close"));
-        assert!(!has_token(b"closed", b"close"));
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - `/clock`: the wall clock in nanoseconds since 1970, to order requests
 //!   that ran one after another.
 //! - `/trap`: traps (502); `/spin`: computes forever (504 past the CPU budget).
+//! - `/sleep/MS`: sleeps MS milliseconds (blocked, using no CPU), then `slept`.
+//! - `/partial`: a head and 100 KiB of body (so the host streams it), then
+//!   sleeps for an hour: a response cut short by the host's `request_timeout`.
 //! - anything else: `hello`.
 
 use std::io::{self, Read, Write};
@@ -47,6 +50,14 @@ fn main() -> io::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         write!(out, "Content-Type: text/plain\r\n\r\n{now}\n")?;
+    } else if let Some(ms) = path.strip_prefix("/sleep/") {
+        std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+        write!(out, "Content-Type: text/plain\r\n\r\nslept\n")?;
+    } else if path == "/partial" {
+        write!(out, "Content-Type: application/octet-stream\r\n\r\n")?;
+        out.write_all(&[b'p'; 100 * 1024])?;
+        out.flush()?;
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     } else if path == "/nohead" {
         writeln!(out, "just a body, no head")?;
     } else if path == "/trap" {

@@ -5,18 +5,29 @@
 //! other pipelined responses; once a response passes `STREAM_AT` bytes it is
 //! streamed as it is written (chunked for HTTP/1.1), so host memory per
 //! request stays bounded whatever the guest writes.
+//!
+//! The process runs under the request's clock: it is ended (its future
+//! dropped) when it waits `body_timeout` for body bytes that do not come
+//! (408) or when the request passes `request_timeout` (504, or 408 if it was
+//! waiting for the body); once the response head is out, either only closes
+//! the connection.
 
-use std::future::poll_fn;
+use std::fmt;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
+use super::clock::RequestClock;
+use super::front::write_all;
 use super::reader::{ConnReader, RequestHead};
-use super::{error_response, write_all, Status};
+use super::status::{error_response, Status};
 use crate::app::App;
 use crate::conn::Connection;
 use crate::process::{self, Exit, Pid, Runtime, Start, Stdio, Unused};
@@ -51,10 +62,12 @@ pub struct Finished {
 }
 
 /// Runs one process for `head` and produces its response after the bytes in
-/// `out`. Returns `None` when the connection broke while streaming.
+/// `out`, ending the process if it outlives the request's `clock`. Returns
+/// `None` when the connection broke (or was cut) while streaming.
 pub async fn respond(
     app: &Arc<App>,
     runtime: &Runtime,
+    clock: &RequestClock,
     head: &RequestHead,
     body: Body,
     reader: ConnReader,
@@ -69,6 +82,7 @@ pub async fn respond(
         reader,
         body,
         offset: 0,
+        waiting_since: None,
     }));
     let output = Arc::new(Mutex::new(Output {
         conn: Arc::clone(&conn),
@@ -90,7 +104,11 @@ pub async fn respond(
         ..Start::default()
     };
     let pid = Pid::next();
-    let exit = process::run(Arc::clone(app), runtime.clone(), start, pid).await;
+    let run = process::run(Arc::clone(app), runtime.clone(), start, pid);
+    let end = supervise(run, &input, clock).await;
+    if let End::Killed(kill) = &end {
+        tracing::warn!(app = %app.name, %pid, "process killed: {kill}");
+    }
     // The process's store is gone, and with it the stdio's references.
     let input = Arc::into_inner(input)?.into_inner().ok()?;
     let output = Arc::into_inner(output)?.into_inner().ok()?;
@@ -98,13 +116,98 @@ pub async fn respond(
         Body::Stream(left) => left,
         Body::Memory(_) => 0,
     };
-    let (out, reusable) = output.finish(&exit, app, pid)?;
+    let (out, reusable) = output.finish(&end, app, pid)?;
     Some(Finished {
         reader: input.reader,
         out,
         unread,
         reusable,
     })
+}
+
+/// How a request's process ended.
+#[derive(Debug)]
+enum End {
+    /// It ran to its end (or was killed by the process layer: a trap, the CPU budget).
+    Exited(Exit),
+    /// The front ended it.
+    Killed(Kill),
+}
+
+/// Why the front ended a process.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// It waited this long for request body bytes that did not come (`body_timeout`).
+    BodyStalled(Duration),
+    /// The request outlived its `request_timeout` (this long).
+    RequestTimeout {
+        timeout: Duration,
+        /// The process was waiting for request body bytes then.
+        waiting_for_body: bool,
+    },
+}
+
+impl Kill {
+    /// What the client gets if the response head is not out yet.
+    fn status(self) -> Status {
+        match self {
+            Kill::BodyStalled(_)
+            | Kill::RequestTimeout {
+                waiting_for_body: true,
+                ..
+            } => Status::REQUEST_TIMEOUT,
+            Kill::RequestTimeout { .. } => Status::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Display for Kill {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kill::BodyStalled(timeout) => write!(
+                f,
+                "waited {timeout:?} for request body bytes that did not come (body_timeout)"
+            ),
+            Kill::RequestTimeout { timeout, .. } => {
+                write!(
+                    f,
+                    "the request took longer than {timeout:?} (request_timeout)"
+                )
+            }
+        }
+    }
+}
+
+/// Runs the process future `run` until it ends or the request's clock ends
+/// it (dropping it ends the process and gives its place back).
+async fn supervise(
+    run: impl Future<Output = Exit>,
+    input: &Mutex<Input>,
+    clock: &RequestClock,
+) -> End {
+    let mut run = pin!(run);
+    let mut request_timer = clock.timer();
+    let mut body_timer = clock.timer();
+    poll_fn(|cx| {
+        if let Poll::Ready(exit) = run.as_mut().poll(cx) {
+            return Poll::Ready(End::Exited(exit));
+        }
+        // The process is suspended: whether it waits for body bytes is
+        // what its stdin recorded while it was polled.
+        let waiting_since = input.lock().unwrap().waiting_since;
+        if request_timer.poll_at(cx, Some(clock.deadline())).is_ready() {
+            return Poll::Ready(End::Killed(Kill::RequestTimeout {
+                timeout: clock.request_timeout(),
+                waiting_for_body: waiting_since.is_some(),
+            }));
+        }
+        let stalled_at = waiting_since.map(|since| since + clock.body_timeout());
+        if body_timer.poll_at(cx, stalled_at).is_ready() {
+            return Poll::Ready(End::Killed(Kill::BodyStalled(clock.body_timeout())));
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The CGI/1.1 environment for `head` (RFC 3875 §4.1).
@@ -176,6 +279,9 @@ struct Input {
     body: Body,
     /// Bytes of a `Memory` body already read.
     offset: usize,
+    /// Since when the guest has waited for body bytes that have not come
+    /// yet; `None` while it does not wait (reset by each arrival).
+    waiting_since: Option<Instant>,
 }
 
 impl Input {
@@ -202,7 +308,7 @@ impl Input {
                     let Some(cx) = cx else {
                         return Poll::Ready(Ok(Some(Bytes::new())));
                     };
-                    match self.reader.poll_fill(cx) {
+                    match fill_body(&mut self.reader, &mut self.waiting_since, cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Ok(0)) => return Poll::Ready(Err(StreamError::Closed)),
                         Poll::Ready(Ok(_)) => {}
@@ -221,6 +327,23 @@ impl Input {
             }
         }
     }
+}
+
+/// Reads more of a streamed body from the connection, noting in
+/// `waiting_since` when the guest starts waiting for it and when bytes come.
+fn fill_body(
+    reader: &mut ConnReader,
+    waiting_since: &mut Option<Instant>,
+    cx: &Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let filled = reader.poll_fill(cx);
+    match filled {
+        Poll::Pending => {
+            waiting_since.get_or_insert_with(Instant::now);
+        }
+        Poll::Ready(_) => *waiting_since = None,
+    }
+    filled
 }
 
 struct CgiStdin(Arc<Mutex<Input>>);
@@ -250,7 +373,8 @@ impl Pollable for CgiInput {
             let mut input = self.0.lock().unwrap();
             match &input.body {
                 Body::Stream(left) if *left > 0 && input.reader.buffered().is_empty() => {
-                    input.reader.poll_fill(cx).map(|_| ())
+                    let input = &mut *input;
+                    fill_body(&mut input.reader, &mut input.waiting_since, cx).map(|_| ())
                 }
                 _ => Poll::Ready(()),
             }
@@ -386,21 +510,26 @@ impl Output {
 
     /// The bytes that complete the response after the process ended, and
     /// whether the connection can be reused; `None` if it must be dropped now.
-    fn finish(mut self, exit: &Exit, app: &App, pid: Pid) -> Option<(Vec<u8>, bool)> {
-        let failure = match exit {
-            Exit::Failed(failure) => Some(if failure.over_budget {
+    fn finish(mut self, end: &End, app: &App, pid: Pid) -> Option<(Vec<u8>, bool)> {
+        let failure = match end {
+            End::Killed(kill) => {
+                // The front stopped reading the request: close after the answer.
+                self.keep_alive = false;
+                Some(kill.status())
+            }
+            End::Exited(Exit::Failed(failure)) => Some(if failure.over_budget {
                 Status::GATEWAY_TIMEOUT
             } else {
                 Status::BAD_GATEWAY
             }),
-            Exit::Exited(_) if self.invalid.is_some() || self.head.is_none() => {
+            End::Exited(Exit::Exited(_)) if self.invalid.is_some() || self.head.is_none() => {
                 let why = self.invalid.take().unwrap_or_else(|| {
                     "no complete CGI response head (headers and a blank line)".to_owned()
                 });
                 tracing::warn!(app = %app.name, %pid, "bad gateway: the guest wrote {why}");
                 Some(Status::BAD_GATEWAY)
             }
-            Exit::Exited(_) => None,
+            End::Exited(Exit::Exited(_)) => None,
         };
         if self.streaming {
             // The head is out: a failure can only cut the response short.

@@ -1,12 +1,18 @@
-//! The HTTP front's input side: a buffered reader over the connection, request
-//! heads parsed with httparse, and request bodies by Content-Length or chunked.
+//! The HTTP front's input side: a buffered reader over the connection, with
+//! waits bounded by a deadline, and request heads parsed with httparse and
+//! read by the shared framing core (`mnvkd-http1`). Bodies are `body.rs`.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
+
+use mnvkd_http1::Framing;
 
 use crate::conn::Connection;
+use crate::kernel::Kernel;
 
 use super::Status;
 
@@ -77,6 +83,30 @@ impl ConnReader {
     }
 }
 
+/// What waiting for more input found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// Some bytes arrived.
+    Bytes,
+    /// End of stream, a reset or read error, or a full buffer.
+    End,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl ConnReader {
+    /// Reads more input, waiting until `deadline` at most (on the kernel's timers).
+    pub async fn fill_until(&mut self, kernel: &Kernel, deadline: Instant) -> Filled {
+        let mut timer = kernel.sleep_until(deadline);
+        poll_fn(|cx| match self.poll_fill(cx) {
+            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(Filled::End),
+            Poll::Ready(Ok(_)) => Poll::Ready(Filled::Bytes),
+            Poll::Pending => Pin::new(&mut timer).poll(cx).map(|()| Filled::TimedOut),
+        })
+        .await
+    }
+}
+
 /// A parsed request head, owned (it outlives the read buffer).
 #[derive(Debug, Clone)]
 pub struct RequestHead {
@@ -89,18 +119,11 @@ pub struct RequestHead {
     /// Header fields in order.
     pub headers: Vec<(String, Vec<u8>)>,
     /// How the body is framed.
-    pub body: BodyFraming,
+    pub body: Framing,
     /// Whether the connection stays open after the response.
     pub keep_alive: bool,
-}
-
-/// How a request body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
-    /// Exactly this many bytes (0: no body).
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
+    /// The client waits for `100 Continue` before it sends the body.
+    pub expect_continue: bool,
 }
 
 impl RequestHead {
@@ -115,6 +138,8 @@ impl RequestHead {
 
 /// Tries to parse a complete head from `input`: `Ok(Some((head, len)))`,
 /// `Ok(None)` when more bytes are needed, or the error status to answer.
+/// Framing and connection rules are the shared core's
+/// ([`mnvkd_http1::analyze`]), as in the guest SDK's server.
 pub fn parse_head(input: &[u8], max_body: u64) -> Result<Option<(RequestHead, usize)>, Status> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut fields);
@@ -130,128 +155,22 @@ pub fn parse_head(input: &[u8], max_body: u64) -> Result<Option<(RequestHead, us
     if len > MAX_HEAD {
         return Err(Status::HEADERS_TOO_LARGE);
     }
-    let minor_version = request.version.unwrap_or(1);
-    let headers: Vec<(String, Vec<u8>)> = request
-        .headers
-        .iter()
-        .map(|h| (h.name.to_owned(), h.value.to_vec()))
-        .collect();
-    let mut head = RequestHead {
+    let framing =
+        mnvkd_http1::analyze(&request, max_body).map_err(|refusal| Status(refusal.status()))?;
+    let head = RequestHead {
         method: request.method.unwrap_or_default().to_owned(),
         target: request.path.unwrap_or_default().to_owned(),
-        minor_version,
-        headers,
-        body: BodyFraming::Length(0),
-        keep_alive: minor_version == 1,
+        minor_version: framing.version,
+        headers: request
+            .headers
+            .iter()
+            .map(|h| (h.name.to_owned(), h.value.to_vec()))
+            .collect(),
+        body: framing.framing,
+        keep_alive: framing.keep_alive,
+        expect_continue: framing.expect_continue,
     };
-    if let Some(connection) = head.header("connection") {
-        let connection = String::from_utf8_lossy(connection).to_ascii_lowercase();
-        if connection.split(',').any(|t| t.trim() == "close") {
-            head.keep_alive = false;
-        } else if connection.split(',').any(|t| t.trim() == "keep-alive") {
-            head.keep_alive = true;
-        }
-    }
-    head.body = framing(&head, max_body)?;
     Ok(Some((head, len)))
-}
-
-fn framing(head: &RequestHead, max_body: u64) -> Result<BodyFraming, Status> {
-    let mut encodings = head
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"));
-    if let Some((_, value)) = encodings.next() {
-        let chunked_only = value.eq_ignore_ascii_case(b"chunked") && encodings.next().is_none();
-        return if chunked_only {
-            Ok(BodyFraming::Chunked)
-        } else {
-            Err(Status::NOT_IMPLEMENTED)
-        };
-    }
-    let mut length = None;
-    for (_, value) in head
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        let value: u64 = std::str::from_utf8(value)
-            .ok()
-            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|v| v.parse().ok())
-            .ok_or(Status::BAD_REQUEST)?;
-        if length.is_some_and(|l| l != value) {
-            return Err(Status::BAD_REQUEST);
-        }
-        length = Some(value);
-    }
-    let length = length.unwrap_or(0);
-    if length > max_body {
-        return Err(Status::PAYLOAD_TOO_LARGE);
-    }
-    Ok(BodyFraming::Length(length))
-}
-
-/// Reads a whole chunked body (at most `max_body` bytes once decoded).
-///
-/// # Errors
-/// 400 for malformed chunks or an early end of stream, 413 past `max_body`.
-pub async fn read_chunked(reader: &mut ConnReader, max_body: u64) -> Result<Vec<u8>, Status> {
-    let mut body = Vec::new();
-    loop {
-        let size_line = read_line(reader).await?;
-        let size_text = size_line.split(|&b| b == b';').next().unwrap_or_default();
-        let size = std::str::from_utf8(size_text)
-            .ok()
-            .and_then(|t| u64::from_str_radix(t.trim(), 16).ok())
-            .ok_or(Status::BAD_REQUEST)?;
-        if size == 0 {
-            // Trailer fields, ignored, up to the empty line.
-            while !read_line(reader).await?.is_empty() {}
-            return Ok(body);
-        }
-        if body.len() as u64 + size > max_body {
-            return Err(Status::PAYLOAD_TOO_LARGE);
-        }
-        let mut left = size as usize;
-        while left > 0 {
-            if reader.buffered().is_empty() {
-                fill(reader).await?;
-            }
-            let take = left.min(reader.buffered().len());
-            body.extend_from_slice(&reader.buffered()[..take]);
-            reader.consume(take);
-            left -= take;
-        }
-        if !read_line(reader).await?.is_empty() {
-            return Err(Status::BAD_REQUEST);
-        }
-    }
-}
-
-/// Reads one CRLF- (or LF-) terminated line of at most 4 KiB, without the terminator.
-async fn read_line(reader: &mut ConnReader) -> Result<Vec<u8>, Status> {
-    loop {
-        if let Some(at) = reader.buffered().iter().position(|&b| b == b'\n') {
-            let mut line = reader.buffered()[..at].to_vec();
-            reader.consume(at + 1);
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(line);
-        }
-        if reader.buffered().len() > 4096 {
-            return Err(Status::BAD_REQUEST);
-        }
-        fill(reader).await?;
-    }
-}
-
-async fn fill(reader: &mut ConnReader) -> Result<(), Status> {
-    match poll_fn(|cx| reader.poll_fill(cx)).await {
-        Ok(0) | Err(_) => Err(Status::BAD_REQUEST),
-        Ok(_) => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -261,7 +180,7 @@ mod tests {
     #[test]
     fn heads_parse_with_framing_and_keep_alive() {
         let (head, len) = parse_head(
-            b"POST /a?b=1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST /a?b=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
             10,
         )
         .unwrap()
@@ -270,11 +189,19 @@ mod tests {
             (head.method.as_str(), head.target.as_str()),
             ("POST", "/a?b=1")
         );
-        assert_eq!(head.body, BodyFraming::Length(5));
-        assert!(head.keep_alive);
-        assert_eq!(len, 43);
+        assert_eq!(head.body, Framing::Length(5));
+        assert!(head.keep_alive && !head.expect_continue);
+        assert_eq!(len, 52);
         let (head, _) = parse_head(b"GET / HTTP/1.0\r\n\r\n", 10).unwrap().unwrap();
         assert!(!head.keep_alive);
+        let (head, _) = parse_head(
+            b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+            10,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.body, Framing::Chunked);
+        assert!(head.expect_continue);
     }
 
     #[test]
@@ -285,19 +212,36 @@ mod tests {
                 .map(|_| ()),
             None
         );
-        assert_eq!(
-            parse_head(b"\x01\x02 nonsense\r\n\r\n", 10).unwrap_err(),
-            Status::BAD_REQUEST
-        );
-        let big = b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n";
-        assert_eq!(parse_head(big, 10).unwrap_err(), Status::PAYLOAD_TOO_LARGE);
-        let gzip = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
-        assert_eq!(parse_head(gzip, 10).unwrap_err(), Status::NOT_IMPLEMENTED);
         let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
         huge.resize(MAX_HEAD + 10, b'a');
-        assert_eq!(
-            parse_head(&huge, 10).unwrap_err(),
-            Status::HEADERS_TOO_LARGE
-        );
+        let cases: [(&[u8], Status); 7] = [
+            (b"\x01\x02 nonsense\r\n\r\n", Status::BAD_REQUEST),
+            (b"GET / HTTP/1.1\r\n\r\n", Status::BAD_REQUEST),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Status::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n",
+                Status::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n",
+                Status::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Status::NOT_IMPLEMENTED,
+            ),
+            (&huge, Status::HEADERS_TOO_LARGE),
+        ];
+        for (raw, status) in cases {
+            assert_eq!(
+                parse_head(raw, 10).unwrap_err(),
+                status,
+                "{:?}",
+                String::from_utf8_lossy(&raw[..raw.len().min(80)])
+            );
+        }
     }
 }
