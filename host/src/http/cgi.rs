@@ -107,7 +107,9 @@ pub async fn respond(
     let run = process::run(Arc::clone(app), runtime.clone(), start, pid);
     let end = supervise(run, &input, clock).await;
     if let End::Killed(kill) = &end {
-        tracing::warn!(app = %app.name, %pid, "process killed: {kill}");
+        if app.log_limit.admit(&app.name) {
+            tracing::warn!(app = %app.name, %pid, "process killed: {kill}");
+        }
     }
     // The process's store is gone, and with it the stdio's references.
     let input = Arc::into_inner(input)?.into_inner().ok()?;
@@ -526,7 +528,9 @@ impl Output {
                 let why = self.invalid.take().unwrap_or_else(|| {
                     "no complete CGI response head (headers and a blank line)".to_owned()
                 });
-                tracing::warn!(app = %app.name, %pid, "bad gateway: the guest wrote {why}");
+                if app.log_limit.admit(&app.name) {
+                    tracing::warn!(app = %app.name, %pid, "bad gateway: the guest wrote {why}");
+                }
                 Some(Status::BAD_GATEWAY)
             }
             End::Exited(Exit::Exited(_)) => None,

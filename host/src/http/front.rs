@@ -109,11 +109,13 @@ async fn serve_request(
         }
     };
     if clock.by_deadline(app.processes.acquire()).await.is_none() {
-        tracing::warn!(
-            app = %app.name,
-            "no process place within the request's {:?} (request_timeout): 503",
-            limits.request_timeout
-        );
+        if app.log_limit.admit(&app.name) {
+            tracing::warn!(
+                app = %app.name,
+                "no process place within the request's {:?} (request_timeout): 503",
+                limits.request_timeout
+            );
+        }
         out.extend_from_slice(&error_response(Status::UNAVAILABLE, false));
         return After::Close(reader, out);
     }

@@ -115,6 +115,9 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
         app: Arc::clone(&app),
         status: start.status.clone(),
     };
+    // The CPU-budget clock starts over: the task may have run another
+    // process before this one (an HTTP connection runs one per request).
+    kernel::compute::note_io();
     let mut store = new_store(&app, runtime, start, pid);
     let result = async {
         let instance = app.pre.instantiate_async(&mut store).await?;
