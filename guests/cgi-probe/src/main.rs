@@ -10,6 +10,7 @@
 //!   that ran one after another.
 //! - `/trap`: traps (502); `/spin`: computes forever (504 past the CPU budget).
 //! - `/sleep/MS`: sleeps MS milliseconds (blocked, using no CPU), then `slept`.
+//! - `/busy/MS`: computes for MS milliseconds without blocking, then `busy`.
 //! - `/partial`: a head and 100 KiB of body (so the host streams it), then
 //!   sleeps for an hour: a response cut short by the host's `request_timeout`.
 //! - anything else: `hello`.
@@ -50,6 +51,13 @@ fn main() -> io::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         write!(out, "Content-Type: text/plain\r\n\r\n{now}\n")?;
+    } else if let Some(ms) = path.strip_prefix("/busy/") {
+        let until = std::time::Instant::now()
+            + std::time::Duration::from_millis(ms.parse().unwrap_or(0));
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        write!(out, "Content-Type: text/plain\r\n\r\nbusy\n")?;
     } else if let Some(ms) = path.strip_prefix("/sleep/") {
         std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
         write!(out, "Content-Type: text/plain\r\n\r\nslept\n")?;
