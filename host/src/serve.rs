@@ -45,6 +45,8 @@ pub struct ServeConfig {
     pub apps: Vec<AppSpec>,
     /// Worker threads.
     pub threads: usize,
+    /// Where compiled modules are kept; `None` compiles afresh.
+    pub cache: Option<crate::module_cache::ModuleCache>,
 }
 
 /// Serves the apps until the host is killed.
@@ -73,7 +75,13 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     for (spec, share) in config.apps.iter().zip(shares) {
         let mut settings = spec.settings.clone();
         settings.limits.max_processes = share;
-        let app = App::load(&engine, &linker, &spec.path, settings)?;
+        let app = App::load(
+            &engine,
+            &linker,
+            &spec.path,
+            settings,
+            config.cache.as_ref(),
+        )?;
         let listener = std::net::TcpListener::bind(spec.listen).with_context(|| {
             format!(
                 "failed to listen on `{}` for app `{}`",

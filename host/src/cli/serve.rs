@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::LimitArgs;
+use super::{CacheArgs, LimitArgs};
 use crate::app::{app_name, Mode};
 use crate::manifest::Manifest;
 use crate::serve::{AppSpec, ServeConfig};
@@ -37,6 +37,8 @@ pub(super) struct ServeArgs {
     http: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 impl ServeArgs {
@@ -106,7 +108,11 @@ impl ServeArgs {
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        Ok(ServeConfig { apps, threads })
+        Ok(ServeConfig {
+            apps,
+            threads,
+            cache: self.cache.to_cache(),
+        })
     }
 }
 
