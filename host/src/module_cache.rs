@@ -3,8 +3,8 @@
 //! (tens of ms to seconds). What an app does with its module lives in `app.rs`.
 //!
 //! - Where: `$XDG_CACHE_HOME/mnvkd-host`, else `$HOME/.cache/mnvkd-host`, a
-//!   directory of mode 0700 that must belong to this user and be writable by
-//!   no one else; otherwise the cache is off for that run.
+//!   directory of mode 0700 that must belong to this user (or root) and be
+//!   writable by no one else; otherwise the cache is off for that run.
 //! - Key: the hex SHA-256 of the module's binary, the host's and wasmtime's
 //!   versions and the engine's compatibility hash (target, CPU features and
 //!   the settings that change compiled code, such as the memory reservation).
@@ -163,7 +163,7 @@ fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Module> {
 
 impl ModuleCache {
     /// Creates the directory (0700) if missing and checks that only this user
-    /// can write it: the cache maps its files as code.
+    /// (or root) can write it: the cache maps its files as code.
     fn prepare_dir(&self) -> anyhow::Result<()> {
         let shown = self.dir.display();
         fs::DirBuilder::new()
@@ -172,21 +172,7 @@ impl ModuleCache {
             .create(&self.dir)
             .with_context(|| format!("failed to create `{shown}`"))?;
         let meta = fs::metadata(&self.dir).with_context(|| format!("failed to read `{shown}`"))?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::geteuid() };
-        if meta.uid() != uid {
-            bail!(
-                "`{shown}` belongs to uid {}, not to this user ({uid})",
-                meta.uid()
-            );
-        }
-        if meta.mode() & 0o022 != 0 {
-            bail!(
-                "`{shown}` is writable by others (mode {:o}): make it 0700",
-                meta.mode() & 0o7777
-            );
-        }
-        Ok(())
+        only_trusted_can_write(&meta).with_context(|| format!("`{shown}` is not private"))
     }
 
     /// The cached module at `path`; `None` if there is none.
@@ -198,17 +184,24 @@ impl ModuleCache {
                 return Err(err).with_context(|| format!("failed to open `{}`", path.display()))
             }
         };
+        let unusable = || format!("cached module `{}` is unusable", path.display());
+        file.metadata()
+            .map_err(anyhow::Error::from)
+            .and_then(|meta| only_trusted_can_write(&meta))
+            .with_context(unusable)?;
+        let mapped = file.try_clone().with_context(unusable)?;
         // SAFETY: `Module::deserialize_open_file` runs the file's machine code
         // and maps it for the module's lifetime. The file was written only by
-        // this host (`write`) into a directory that `prepare_dir` checked only
-        // this user can write, with the same wasmtime version and engine
-        // settings (they are in the name; wasmtime checks them again and
-        // fails on a mismatch). Files are replaced by rename or unlinked,
-        // never modified in place, so a mapped file does not change under us.
-        // A file that fails to load is compiled again by the caller.
-        let module = unsafe { Module::deserialize_open_file(engine, file.try_clone()?) }
+        // this host (`write`) into a directory that only this user (or root)
+        // can write, as `prepare_dir` and the check above made sure, with the
+        // same wasmtime version and engine settings (they are in the name;
+        // wasmtime checks them again and fails on a mismatch). Files are
+        // replaced by rename or unlinked, never modified in place, so a mapped
+        // file does not change under us. A file that fails to load is
+        // compiled again by the caller.
+        let module = unsafe { Module::deserialize_open_file(engine, mapped) }
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("cached module `{}` is unusable", path.display()))?;
+            .with_context(unusable)?;
         // Marks it recently used for eviction; a failure only ages it early.
         let _ = file.set_modified(SystemTime::now());
         Ok(Some(module))
@@ -287,6 +280,23 @@ impl ModuleCache {
         }
         Ok(())
     }
+}
+
+/// Fails unless only this user or root can write what `meta` describes: the
+/// cache runs its files as code.
+fn only_trusted_can_write(meta: &fs::Metadata) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if meta.uid() != uid && meta.uid() != 0 {
+        bail!(
+            "it belongs to uid {}, not to this user ({uid}) or root",
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!("others may write it (mode {:o})", meta.mode() & 0o7777);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -368,6 +378,24 @@ mod tests {
         assert_eq!(outcome, Outcome::Miss, "a corrupt file is compiled again");
         let (_, outcome) = load(&engine, &wasm, Some(&cache)).unwrap();
         assert_eq!(outcome, Outcome::Hit, "and overwritten");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_others_can_write_is_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = temp_dir("shared-file");
+        let cache = ModuleCache::new(&dir);
+        let engine = engine_with(16 << 20, 4);
+        let wasm = wat::parse_str(WAT).unwrap();
+        load(&engine, &wasm, Some(&cache)).unwrap();
+        let path = cache.path_for(&engine, &wasm);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let (_, outcome) = load(&engine, &wasm, Some(&cache)).unwrap();
+        assert_eq!(outcome, Outcome::Miss);
+        let mode = fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the new file is private");
         fs::remove_dir_all(&dir).unwrap();
     }
 
