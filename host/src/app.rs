@@ -95,7 +95,6 @@ impl App {
             .and_then(|wasm| module_cache::load(engine, &wasm, cache))
             .with_context(|| format!("`{shown}` is not a valid WebAssembly module"))?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        tracing::info!(app = %name, ms = %format_args!("{ms:.1}"), cache = %outcome, "compiled module");
         match module.get_export("_start") {
             Some(ExternType::Func(func)) if func.params().len() == 0 && func.results().len() == 0 => {}
             Some(_) => bail!("`{shown}` exports `_start` with the wrong type (want a func with no params or results)"),
@@ -106,6 +105,8 @@ impl App {
             .map_err(anyhow::Error::from)
             // wasmtime names the missing import: "unknown import: `env::f` has not been defined".
             .with_context(|| format!("failed to link `{shown}` against the host's imports"))?;
+        // Logged once the app is good, so a bad module's one line is its error.
+        tracing::info!(app = %name, ms = %format_args!("{ms:.1}"), cache = %outcome, "compiled module");
         Ok(App {
             processes: ProcessLimit::new(Arc::clone(&name), settings.limits.max_processes),
             name,
