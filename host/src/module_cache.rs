@@ -80,13 +80,8 @@ impl ModuleCache {
         Some(ModuleCache::new(base.join("mnvkd-host")))
     }
 
-    /// The directory holding the compiled modules.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The file that holds `wasm` compiled by `engine`.
-    pub fn path_for(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
+    fn path_for(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
         self.dir.join(format!("{}.{EXTENSION}", key(engine, wasm)))
     }
 }
