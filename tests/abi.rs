@@ -59,7 +59,7 @@ fn the_linker_defines_exactly_the_wit_imports() {
     let linker = process::linker::new(&engine).unwrap();
     // `Linker::iter` needs a store of the linker's type: one of a real
     // (never started) process of the echo app.
-    let app = App::load(&engine, &linker, &guest("echo"), settings).unwrap();
+    let app = App::load(&engine, &linker, &guest("echo"), settings, None).unwrap();
     let runtime = Runtime {
         kernel: Kernel::start(1, &engine).unwrap(),
         reactor: Reactor::start().unwrap(),

@@ -3,7 +3,7 @@
 //! and socket round trips that fail instead of hanging.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Debug;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -106,6 +106,11 @@ impl TempDir {
         TempDir { path }
     }
 
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// `name` inside the directory.
     pub fn join(&self, name: &str) -> PathBuf {
         self.path.join(name)
@@ -153,7 +158,13 @@ pub struct Output {
 /// Runs the binary with `args` and `stdin` to completion, killing it (and
 /// failing) if it is still running after [`DEADLINE`].
 pub fn run(args: &[OsString], stdin: &[u8]) -> Output {
+    run_with_env(args, stdin, &[])
+}
+
+/// As [`run`], with `env` added to the scrubbed environment.
+pub fn run_with_env(args: &[OsString], stdin: &[u8], env: &[(&str, &OsStr)]) -> Output {
     let mut child = command()
+        .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -252,6 +263,17 @@ impl Server {
     /// for the lines a test waits for that `info` hides).
     #[track_caller]
     pub fn start_logging(apps: &[(&str, PathBuf)], extra: &[OsString], filter: &str) -> Server {
+        Server::start_with_env(apps, extra, &[("MNVKD_LOG", OsStr::new(filter))])
+    }
+
+    /// As [`Server::start`], with `env` added to the scrubbed environment
+    /// (it may override `MNVKD_LOG`).
+    #[track_caller]
+    pub fn start_with_env(
+        apps: &[(&str, PathBuf)],
+        extra: &[OsString],
+        env: &[(&str, &OsStr)],
+    ) -> Server {
         let mut args = args!["serve"];
         for (name, _) in apps {
             args.extend(args!["--listen", format!("{name}=127.0.0.1:0")]);
@@ -259,7 +281,7 @@ impl Server {
         args.extend_from_slice(extra);
         args.extend(apps.iter().map(|(_, path)| OsString::from(path)));
         let mut child = command()
-            .env("MNVKD_LOG", filter)
+            .envs(env.iter().copied())
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

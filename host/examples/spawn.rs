@@ -111,7 +111,7 @@ fn bench(path: PathBuf, runs: usize, warmup: usize) -> anyhow::Result<()> {
     let sizing = engine::pool_slots(SLOTS, settings.limits.max_memory);
     let engine = engine::new(&sizing)?;
     let linker = linker::new(&engine)?;
-    let app = Arc::new(App::load(&engine, &linker, &path, settings)?);
+    let app = Arc::new(App::load(&engine, &linker, &path, settings, None)?);
     // A process's state holds the kernel and reactor; this thread polls it
     // itself, so the kernel's one worker stays idle (its epoch ticker runs).
     let runtime = Runtime {

@@ -7,14 +7,17 @@ mod process_limit;
 pub use log_limit::LogLimit;
 pub use process_limit::{Acquire, ProcessLimit};
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
+use wasmtime::{Engine, ExternType, InstancePre, Linker};
 
 use crate::config::Limits;
+use crate::module_cache::{self, ModuleCache};
 use crate::process::ProcessState;
 
 /// How an app's processes meet its connections.
@@ -77,7 +80,7 @@ pub struct App {
 }
 
 impl App {
-    /// Compiles and links the module at `path`.
+    /// Compiles (or loads from `cache`) and links the module at `path`.
     ///
     /// # Errors
     /// When the file is missing or not a Wasm module, when it imports what the
@@ -87,11 +90,16 @@ impl App {
         linker: &Linker<ProcessState>,
         path: &Path,
         settings: AppSettings,
+        cache: Option<&ModuleCache>,
     ) -> anyhow::Result<App> {
         let shown = path.display();
+        let name: Arc<str> = app_name(path)?.into();
         let bytes = std::fs::read(path).with_context(|| format!("failed to read `{shown}`"))?;
-        let module = compile(engine, path, &bytes)
+        let started = Instant::now();
+        let (module, outcome) = to_binary(path, &bytes)
+            .and_then(|wasm| module_cache::load(engine, &wasm, cache))
             .with_context(|| format!("`{shown}` is not a valid WebAssembly module"))?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
         match module.get_export("_start") {
             Some(ExternType::Func(func)) if func.params().len() == 0 && func.results().len() == 0 => {}
             Some(_) => bail!("`{shown}` exports `_start` with the wrong type (want a func with no params or results)"),
@@ -102,7 +110,8 @@ impl App {
             .map_err(anyhow::Error::from)
             // wasmtime names the missing import: "unknown import: `env::f` has not been defined".
             .with_context(|| format!("failed to link `{shown}` against the host's imports"))?;
-        let name: Arc<str> = app_name(path)?.into();
+        // Logged once the app is good, so a bad module's one line is its error.
+        tracing::info!(app = %name, ms = %format_args!("{ms:.1}"), cache = %outcome, "compiled module");
         Ok(App {
             processes: ProcessLimit::new(Arc::clone(&name), settings.limits.max_processes),
             name,
@@ -114,21 +123,20 @@ impl App {
     }
 }
 
-/// Compiles a binary module, or a text one when the file ends in `.wat`.
-fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> anyhow::Result<Module> {
-    let binary = if path.extension().is_some_and(|ext| ext == "wat") {
+/// The module binary in `bytes`: as is, or from text when the file ends in `.wat`.
+fn to_binary<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Cow<'a, [u8]>> {
+    if path.extension().is_some_and(|ext| ext == "wat") {
         // The first line of a wat error says what and where; the rest is a picture.
         let text = std::str::from_utf8(bytes).context("the text is not UTF-8")?;
-        std::borrow::Cow::Owned(wat::parse_str(text).map_err(|err| {
+        Ok(Cow::Owned(wat::parse_str(text).map_err(|err| {
             let message = err.to_string();
             anyhow::anyhow!("{}", message.lines().next().unwrap_or_default().to_owned())
-        })?)
+        })?))
     } else if bytes.starts_with(b"\0asm") {
-        std::borrow::Cow::Borrowed(bytes)
+        Ok(Cow::Borrowed(bytes))
     } else {
         bail!("it does not start with the `\\0asm` magic (text modules must end in `.wat`)");
-    };
-    Module::from_binary(engine, &binary).map_err(|err| anyhow::anyhow!("{err}"))
+    }
 }
 
 /// The app name for `path`: its file stem.

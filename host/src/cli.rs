@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{parse_duration, parse_optional_duration, parse_size, Limits};
+use crate::module_cache::ModuleCache;
 
 /// Exit status for a guest that failed (trap, CPU budget) in `run`.
 pub const EXIT_GUEST_FAILED: u8 = 1;
@@ -79,6 +80,26 @@ struct LimitArgs {
     /// Host memory (pipe and stdio buffers) one process may hold, e.g. 1MiB [default: 16 pipe buffers]
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     max_host_memory: Option<u64>,
+}
+
+/// The compiled-module cache flag shared by `serve` and `run`.
+#[derive(Debug, Args)]
+struct CacheArgs {
+    /// Compile every module afresh, reading and writing no compiled-module
+    /// cache [default: cache in $XDG_CACHE_HOME/mnvkd-host, else ~/.cache/mnvkd-host]
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache to use, if any.
+    fn to_cache(&self) -> Option<ModuleCache> {
+        if self.no_cache {
+            None
+        } else {
+            ModuleCache::from_env()
+        }
+    }
 }
 
 impl LimitArgs {

@@ -26,6 +26,7 @@ pub mod http;
 pub mod kernel;
 pub mod listener;
 pub mod manifest;
+pub mod module_cache;
 pub mod pipe;
 pub mod process;
 pub mod reactor;

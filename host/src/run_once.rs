@@ -18,6 +18,7 @@ use crate::cli::EXIT_GUEST_FAILED;
 use crate::conn::{Connection, Socket};
 use crate::engine;
 use crate::kernel::Kernel;
+use crate::module_cache::ModuleCache;
 use crate::process::{self, linker, Exit, Pid, Runtime, Start};
 use crate::reactor::Reactor;
 
@@ -28,6 +29,8 @@ pub struct RunConfig {
     pub path: PathBuf,
     /// Limits, environment, grants and arguments.
     pub settings: AppSettings,
+    /// Where compiled modules are kept; `None` compiles afresh.
+    pub cache: Option<ModuleCache>,
 }
 
 /// Runs the guest to its end; returns the exit status for the host process.
@@ -38,7 +41,13 @@ pub fn run(config: RunConfig) -> anyhow::Result<u8> {
     let limits = &config.settings.limits;
     let engine = engine::new(&engine::pool_slots(limits.max_processes, limits.max_memory))?;
     let linker = linker::new(&engine)?;
-    let app = App::load(&engine, &linker, &config.path, config.settings)?;
+    let app = App::load(
+        &engine,
+        &linker,
+        &config.path,
+        config.settings,
+        config.cache.as_ref(),
+    )?;
     let (guest_end, host_end) = UnixStream::pair().context("failed to create a socket pair")?;
     guest_end
         .set_nonblocking(true)

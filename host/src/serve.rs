@@ -57,6 +57,8 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// Bind with `SO_REUSEPORT`, and hand new connections over on a drain.
     pub reuse_port: bool,
+    /// Where compiled modules are kept; `None` compiles afresh.
+    pub cache: Option<crate::module_cache::ModuleCache>,
 }
 
 /// Serves the apps until a SIGTERM or SIGINT, then drains: stops accepting,
@@ -89,7 +91,13 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     for (spec, share) in config.apps.iter().zip(shares) {
         let mut settings = spec.settings.clone();
         settings.limits.max_processes = share;
-        let app = App::load(&engine, &linker, &spec.path, settings)?;
+        let app = App::load(
+            &engine,
+            &linker,
+            &spec.path,
+            settings,
+            config.cache.as_ref(),
+        )?;
         let listener = listener::bind(spec.listen, config.reuse_port).with_context(|| {
             format!(
                 "failed to listen on `{}` for app `{}`",

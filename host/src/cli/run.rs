@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::LimitArgs;
+use super::{CacheArgs, LimitArgs};
 use crate::manifest::Manifest;
 use crate::run_once::RunConfig;
 
@@ -23,6 +23,8 @@ pub(super) struct RunArgs {
     args: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 impl RunArgs {
@@ -41,6 +43,7 @@ impl RunArgs {
         Ok(RunConfig {
             path: self.wasm,
             settings,
+            cache: self.cache.to_cache(),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::LimitArgs;
+use super::{CacheArgs, LimitArgs};
 use crate::app::{app_name, Mode};
 use crate::manifest::Manifest;
 use crate::serve::{AppSpec, ServeConfig};
@@ -47,6 +47,8 @@ pub(super) struct ServeArgs {
     reuse_port: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 impl ServeArgs {
@@ -121,6 +123,7 @@ impl ServeArgs {
             threads,
             drain_timeout: self.drain_timeout,
             reuse_port: self.reuse_port,
+            cache: self.cache.to_cache(),
         })
     }
 }

@@ -4,6 +4,7 @@
 //!     loadgen latency --addr A [--count 20000] [--size 16] [--warmup 1000] [--max-secs 60]
 //!     loadgen accept  --addr A [--secs 5]
 //!     loadgen hold    --addr A[,B…] [--conns 10000] [--no-wait] [--timeout-ms 5000] [--batch 100]
+//!     loadgen first   --addr A --since NS [--timeout-ms 30000]
 //!
 //! Every result is one line of `key=value` pairs on stdout; progress and
 //! errors go to stderr. Exit codes: 0 ok, 1 the run failed, 2 usage.
@@ -21,6 +22,9 @@
 //!   what it holds, when the server stops answering. Connections round-robin over the comma-separated addresses
 //!   (one destination has only as many ephemeral ports as
 //!   `net.ipv4.ip_local_port_range` gives, 28 232 by default).
+//! - `first`: the time from `since` (Unix time in ns, e.g. `date +%s%N` just
+//!   before a server was launched) to the status line of the first `GET /`
+//!   answered with 200; connects again every 0.2 ms while refused.
 
 mod args;
 mod stats;
@@ -30,7 +34,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use args::Args;
 use stats::Samples;
@@ -39,7 +43,8 @@ const USAGE: &str = "usage:
   loadgen echo    --addr A [--conns 50] [--secs 5] [--size 64]
   loadgen latency --addr A [--count 20000] [--size 16] [--warmup 1000] [--max-secs 60]
   loadgen accept  --addr A [--secs 5]
-  loadgen hold    --addr A[,B...] [--conns 10000] [--no-wait] [--timeout-ms 5000] [--batch 100]";
+  loadgen hold    --addr A[,B...] [--conns 10000] [--no-wait] [--timeout-ms 5000] [--batch 100]
+  loadgen first   --addr A --since NS [--timeout-ms 30000]";
 
 /// Connections `hold` opens before it checks their echoes: below the 128 a
 /// Rust std listener's backlog holds, so no SYN is dropped (a dropped SYN
@@ -49,6 +54,8 @@ const HOLD_BATCH: usize = 100;
 const CONNECT_PAUSE: Duration = Duration::from_millis(100);
 /// Retries of such a connect before `hold` gives up.
 const CONNECT_RETRIES: u32 = 50;
+/// Pause of `first` between connects refused by a server still starting.
+const FIRST_POLL: Duration = Duration::from_micros(200);
 
 fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
@@ -68,6 +75,7 @@ fn main() -> ExitCode {
         "latency" => latency(&args),
         "accept" => accept(&args),
         "hold" => hold(&args),
+        "first" => first(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -297,6 +305,70 @@ fn accept(args: &Args) -> Result<(), Error> {
         summary.max_us,
     );
     Ok(())
+}
+
+/// `first`: the time from a server's launch to its first 200 answer.
+fn first(args: &Args) -> Result<(), Error> {
+    args.only(&["addr", "since", "timeout-ms"])?;
+    let addr = args.addr()?;
+    let since: u64 = args.number("since", 0)?;
+    if since == 0 {
+        return Err(Error::Usage("--since NS is required".into()));
+    }
+    let since = UNIX_EPOCH + Duration::from_nanos(since);
+    let timeout = Duration::from_millis(args.number("timeout-ms", 30_000)?);
+    let deadline = Instant::now() + timeout;
+    let mut refused = 0u64;
+    let mut stream = loop {
+        match connect(addr) {
+            Ok(stream) => break stream,
+            Err(err) if err.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                refused += 1;
+                thread::sleep(FIRST_POLL);
+            }
+            Err(err) => return Err(run_error(&format!("connect to {addr}"), err)),
+        }
+    };
+    stream
+        .set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .map_err(|err| run_error("set a read timeout", err))?;
+    let status = status_line(&mut stream).map_err(|err| run_error("GET /", err))?;
+    let ms = SystemTime::now()
+        .duration_since(since)
+        .map_err(|_| Error::Usage("--since is in the future".into()))?
+        .as_secs_f64()
+        * 1e3;
+    if status.split(' ').nth(1) != Some("200") {
+        return Err(Error::Run(format!("GET / answered {status:?}")));
+    }
+    println!("mode=first addr={addr} ms={ms:.1} refused={refused}");
+    Ok(())
+}
+
+/// Sends `GET /` and returns the response's status line.
+fn status_line(stream: &mut TcpStream) -> io::Result<String> {
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: loadgen\r\nConnection: close\r\n\r\n")?;
+    let mut head = Vec::new();
+    let mut buf = [0; 512];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "closed before a status line",
+            ));
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let end = head
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(head.len());
+    Ok(String::from_utf8_lossy(&head[..end]).into_owned())
 }
 
 /// `hold`: many idle connections from one thread, kept open until stdin says so.
