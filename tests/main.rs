@@ -13,6 +13,7 @@ mod errors;
 mod http;
 mod isolation;
 mod languages;
+mod limits;
 mod preemption;
 mod run;
 mod wit;

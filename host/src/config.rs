@@ -113,8 +113,7 @@ impl Limits {
 
     /// Host memory one process may hold: `max_host_memory`, or 16 pipe buffers.
     pub fn host_memory(&self) -> u64 {
-        self.max_host_memory
-            .unwrap_or(16 * self.pipe_buffer as u64)
+        self.max_host_memory.unwrap_or(16 * self.pipe_buffer as u64)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod engine;
+pub mod host_memory;
 pub mod http;
 pub mod kernel;
 pub mod listener;

@@ -54,7 +54,10 @@ pub fn run(config: RunConfig) -> anyhow::Result<u8> {
     let kernel = Kernel::start(2, &engine)?;
     let (done, exit) = mpsc::channel();
     let app = Arc::new(app);
-    assert!(app.processes.try_acquire(), "a new app has a free process slot");
+    assert!(
+        app.processes.try_acquire(),
+        "a new app has a free process slot"
+    );
     let runtime = Runtime { kernel, reactor };
     let process = process::run(app, runtime.clone(), Start::connection(conn), Pid::next());
     runtime.kernel.spawn(async move {

@@ -388,7 +388,7 @@ impl Output {
     /// whether the connection can be reused; `None` if it must be dropped now.
     fn finish(mut self, exit: &Exit, app: &App, pid: Pid) -> Option<(Vec<u8>, bool)> {
         let failure = match exit {
-            Exit::Failed(failure) => Some(if failure.over_budget {
+            Exit::Failed(failure) => Some(if failure.over_time() {
                 Status::GATEWAY_TIMEOUT
             } else {
                 Status::BAD_GATEWAY
