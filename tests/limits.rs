@@ -179,6 +179,21 @@ fn the_default_host_memory_is_sixteen_pipe_buffers() {
     );
 }
 
+#[test]
+fn wasi_stdin_fails_with_eio_while_host_memory_is_full() {
+    let server = serve_hog(&args!["--max-host-memory", "200KiB"]);
+    // Read through WASI stdin, the rest of the stream is the line after the
+    // command: refused (EIO, 29 in WASI) while the pipes hold the whole
+    // budget, read once they are closed.
+    let got = roundtrip(server.addr("hog"), b"fill-stdin\nafter\n");
+    assert_bytes_eq(
+        "fill-stdin",
+        b"error -6\nstdin_full errno 29\nstdin_after after\n",
+        &got,
+    );
+    assert_host_goes_on(&server);
+}
+
 // ---------------------------------------------------------------------------
 // One transfer.
 

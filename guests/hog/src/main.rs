@@ -16,6 +16,7 @@
 //! | `orphans [n]` (3) | a child spawns `n` sleepers and exits; then this process spawns until it fails | `orphaned n`, `count m`, `error e` |
 //! | `orphan-alive` | moves the connection to a child, which passes it to a grandchild and exits; the orphaned grandchild answers once its parent is gone | `orphan alive` |
 //! | `fill [size]` (65536) | fills pipes it never reads, one `size` write each (the pipe buffer), until a call fails | `pipes p`, `filled bytes`, `last_write n`, `error e` |
+//! | `fill-stdin [size]` | fills pipes as `fill`, reads WASI stdin, closes the pipes, reads stdin to its end | `error e`, `stdin_full errno 29` (EIO), `stdin_after <the rest>` |
 //!
 //! Sleeping children sleep 60 s: longer than any test.
 
@@ -56,6 +57,7 @@ fn serve() {
         "orphans" => orphans(number.unwrap_or(3) as usize),
         "orphan-alive" => orphan_alive(),
         "fill" => fill(number.unwrap_or(64 * 1024) as usize),
+        "fill-stdin" => fill_stdin(number.unwrap_or(64 * 1024) as usize),
         _ => {
             report("error", "unknown-command");
             Ok(())
@@ -180,16 +182,57 @@ fn orphan_alive() -> io::Result<()> {
 /// `fill [size]`: pipes nobody reads, each filled by one write of `size`
 /// bytes (the pipe buffer: default 64 KiB), until `pipe` or `write` fails.
 fn fill(size: usize) -> io::Result<()> {
+    let filled = fill_pipes(size);
+    report("pipes", filled.pipes.len());
+    report("filled", filled.bytes);
+    report("last_write", filled.last_write);
+    report("error", filled.error);
+    Ok(())
+}
+
+/// `fill-stdin [size]`: fills pipes as `fill` does, then reads WASI stdin
+/// (the connection), then closes the pipes and reads stdin to its end.
+fn fill_stdin(size: usize) -> io::Result<()> {
+    let filled = fill_pipes(size);
+    report("error", filled.error);
+    let full = io::stdin().read(&mut [0; 16]);
+    report(
+        "stdin_full",
+        match full {
+            Ok(n) => format!("read {n}"),
+            Err(err) => format!("errno {}", err.raw_os_error().unwrap_or(-1)),
+        },
+    );
+    drop(filled);
+    let mut rest = String::new();
+    io::stdin().read_to_string(&mut rest)?;
+    report("stdin_after", rest.trim());
+    Ok(())
+}
+
+/// What `fill_pipes` left: the pipes (still full), and how it ended.
+struct Filled {
+    pipes: Vec<(Handle, Handle)>,
+    bytes: usize,
+    last_write: i32,
+    error: i32,
+}
+
+fn fill_pipes(size: usize) -> Filled {
     let chunk = vec![0x5a; size];
-    let mut pipes = Vec::new();
-    let (mut filled, mut last_write) = (0usize, 0);
-    let error = 'fill: loop {
+    let mut filled = Filled {
+        pipes: Vec::new(),
+        bytes: 0,
+        last_write: 0,
+        error: 0,
+    };
+    filled.error = 'fill: loop {
         let (reader, writer) = match pipe() {
             Ok(ends) => ends,
             Err(err) => break code(&err),
         };
         let raw = writer.as_raw();
-        pipes.push((reader, writer));
+        filled.pipes.push((reader, writer));
         // Write to this pipe until a write fails or fills it (a partial
         // write, then `limit`, when host memory runs out).
         loop {
@@ -198,18 +241,14 @@ fn fill(size: usize) -> io::Result<()> {
             if n < 0 {
                 break 'fill n;
             }
-            last_write = n;
-            filled += n as usize;
+            filled.last_write = n;
+            filled.bytes += n as usize;
             if n as usize == chunk.len() {
                 break;
             }
         }
     };
-    report("pipes", pipes.len());
-    report("filled", filled);
-    report("last_write", last_write);
-    report("error", error);
-    Ok(())
+    filled
 }
 
 /// A spawned process: argv\[1\] is its role (and maybe a number).

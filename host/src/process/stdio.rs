@@ -9,6 +9,8 @@
 //! socket has not taken yet) are charged to the process's host memory: a read
 //! is shortened to what the account has room for, and stdout grants no more
 //! than that; with no room at all the call fails (the guest sees `EIO`).
+//! WASI p1's `fd_write` uses `blocking_write_and_flush`, which writes its
+//! 4 KiB chunk straight to the socket and holds nothing here.
 
 use std::future::poll_fn;
 use std::io;
