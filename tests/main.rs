@@ -16,6 +16,7 @@ mod http;
 mod http_front;
 mod isolation;
 mod languages;
+mod limits;
 mod log_limit;
 mod preemption;
 mod process_limit;

@@ -73,8 +73,9 @@ __attribute__((import_module("mnvkd"), import_name("accept"))) int32_t mnvkd_acc
 
 /* Helpers. */
 
-/* Writes all `len` bytes (the import already does; this also accepts len 0
- * and a len larger than INT32_MAX by splitting). Returns 0 or an error code. */
+/* Writes all `len` bytes (the import writes all of up to 1 GiB, fewer only
+ * when a pipe's reader runs out of host memory; this goes on after a short
+ * write and splits a larger len). Returns 0 or an error code. */
 static inline int32_t mnvkd_write_all(int32_t handle, const void *buf, size_t len) {
     const char *p = (const char *)buf;
     while (len > 0) {

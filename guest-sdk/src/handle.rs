@@ -146,8 +146,9 @@ impl Write for &Handle {
     }
 }
 
-/// The most an import moves in one call: its result is an `i32`.
-const MAX_LEN: usize = i32::MAX as usize;
+/// The most one `read` or `write` moves (1 GiB, as `wit/mnvkd.wit` says):
+/// a count must never reach 2^31, where it would read as an error code.
+const MAX_LEN: usize = 1 << 30;
 
 /// Reads from handle `raw` into `buf`; 0 is end of stream.
 pub(crate) fn read(raw: i32, buf: &mut [u8]) -> io::Result<usize> {
@@ -160,7 +161,9 @@ pub(crate) fn read(raw: i32, buf: &mut [u8]) -> io::Result<usize> {
     errno::check(unsafe { sys::read(raw, buf.as_mut_ptr(), len) })
 }
 
-/// Writes `buf` (all of it, up to `MAX_LEN`) to handle `raw`.
+/// Writes `buf` (all of it, up to `MAX_LEN`) to handle `raw`; fewer only
+/// when a pipe's reader ran out of host memory part-way (the next write then
+/// fails with `limit`). `write_all` goes on from there.
 pub(crate) fn write(raw: i32, buf: &[u8]) -> io::Result<usize> {
     let len = buf.len().min(MAX_LEN);
     // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.

@@ -13,6 +13,10 @@ use crate::{errno, sys, Handle};
 /// gets [`sys::PIPE`] (as [`io::ErrorKind::BrokenPipe`]) once the read end
 /// is closed. Pass an end to a child with [`spawn`](crate::spawn).
 ///
+/// The buffered bytes count against the host memory of the process holding
+/// the read end (`max_host_memory`): when it has none left, a write takes
+/// what fits, then fails with [`sys::LIMIT`].
+///
 /// # Errors
 ///
 /// [`sys::LIMIT`] (as [`io::ErrorKind::QuotaExceeded`]) when the process

@@ -19,7 +19,9 @@ use crate::{errno, sys, Handle};
 /// # Errors
 ///
 /// - [`sys::LIMIT`] (as [`io::ErrorKind::QuotaExceeded`]): the app has its
-///   most processes, or this process its most handles.
+///   most processes, this connection's process tree its most children
+///   (`max_children`, default 64, grandchildren and orphans included), or
+///   this process its most handles.
 /// - [`sys::BADF`] or [`sys::INVAL`] (as [`io::ErrorKind::InvalidInput`]):
 ///   a handle is not open, or listed twice.
 ///
@@ -171,7 +173,7 @@ impl Drop for Child {
 pub enum ExitStatus {
     /// It exited (returned from `main` or called `exit`) with this status.
     Exited(u8),
-    /// The host killed it: a trap, or its memory or CPU limit.
+    /// The host killed it: a trap, or its memory or CPU limit, or `max_wall`.
     Killed,
 }
 

@@ -130,10 +130,14 @@ extern "C" {
     /// ```
     pub fn read(handle: i32, ptr: *mut u8, len: usize) -> i32;
 
-    /// Writes all `len` bytes from the buffer at `ptr` to `handle`.
+    /// Writes all `len` bytes (at most 1 GiB) from the buffer at `ptr` to
+    /// `handle`.
     ///
-    /// Blocks until every byte is handed to the kernel's socket buffer.
-    /// Returns `len`, or an error code (nothing is known to be written then).
+    /// Blocks until every byte is handed to the kernel's socket buffer or
+    /// the pipe. Returns the count written (`len`, or less when `len` is
+    /// over 1 GiB or a pipe's reader ran out of host memory part-way), or
+    /// an error code ([`LIMIT`] when that reader had no room at all; after
+    /// any other, nothing is known to be written).
     ///
     /// # Safety
     ///

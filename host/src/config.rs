@@ -80,8 +80,10 @@ impl Limits {
     /// Checks that the limits make sense, rounding the memory cap up to whole pages.
     ///
     /// # Errors
-    /// When a limit is zero or the memory cap is over 2 GiB (so that every byte
-    /// count a guest import returns fits its non-negative `s32` result).
+    /// When a limit is zero or the memory cap is over 2 GiB. (A byte count an
+    /// import returns fits its non-negative `s32` result because one transfer
+    /// moves at most 1 GiB, `abi::MAX_TRANSFER`: a 2 GiB cap alone did not
+    /// ensure it, 2^31 reads as `i32::MIN`.)
     pub fn validated(mut self) -> anyhow::Result<Limits> {
         if self.max_memory == 0 || self.max_memory > 2 * 1024 * 1024 * 1024 {
             bail!("max-memory must be between 64KiB and 2GiB");

@@ -22,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod drain;
 pub mod engine;
+pub mod host_memory;
 pub mod http;
 pub mod kernel;
 pub mod listener;

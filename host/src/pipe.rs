@@ -5,6 +5,15 @@
 //! `Drop` is the close the other side observes: end of stream for the reader,
 //! a broken pipe for the writer. The buffer never grows past its capacity: a
 //! writer that finds it full parks until the reader takes bytes out.
+//!
+//! Buffered bytes are charged to a [`HostMemory`] account: that of the
+//! process holding the read end, because the read end is what keeps them
+//! (dropping it frees them), and a writer may end while its bytes live on.
+//! The charge moves with the read end ([`PipeReader::charge_to`]), so a chain
+//! of processes that fill pipes, pass the read ends on and exit cannot pile
+//! up bytes that nobody's account holds. A write that finds room in the pipe
+//! but none in the account takes what fits, or fails with
+//! [`io::ErrorKind::QuotaExceeded`] when nothing does; it never parks for it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,17 +21,20 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use crate::abi::poll::{HANGUP, READABLE, WRITABLE};
+use crate::host_memory::HostMemory;
 
 /// A pipe is writable when this many bytes (or its whole capacity, if
 /// smaller) fit: a write of up to this size to a writable pipe never blocks,
 /// like POSIX's `PIPE_BUF`.
 pub const ATOMIC_WRITE: usize = 4096;
 
-/// Creates a pipe holding at most `capacity` bytes.
-pub fn pipe(capacity: usize) -> (PipeReader, PipeWriter) {
+/// Creates a pipe holding at most `capacity` bytes, charged to `account`
+/// (the creator's, which holds the read end at first).
+pub fn pipe(capacity: usize, account: Arc<HostMemory>) -> (PipeReader, PipeWriter) {
     let shared = Arc::new(Mutex::new(Shared {
         buffer: VecDeque::new(),
         capacity: capacity.max(1),
+        account,
         reader_open: true,
         writer_open: true,
         reader_waker: None,
@@ -42,6 +54,8 @@ struct Shared {
     buffer: VecDeque<u8>,
     /// Most bytes the buffer holds.
     capacity: usize,
+    /// The account of the read end's holder; charged for exactly `buffer.len()`.
+    account: Arc<HostMemory>,
     /// False once the read end is dropped.
     reader_open: bool,
     /// False once the write end is dropped.
@@ -78,6 +92,7 @@ impl PipeReader {
             *slot = byte;
         }
         if n > 0 {
+            shared.account.release(n as u64);
             if let Some(waker) = shared.writer_waker.take() {
                 waker.wake();
             }
@@ -102,29 +117,50 @@ impl PipeReader {
         }
         bits
     }
+
+    /// Moves the charge for the buffered bytes, and for those to come, to
+    /// `account` (the read end is moving to the process that owns it). The
+    /// bytes are already there, so the new account takes them even past its
+    /// limit; it then grants nothing more until they are read.
+    pub fn charge_to(&self, account: &Arc<HostMemory>) {
+        let mut shared = self.shared.lock().unwrap();
+        if Arc::ptr_eq(&shared.account, account) {
+            return;
+        }
+        let buffered = shared.buffer.len() as u64;
+        shared.account.release(buffered);
+        account.force(buffered);
+        shared.account = Arc::clone(account);
+    }
 }
 
 impl PipeWriter {
-    /// Copies as much of `data` as fits; parks while the buffer is full.
+    /// Copies as much of `data` as fits in the buffer and the reader's
+    /// host-memory account; parks while the buffer is full.
     ///
     /// # Errors
-    /// `BrokenPipe` once the read end is closed.
+    /// `BrokenPipe` once the read end is closed; `QuotaExceeded` when the
+    /// buffer has room but the account has none.
     pub fn poll_write(&self, cx: &Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let mut shared = self.shared.lock().unwrap();
         if !shared.reader_open {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         let room = shared.capacity - shared.buffer.len();
-        if room == 0 && !data.is_empty() {
+        if room == 0 {
             park(&mut shared.writer_waker, cx);
             return Poll::Pending;
         }
-        let n = room.min(data.len());
+        let n = shared.account.charge_up_to(room.min(data.len()) as u64) as usize;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::QuotaExceeded.into()));
+        }
         shared.buffer.extend(&data[..n]);
-        if n > 0 {
-            if let Some(waker) = shared.reader_waker.take() {
-                waker.wake();
-            }
+        if let Some(waker) = shared.reader_waker.take() {
+            waker.wake();
         }
         Poll::Ready(Ok(n))
     }
@@ -152,6 +188,7 @@ impl Drop for PipeReader {
     fn drop(&mut self) {
         let mut shared = self.shared.lock().unwrap();
         shared.reader_open = false;
+        shared.account.release(shared.buffer.len() as u64);
         shared.buffer.clear();
         if let Some(waker) = shared.writer_waker.take() {
             waker.wake();
@@ -185,6 +222,11 @@ mod tests {
         Context::from_waker(Waker::noop())
     }
 
+    /// A pipe of `capacity` bytes with an account that holds them all.
+    fn pipe(capacity: usize) -> (PipeReader, PipeWriter) {
+        super::pipe(capacity, HostMemory::new(capacity as u64))
+    }
+
     #[test]
     fn bytes_arrive_in_order_and_eof_follows_close() {
         let (reader, writer) = pipe(4);
@@ -215,5 +257,58 @@ mod tests {
             writer.poll_write(&cx(), b"z"),
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe
         ));
+    }
+
+    #[test]
+    fn buffered_bytes_are_charged_until_read_or_dropped() {
+        let account = HostMemory::new(1 << 20);
+        let (reader, writer) = super::pipe(100, Arc::clone(&account));
+        assert!(matches!(
+            writer.poll_write(&cx(), &[7; 60]),
+            Poll::Ready(Ok(60))
+        ));
+        assert_eq!(account.used(), 60);
+        let mut out = [0; 25];
+        assert_eq!(reader.poll_read(&cx(), &mut out), Poll::Ready(25));
+        assert_eq!(account.used(), 35);
+        drop(reader);
+        assert_eq!(account.used(), 0, "a closed read end frees its bytes");
+        drop(writer);
+    }
+
+    #[test]
+    fn a_full_account_takes_what_fits_then_refuses() {
+        let account = HostMemory::new(10);
+        let (_reader, writer) = super::pipe(1 << 16, Arc::clone(&account));
+        assert!(matches!(
+            writer.poll_write(&cx(), &[1; 16]),
+            Poll::Ready(Ok(10))
+        ));
+        assert!(matches!(
+            writer.poll_write(&cx(), &[1; 16]),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::QuotaExceeded
+        ));
+        // The pipe still has room: poll says writable, and a write says why it fails.
+        assert_eq!(writer.readiness(WRITABLE, None), WRITABLE);
+    }
+
+    #[test]
+    fn the_charge_follows_the_read_end() {
+        let (parent, child) = (HostMemory::new(100), HostMemory::new(10));
+        let (reader, writer) = super::pipe(100, Arc::clone(&parent));
+        assert!(matches!(
+            writer.poll_write(&cx(), &[1; 40]),
+            Poll::Ready(Ok(40))
+        ));
+        reader.charge_to(&child);
+        assert_eq!((parent.used(), child.used()), (0, 40));
+        // The child's account is over its limit now: nothing more is buffered.
+        assert!(matches!(
+            writer.poll_write(&cx(), &[1; 1]),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::QuotaExceeded
+        ));
+        let mut out = [0; 40];
+        assert_eq!(reader.poll_read(&cx(), &mut out), Poll::Ready(40));
+        assert_eq!((parent.used(), child.used()), (0, 0));
     }
 }

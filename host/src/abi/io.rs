@@ -32,8 +32,11 @@ pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads up to `len` bytes from handle `h` into the guest buffer at `ptr`,
-/// blocking (suspending the process) until at least one byte or end of stream.
+/// Reads up to `len` bytes (at most [`MAX_TRANSFER`]) from handle `h` into
+/// the guest buffer at `ptr`, blocking (suspending the process) until at
+/// least one byte or end of stream.
+///
+/// [`MAX_TRANSFER`]: super::MAX_TRANSFER
 ///
 /// **Returns:** the count read, 0 at end of stream, `badf` (not open, or not
 /// readable), `fault`, `pipe`, `io`.
@@ -46,7 +49,7 @@ async fn read(
 ) -> wasmtime::Result<i32> {
     let result = async {
         let handle = caller.data().io.get(h)?.clone();
-        let buffer = guest_buffer(&mut caller, "read", ptr, len)?;
+        let buffer = guest_buffer(&mut caller, "read", ptr, len)?.for_transfer();
         if buffer.range.is_empty() {
             return Ok(0);
         }
@@ -67,11 +70,19 @@ async fn read(
     Ok(result.await.unwrap_or_else(Errno::code))
 }
 
-/// Writes all `len` bytes of the guest buffer at `ptr` to handle `h`, blocking
-/// (suspending the process) until the socket or pipe took them all.
+/// Writes all `len` bytes (at most [`MAX_TRANSFER`]) of the guest buffer at
+/// `ptr` to handle `h`, blocking (suspending the process) until the socket or
+/// pipe took them all. A pipe whose reader's host-memory account fills up
+/// part-way ends the write early: the bytes it took are reported, and the
+/// next write gets `limit`.
 ///
-/// **Returns:** `len`, `badf` (not open, or not writable), `fault`, `pipe`, `io`.
+/// **Returns:** the count written (`len`, or less only when `len` is over
+/// [`MAX_TRANSFER`] or the reader's host memory ran out), `badf` (not open,
+/// or not writable), `fault`, `pipe`, `io`, `limit` (host memory, with
+/// nothing written).
 /// **Traps:** never.
+///
+/// [`MAX_TRANSFER`]: super::MAX_TRANSFER
 async fn write(
     mut caller: Caller<'_, ProcessState>,
     h: i32,
@@ -83,15 +94,14 @@ async fn write(
         if !matches!(handle, Handle::Connection(_) | Handle::PipeWrite(_)) {
             return Err(Errno::Badf);
         }
-        let buffer = guest_buffer(&mut caller, "write", ptr, len)?;
-        let total = buffer.range.len();
+        let buffer = guest_buffer(&mut caller, "write", ptr, len)?.for_transfer();
         let mut written = 0;
         // Moved in as `&mut`: a captured `&Caller` is not `Send`, the future must be.
         let caller = &mut caller;
-        poll_fn(move |cx| loop {
+        let written = poll_fn(move |cx| loop {
             let range = buffer.range.start + written..buffer.range.end;
             if range.is_empty() {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(written));
             }
             let bytes = &buffer.memory.data(&*caller)[range];
             let step = match &handle {
@@ -102,15 +112,20 @@ async fn write(
             match step {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(Errno::Pipe)),
                 Poll::Ready(Ok(n)) => written += n,
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(Errno::from(err))),
+                Poll::Ready(Err(err)) => {
+                    return Poll::Ready(match Errno::from(err) {
+                        Errno::Limit if written > 0 => Ok(written),
+                        errno => Err(errno),
+                    })
+                }
                 Poll::Pending => return Poll::Pending,
             }
         })
         .await?;
-        if total > 0 {
+        if written > 0 {
             kernel::compute::note_io();
         }
-        Ok(total as i32)
+        Ok(written as i32)
     };
     Ok(result.await.unwrap_or_else(Errno::code))
 }
@@ -133,7 +148,8 @@ fn close(mut caller: Caller<'_, ProcessState>, h: i32) -> i32 {
 }
 
 /// Creates a pipe and writes its read and write handles (two little-endian
-/// s32) at `out`.
+/// s32) at `out`. Its buffered bytes are charged to this process's host
+/// memory while it holds the read end.
 ///
 /// **Returns:** 0, `fault`, `limit`.
 /// **Traps:** never.
@@ -144,7 +160,10 @@ fn pipe(mut caller: Caller<'_, ProcessState>, out: i32) -> i32 {
         if !state.io.has_room(2) {
             return Err(Errno::Limit);
         }
-        let (reader, writer) = pipe::pipe(state.app.settings.limits.pipe_buffer);
+        let (reader, writer) = pipe::pipe(
+            state.app.settings.limits.pipe_buffer,
+            Arc::clone(&state.host_memory),
+        );
         let read_end = state.io.insert(Handle::PipeRead(Arc::new(reader)))?;
         let write_end = state.io.insert(Handle::PipeWrite(Arc::new(writer)))?;
         let bytes = &mut buffer.memory.data_mut(&mut caller)[buffer.range];

@@ -20,6 +20,11 @@ use crate::process::ProcessState;
 /// The import module name of every layer-1 function.
 pub const MODULE: &str = "mnvkd";
 
+/// Most bytes one `read` or `write` moves (1 GiB): a count an import
+/// returns must never reach 2^31, where it would read as a negative error
+/// code (a 2 GiB micro-heap could otherwise be moved whole).
+pub const MAX_TRANSFER: usize = 1 << 30;
+
 /// Registers every layer-1 group with `linker`, in a fixed order.
 ///
 /// # Errors
@@ -96,6 +101,7 @@ impl From<std::io::Error> for Errno {
                 Errno::Pipe
             }
             TimedOut => Errno::Timedout,
+            QuotaExceeded => Errno::Limit,
             _ => Errno::Io,
         }
     }
@@ -108,6 +114,21 @@ pub struct GuestBuffer {
     pub memory: Memory,
     /// Byte range inside it; `end <= memory.data_size()` held when checked.
     pub range: Range<usize>,
+}
+
+impl GuestBuffer {
+    /// The first [`MAX_TRANSFER`] bytes of the buffer: what one `read` or
+    /// `write` moves.
+    pub fn for_transfer(self) -> GuestBuffer {
+        GuestBuffer {
+            range: transfer_range(self.range),
+            ..self
+        }
+    }
+}
+
+fn transfer_range(range: Range<usize>) -> Range<usize> {
+    range.start..range.end.min(range.start.saturating_add(MAX_TRANSFER))
 }
 
 /// Checks that `len` bytes at `ptr` lie inside the caller's exported `memory`.
@@ -146,5 +167,26 @@ pub fn guest_buffer(
             );
             Err(Errno::Fault)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_transfer_is_capped_below_two_gib() {
+        assert_eq!(transfer_range(0..1 << 31), 0..MAX_TRANSFER);
+        assert_eq!(transfer_range(5..10), 5..10);
+        let whole = 0..MAX_TRANSFER;
+        assert_eq!(transfer_range(whole.clone()), whole);
+        // Every count a transfer can return is a non-negative i32.
+        assert!(i32::try_from(MAX_TRANSFER).is_ok());
+    }
+
+    #[test]
+    fn a_full_host_memory_account_reads_as_limit() {
+        let err = std::io::Error::from(std::io::ErrorKind::QuotaExceeded);
+        assert_eq!(Errno::from(err), Errno::Limit);
     }
 }

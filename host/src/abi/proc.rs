@@ -28,9 +28,12 @@ pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
 }
 
 /// Starts a process of the same app with argv[1] = the UTF-8 text at
-/// `arg_ptr`, moving the `count` handles listed at `handles` to it.
+/// `arg_ptr`, moving the `count` handles listed at `handles` to it. The child
+/// joins the caller's process tree (`max_children`) and takes one of the
+/// app's process places (`max_processes`).
 ///
-/// **Returns:** a child handle, `fault`, `inval`, `badf`, `limit`.
+/// **Returns:** a child handle, `fault`, `inval`, `badf`, `limit` (handles
+/// per process, children per process tree, processes per app).
 /// **Traps:** never.
 fn spawn(
     mut caller: Caller<'_, ProcessState>,
@@ -65,6 +68,10 @@ fn spawn(
         if state.io.open_count() - numbers.len() + 1 > state.io.max_handles() {
             return Err(Errno::Limit);
         }
+        let Some(tree) = state.tree.spawn() else {
+            tracing::debug!(app = %state.app.name, pid = %state.pid, "spawn: the process tree has its most children (max-children)");
+            return Err(Errno::Limit);
+        };
         if !state.app.processes.try_acquire() {
             tracing::debug!(app = %state.app.name, pid = %state.pid, "spawn: the app is at its process limit");
             return Err(Errno::Limit);
@@ -79,6 +86,7 @@ fn spawn(
             handles: passed,
             args: vec![arg],
             status: Some(status),
+            tree: Some(tree),
             ..Start::default()
         };
         let future = process::run(state.app.clone(), state.runtime.clone(), start, Pid::next());

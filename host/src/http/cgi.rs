@@ -519,7 +519,7 @@ impl Output {
                 self.keep_alive = false;
                 Some(kill.status())
             }
-            End::Exited(Exit::Failed(failure)) => Some(if failure.over_budget {
+            End::Exited(Exit::Failed(failure)) => Some(if failure.over_time() {
                 Status::GATEWAY_TIMEOUT
             } else {
                 Status::BAD_GATEWAY

@@ -7,6 +7,11 @@
 //! process that waits for I/O, or whose read or write went through at once
 //! ([`note_io`]), starts over; one that is only preempted does not. So a
 //! process streaming data as fast as the socket takes it is not a runaway.
+//!
+//! This clock serves fairness and catches endless loops fast; because any
+//! wait or moved byte resets it, it bounds nothing in total. Beside it the
+//! worker keeps each task's polled time in all, which never resets: the
+//! clock of the hard limit `max_cpu` ([`polled_before`]).
 
 use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
@@ -28,6 +33,8 @@ pub(super) struct Slice {
     pub started: Instant,
     /// Compute time the task had accumulated before this poll; zeroed by [`note_io`].
     pub before: Duration,
+    /// Time the task was polled in all before this poll; never reset.
+    pub polled: Duration,
 }
 
 /// Compute time of the process currently running on this thread.
@@ -42,6 +49,9 @@ pub struct ComputeTime {
     /// Whether this process was preempted since it last blocked: a CPU hog,
     /// not a process that will block again in a moment.
     pub hog: bool,
+    /// Time the task has been polled in all, this poll included: what its
+    /// processes' CPU time is read from (see [`polled_before`]).
+    pub polled: Duration,
 }
 
 /// Compute time of the task being polled on this thread; `None` outside a poll.
@@ -53,8 +63,17 @@ pub fn current() -> Option<ComputeTime> {
             since_block: slice.before + elapsed,
             others_waiting: QUEUE.with(|queue| queue.get().is_some_and(|q| q.woken_waiting())),
             hog: slice.before > Duration::ZERO,
+            polled: slice.polled + elapsed,
         }
     })
+}
+
+/// Time the task being polled on this thread was polled in all before this
+/// poll (no clock read); `None` outside a poll. A process runs inside one
+/// task from start to end, and that task polls nothing else meanwhile, so
+/// its CPU time is this count now less this count when it started.
+pub fn polled_before() -> Option<Duration> {
+    SLICE.with(Cell::get).map(|slice| slice.polled)
 }
 
 pub(super) fn set_queue(queue: &Arc<RunQueue>) {

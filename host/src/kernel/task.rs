@@ -49,6 +49,8 @@ pub(super) struct Slot {
     pub future: Option<BoxFuture>,
     /// Time computed since the task last blocked (see `compute`).
     pub computed: Duration,
+    /// Time the task has been polled in all; only grows.
+    pub polled: Duration,
 }
 
 impl std::fmt::Debug for Slot {
@@ -56,6 +58,7 @@ impl std::fmt::Debug for Slot {
         f.debug_struct("Slot")
             .field("done", &self.future.is_none())
             .field("computed", &self.computed)
+            .field("polled", &self.polled)
             .finish()
     }
 }
@@ -67,6 +70,7 @@ impl Task {
             slot: Mutex::new(Slot {
                 future: Some(future),
                 computed: Duration::ZERO,
+                polled: Duration::ZERO,
             }),
             runq: Arc::clone(runq),
         });

@@ -41,13 +41,17 @@ fn poll_once(task: Arc<Task>) {
         .slot
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let before = slot.computed;
+    let (before, polled) = (slot.computed, slot.polled);
     let Some(future) = slot.future.as_mut() else {
         task.state.store(DONE, Ordering::Release);
         return;
     };
     let started = Instant::now();
-    compute::enter(Slice { started, before });
+    compute::enter(Slice {
+        started,
+        before,
+        polled,
+    });
     let hog = before > Duration::ZERO;
     if hog {
         task.runq.hog_running(true);
@@ -59,7 +63,9 @@ fn poll_once(task: Arc<Task>) {
         task.runq.hog_running(false);
     }
     let slice = compute::leave();
-    let computed = slice.map_or(Duration::ZERO, |s| s.before + s.started.elapsed());
+    let elapsed = started.elapsed();
+    slot.polled += elapsed;
+    let computed = slice.map_or(Duration::ZERO, |s| s.before + elapsed);
     match result {
         Ok(Poll::Pending) => {}
         Ok(Poll::Ready(())) => {
@@ -103,5 +109,47 @@ fn poll_once(task: Arc<Task>) {
             }
             Err(actual) => state = actual,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::sync::Mutex;
+    use std::thread;
+
+    #[test]
+    fn polled_time_grows_across_blocks_while_the_budget_starts_over() {
+        let runq = Arc::new(RunQueue::new(|| {}));
+        // What each poll sees: (polled before it, compute time since the block).
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let waker = Arc::new(Mutex::new(None::<Waker>));
+        let (seen_in, waker_in) = (Arc::clone(&seen), Arc::clone(&waker));
+        Task::spawn(
+            Box::pin(poll_fn(move |cx| {
+                let now = compute::current().expect("inside a poll");
+                let polled = compute::polled_before().expect("inside a poll");
+                seen_in.lock().unwrap().push((polled, now.since_block));
+                thread::sleep(Duration::from_millis(20));
+                *waker_in.lock().unwrap() = Some(cx.waker().clone());
+                // Blocks (nothing to do until woken from outside).
+                Poll::<()>::Pending
+            })),
+            &runq,
+        );
+        for _ in 0..3 {
+            poll_once(runq.pop());
+            // Woken from outside the poll: the task blocked and is queued again.
+            waker.lock().unwrap().take().unwrap().wake();
+        }
+        let seen = seen.lock().unwrap();
+        let ms = Duration::from_millis;
+        assert_eq!(seen[0].0, Duration::ZERO);
+        assert!(seen[1].0 >= ms(20) && seen[2].0 >= ms(40), "{seen:?}");
+        assert!(
+            seen.iter().all(|&(_, since_block)| since_block < ms(20)),
+            "the budget's clock starts over at every block: {seen:?}"
+        );
     }
 }

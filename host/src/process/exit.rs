@@ -3,7 +3,8 @@
 use wasmtime::{Trap, WasmBacktrace};
 use wasmtime_wasi::I32Exit;
 
-use super::{CpuBudgetExceeded, HeapLimiter, Pid};
+use super::limits::{CpuBudgetExceeded, CpuLimitExceeded, WallLimitExceeded};
+use super::{HeapLimiter, Pid};
 use crate::app::App;
 use crate::config::format_size;
 
@@ -21,8 +22,40 @@ pub enum Exit {
 pub struct Failure {
     /// The cause, backtrace included, on one line.
     pub cause: String,
-    /// Whether it was the CPU budget (HTTP apps answer 504 then, not 502).
-    pub over_budget: bool,
+    /// The limit that ended it, if one did.
+    pub limit: Option<Limit>,
+}
+
+impl Failure {
+    /// Whether a time limit ended it (HTTP apps answer 504 then, not 502).
+    pub fn over_time(&self) -> bool {
+        matches!(
+            self.limit,
+            Some(Limit::CpuBudget | Limit::MaxCpu | Limit::MaxWall)
+        )
+    }
+}
+
+/// A limit that ends a process, as the log names it (its flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Computed too long without blocking (`--cpu-budget`).
+    CpuBudget,
+    /// Used too much CPU time in all (`--max-cpu`).
+    MaxCpu,
+    /// Lived too long (`--max-wall`).
+    MaxWall,
+}
+
+impl Limit {
+    /// The flag's name, e.g. `max-cpu`: the log's `limit` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::CpuBudget => "cpu-budget",
+            Limit::MaxCpu => "max-cpu",
+            Limit::MaxWall => "max-wall",
+        }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -40,13 +73,16 @@ impl Exit {
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
             return Exit::Exited(exit.0);
         }
-        let over_budget = err.downcast_ref::<CpuBudgetExceeded>().is_some();
-        let mut cause = if let Some(budget) = err.downcast_ref::<CpuBudgetExceeded>() {
-            budget.to_string()
+        let (mut cause, limit) = if let Some(budget) = err.downcast_ref::<CpuBudgetExceeded>() {
+            (budget.to_string(), Some(Limit::CpuBudget))
+        } else if let Some(cpu) = err.downcast_ref::<CpuLimitExceeded>() {
+            (cpu.to_string(), Some(Limit::MaxCpu))
+        } else if let Some(wall) = err.downcast_ref::<WallLimitExceeded>() {
+            (wall.to_string(), Some(Limit::MaxWall))
         } else if let Some(trap) = err.downcast_ref::<Trap>() {
-            format!("trap: {trap}")
+            (format!("trap: {trap}"), None)
         } else {
-            one_line(&format!("{err:#}"))
+            (one_line(&format!("{err:#}")), None)
         };
         if let HeapLimiter {
             max_memory,
@@ -63,20 +99,24 @@ impl Exit {
             cause.push_str("; backtrace: ");
             cause.push_str(&backtrace_line(backtrace));
         }
-        Exit::Failed(Failure { cause, over_budget })
+        Exit::Failed(Failure { cause, limit })
     }
 
     /// Logs a failure at warn, once (within the app's log limit: a guest
-    /// can trap on purpose); a normal exit at debug.
+    /// can fail on purpose; with a `limit` field naming the limit that ended
+    /// it, if one did); a normal exit at debug.
     pub fn log(&self, app: &App, pid: Pid) {
         let name: &str = &app.name;
         match self {
             Exit::Exited(status) => tracing::debug!(app = name, %pid, status, "process exited"),
-            Exit::Failed(cause) => {
-                if app.log_limit.admit(name) {
-                    tracing::warn!(app = name, %pid, "process killed: {cause}");
-                }
+            Exit::Failed(_) if !app.log_limit.admit(name) => {}
+            Exit::Failed(Failure {
+                cause,
+                limit: Some(limit),
+            }) => {
+                tracing::warn!(app = name, %pid, limit = limit.name(), "process killed: {cause}")
             }
+            Exit::Failed(failure) => tracing::warn!(app = name, %pid, "process killed: {failure}"),
         }
     }
 }

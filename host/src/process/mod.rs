@@ -7,14 +7,20 @@
 
 mod child;
 mod exit;
+mod limits;
 pub mod linker;
 mod state;
 mod stdio;
+mod tree;
 
 pub use child::ChildStatus;
-pub use exit::{Exit, Failure};
+pub use exit::{Exit, Failure, Limit};
+pub use limits::{
+    cpu_time, CpuBudgetExceeded, CpuLimitExceeded, Limited, WallLimit, WallLimitExceeded,
+};
 pub use state::{HeapLimiter, ProcessState, MAX_TABLE_ELEMENTS};
 pub use stdio::{Stdio, StdioLink, Unused};
+pub use tree::TreeMember;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +30,9 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::abi::handles::{Handle, IoCtx};
-use crate::app::App;
+use crate::app::{App, Mode};
 use crate::conn::Connection;
+use crate::host_memory::HostMemory;
 use crate::kernel::{self, compute::ComputeTime, Kernel};
 use crate::reactor::Reactor;
 
@@ -49,25 +56,6 @@ impl fmt::Display for Pid {
         self.0.fmt(f)
     }
 }
-
-/// The error a process is ended with when it computes past its CPU budget.
-#[derive(Debug)]
-pub struct CpuBudgetExceeded {
-    /// The budget it had.
-    pub budget: std::time::Duration,
-}
-
-impl fmt::Display for CpuBudgetExceeded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "computed for {:?} without blocking (cpu budget)",
-            self.budget
-        )
-    }
-}
-
-impl std::error::Error for CpuBudgetExceeded {}
 
 /// What the kernel and the reactor give every process: cloned into its state.
 #[derive(Debug, Clone)]
@@ -93,6 +81,9 @@ pub struct Start {
     pub stdio: Option<Stdio>,
     /// Environment variables on top of the app's.
     pub env: Vec<(String, String)>,
+    /// Its place in its parent's process tree, for a spawned child; `None`
+    /// makes the process the root of a new tree.
+    pub tree: Option<TreeMember>,
 }
 
 impl Start {
@@ -118,13 +109,22 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
     // The CPU-budget clock starts over: the task may have run another
     // process before this one (an HTTP connection runs one per request).
     kernel::compute::note_io();
+    let limits = &app.settings.limits;
+    let wall = limits
+        .max_wall
+        .map(|limit| WallLimit::start(limit, &runtime.kernel));
     let mut store = new_store(&app, runtime, start, pid);
-    let result = async {
-        let instance = app.pre.instantiate_async(&mut store).await?;
-        let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        main.call_async(&mut store, ()).await
-    }
-    .await;
+    let cpu_start = store.data().cpu_start;
+    let result = {
+        // Dropped at the end of this block, even half-way (a limit ended it),
+        // so the store is free again.
+        let life = std::pin::pin!(async {
+            let instance = app.pre.instantiate_async(&mut store).await?;
+            let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            main.call_async(&mut store, ()).await
+        });
+        Limited::new(life, cpu_start, limits.max_cpu, wall).await
+    };
     let heap = store.into_data().heap;
     let exit = Exit::from_result(result, &heap);
     exit.log(&app, pid);
@@ -146,7 +146,7 @@ impl Drop for Ending {
         if let Some(status) = self.status.take() {
             status.set(Exit::Failed(Failure {
                 cause: "the host ended the process".to_owned(),
-                over_budget: false,
+                limit: None,
             }));
         }
         self.app.processes.release();
@@ -164,6 +164,18 @@ pub fn new_store(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> St
 }
 
 fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> ProcessState {
+    let limits = &app.settings.limits;
+    let host_memory = HostMemory::new(limits.host_memory());
+    // The bytes in the pipes this process now reads are its to hold.
+    for handle in &start.handles {
+        if let Handle::PipeRead(pipe) = handle {
+            pipe.charge_to(&host_memory);
+        }
+    }
+    let tree = start.tree.unwrap_or_else(|| match app.settings.mode {
+        Mode::Listener => TreeMember::listener_root(limits.max_children),
+        Mode::Connection | Mode::Http => TreeMember::root(limits.max_children),
+    });
     let mut wasi = WasiCtxBuilder::new();
     let stderr = stdio::GuestLog {
         app: Arc::clone(&app.name),
@@ -184,7 +196,7 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
                 stream: "stdout",
                 ..stderr.clone()
             };
-            let link = stdio::StdioLink::new(Arc::clone(conn), log);
+            let link = stdio::StdioLink::new(Arc::clone(conn), log, Arc::clone(&host_memory));
             wasi.stdin(stdio::ConnectionStdio(Arc::clone(&link)))
                 .stdout(stdio::ConnectionStdio(Arc::clone(&link)));
             stdio_link = Some(link);
@@ -217,18 +229,22 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         app: Arc::clone(app),
         runtime,
         wasi: wasi.build_p1(),
-        io: IoCtx::new(start.handles, app.settings.limits.max_handles, stdio_link),
+        io: IoCtx::new(start.handles, limits.max_handles, stdio_link),
         heap: HeapLimiter {
-            max_memory: app.settings.limits.max_memory as usize,
+            max_memory: limits.max_memory as usize,
             refused: None,
         },
         memory: None,
+        host_memory,
+        tree,
+        cpu_start: kernel::compute::polled_before().unwrap_or_default(),
     }
 }
 
 /// Called by wasmtime when the epoch passes the store's deadline: end a
-/// runaway process, yield one that has had its slice, and let one that was
-/// just woken (its deadline passed while it was blocked) go on.
+/// runaway process or one past its CPU time in all, yield one that has had
+/// its slice, and let one that was just woken (its deadline passed while it
+/// was blocked) go on.
 fn on_epoch_deadline(
     store: wasmtime::StoreContextMut<'_, ProcessState>,
 ) -> wasmtime::Result<UpdateDeadline> {
@@ -237,10 +253,16 @@ fn on_epoch_deadline(
         since_block,
         others_waiting,
         hog,
+        polled,
     }) = kernel::compute::current()
     else {
         return Ok(UpdateDeadline::Yield(1));
     };
+    if let Some(limit) = store.data().app.settings.limits.max_cpu {
+        if cpu_time(store.data().cpu_start, polled) > limit {
+            return Err(wasmtime::Error::new(CpuLimitExceeded { limit }));
+        }
+    }
     let budget = store.data().app.settings.limits.cpu_budget;
     if since_block > budget {
         return Err(wasmtime::Error::new(CpuBudgetExceeded { budget }));

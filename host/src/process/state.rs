@@ -7,8 +7,9 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::abi::handles::IoCtx;
 use crate::app::App;
+use crate::host_memory::HostMemory;
 
-use super::{Pid, Runtime};
+use super::{Pid, Runtime, TreeMember};
 
 /// Everything a process's host imports can reach. A guest can touch only what
 /// is in here: its connection, its handles, its WASI context.
@@ -27,6 +28,14 @@ pub struct ProcessState {
     pub heap: HeapLimiter,
     /// The guest's exported `memory`, once an import has looked it up.
     pub memory: Option<wasmtime::Memory>,
+    /// Bytes the host buffers for this process (pipes it reads, stdio),
+    /// against `max_host_memory`.
+    pub host_memory: Arc<HostMemory>,
+    /// Its place in its connection's process tree, for the spawn quota.
+    pub tree: TreeMember,
+    /// Its kernel task's polled time when it started: its CPU time in all
+    /// (for `max_cpu`) is the task's polled time since (`process::cpu_time`).
+    pub cpu_start: std::time::Duration,
 }
 
 /// Caps a process's linear memory and table growth; remembers a refused
@@ -73,6 +82,8 @@ impl std::fmt::Debug for ProcessState {
             .field("app", &self.app.name)
             .field("io", &self.io)
             .field("heap", &self.heap)
+            .field("host_memory", &self.host_memory)
+            .field("tree", &self.tree)
             .finish_non_exhaustive()
     }
 }

@@ -4,6 +4,13 @@
 //! per stream; these streams instead read and write the mio socket directly
 //! and park on the reactor, so a blocking `fd_read` suspends only this process
 //! on the kernel's own executor.
+//!
+//! Their buffers (a read buffer while a read is in progress, stdout bytes the
+//! socket has not taken yet) are charged to the process's host memory: a read
+//! is shortened to what the account has room for, and stdout grants no more
+//! than that; with no room at all the call fails (the guest sees `EIO`).
+//! WASI p1's `fd_write` uses `blocking_write_and_flush`, which writes its
+//! 4 KiB chunk straight to the socket and holds nothing here.
 
 use std::future::poll_fn;
 use std::io;
@@ -16,6 +23,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::conn::Connection;
+use crate::host_memory::{Charge, HostMemory};
 
 use super::Pid;
 
@@ -36,15 +44,30 @@ pub struct StdioLink {
     conn: Mutex<Option<Arc<Connection>>>,
     /// Where stdout goes once detached.
     log: GuestLog,
+    /// The process's host memory, charged for the stdio buffers.
+    host_memory: Arc<HostMemory>,
 }
 
 impl StdioLink {
-    /// A link to `conn`, falling back to `log`.
-    pub fn new(conn: Arc<Connection>, log: GuestLog) -> Arc<StdioLink> {
+    /// A link to `conn`, falling back to `log`, with buffers charged to `host_memory`.
+    pub fn new(
+        conn: Arc<Connection>,
+        log: GuestLog,
+        host_memory: Arc<HostMemory>,
+    ) -> Arc<StdioLink> {
         Arc::new(StdioLink {
             conn: Mutex::new(Some(conn)),
             log,
+            host_memory,
         })
+    }
+
+    /// A read buffer of up to `size` bytes (at most [`MAX_READ`]), as large
+    /// as the host-memory account allows, with its charge.
+    fn read_buffer(&self, size: usize) -> StreamResult<(BytesMut, Charge)> {
+        let wanted = size.clamp(1, MAX_READ) as u64;
+        let charge = Charge::up_to(&self.host_memory, wanted).ok_or_else(out_of_host_memory)?;
+        Ok((BytesMut::zeroed(charge.bytes() as usize), charge))
     }
 
     /// Cuts stdin and stdout off the connection.
@@ -90,6 +113,7 @@ impl StdoutStream for ConnectionStdio {
         Box::new(ConnectionOutput {
             link: Arc::clone(&self.0),
             pending: Vec::new(),
+            charged: 0,
             detached: None,
         })
     }
@@ -113,10 +137,14 @@ impl Pollable for ConnectionInput {
 #[wasmtime_wasi::async_trait]
 impl InputStream for ConnectionInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
-        let mut buf = BytesMut::zeroed(size.min(MAX_READ));
         let Some(conn) = self.link.conn() else {
             return Err(StreamError::Closed);
         };
+        if size == 0 {
+            self.wait_for = None;
+            return Ok(Bytes::new());
+        }
+        let (mut buf, _charge) = self.link.read_buffer(size)?;
         let (result, seen) = conn.try_read(&mut buf);
         match result {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -131,19 +159,21 @@ impl InputStream for ConnectionInput {
     }
 
     async fn blocking_read(&mut self, size: usize) -> StreamResult<Bytes> {
-        let mut buf = BytesMut::zeroed(size.min(MAX_READ));
         let Some(conn) = self.link.conn() else {
             return Err(StreamError::Closed);
         };
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
         // The buffer is dropped while the process waits: an idle connection
         // should not hold a guest-sized read buffer on the host.
         loop {
+            let (mut buf, charge) = self.link.read_buffer(size)?;
             let (result, seen) = conn.try_read(&mut buf);
             match result {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    drop(buf);
+                    drop((buf, charge));
                     poll_fn(|cx| conn.poll_readable(cx, seen)).await;
-                    buf = BytesMut::zeroed(size.min(MAX_READ));
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 result => {
@@ -173,11 +203,23 @@ struct ConnectionOutput {
     link: Arc<StdioLink>,
     /// Bytes accepted from the guest that the socket has not taken yet.
     pending: Vec<u8>,
+    /// Bytes charged to the host-memory account for `pending`; equal to
+    /// `pending.len()` after every call.
+    charged: u64,
     /// Where output goes once the link is detached.
     detached: Option<LogOutput>,
 }
 
 impl ConnectionOutput {
+    /// Gives back the charge for pending bytes that are gone.
+    fn settle(&mut self) {
+        let pending = self.pending.len() as u64;
+        if self.charged > pending {
+            self.link.host_memory.release(self.charged - pending);
+            self.charged = pending;
+        }
+    }
+
     /// The connection, or `None` after moving what is pending to the log.
     fn conn(&mut self) -> Option<Arc<Connection>> {
         let conn = self.link.conn();
@@ -187,6 +229,7 @@ impl ConnectionOutput {
                 line: Vec::new(),
             };
             log.feed(&std::mem::take(&mut self.pending));
+            self.settle();
             self.detached = Some(log);
         }
         conn
@@ -197,14 +240,18 @@ impl ConnectionOutput {
         let Some(conn) = self.conn() else {
             return Ok(());
         };
-        while !self.pending.is_empty() {
+        let result = loop {
+            if self.pending.is_empty() {
+                break Ok(());
+            }
             match conn.try_write(&self.pending) {
                 Ok(n) => drop(self.pending.drain(..n)),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) => return Err(stream_error(err)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(err) => break Err(stream_error(err)),
             }
-        }
-        Ok(())
+        };
+        self.settle();
+        result
     }
 
     fn poll_drain(&mut self, cx: &Context<'_>) -> Poll<StreamResult<()>> {
@@ -239,6 +286,15 @@ impl OutputStream for ConnectionOutput {
             self.detached.as_mut().expect("set by conn()").feed(&bytes);
             return Ok(());
         }
+        // `check_write` granted no more than the account had room for; the
+        // room may have gone meanwhile (a pipe this process reads filled up).
+        let wanted = bytes.len() as u64;
+        let granted = self.link.host_memory.charge_up_to(wanted);
+        if granted < wanted {
+            self.link.host_memory.release(granted);
+            return Err(out_of_host_memory());
+        }
+        self.charged += granted;
         self.pending.extend_from_slice(&bytes);
         self.drain_now()
     }
@@ -249,11 +305,17 @@ impl OutputStream for ConnectionOutput {
 
     fn check_write(&mut self) -> StreamResult<usize> {
         self.drain_now()?;
-        Ok(if self.pending.is_empty() {
-            WRITE_PERMIT
-        } else {
-            0
-        })
+        if self.conn().is_none() {
+            // Output goes to the log, a line at a time: nothing is held.
+            return Ok(WRITE_PERMIT);
+        }
+        if !self.pending.is_empty() {
+            return Ok(0);
+        }
+        match self.link.host_memory.room().min(WRITE_PERMIT as u64) {
+            0 => Err(out_of_host_memory()),
+            room => Ok(room as usize),
+        }
     }
 
     async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> StreamResult<()> {
@@ -278,6 +340,19 @@ impl OutputStream for ConnectionOutput {
         })
         .await
     }
+}
+
+impl Drop for ConnectionOutput {
+    fn drop(&mut self) {
+        self.link.host_memory.release(self.charged);
+    }
+}
+
+/// The error of a stdio call that needs host memory the process has no room for.
+fn out_of_host_memory() -> StreamError {
+    StreamError::LastOperationFailed(wasmtime::Error::new(io::Error::from(
+        io::ErrorKind::QuotaExceeded,
+    )))
 }
 
 fn stream_error(err: io::Error) -> StreamError {
