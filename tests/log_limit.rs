@@ -11,10 +11,11 @@ const PER_SECOND: u64 = 5;
 /// The burst the host lets through at once (`LogLimit::BURST_SECONDS` × rate).
 const BURST: u64 = 4 * PER_SECOND;
 
-/// Runs one `log-flood` process (20 000 stderr lines, 20 000 denied connects)
-/// to its end.
+/// Runs one `log-flood` process (it reads to the end of its input, then
+/// writes 20 000 stderr lines and makes 20 000 denied connects) to its end.
 fn flood(server: &Server) {
     let mut conn = connect(server.addr("log-flood"));
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
     let mut done = String::new();
     conn.read_to_string(&mut done).unwrap();
     assert_eq!(done, "done\n");

@@ -20,5 +20,6 @@ mod limits;
 mod log_limit;
 mod preemption;
 mod process_limit;
+mod reload;
 mod run;
 mod wit;

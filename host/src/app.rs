@@ -10,7 +10,7 @@ pub use process_limit::{Acquire, ProcessLimit};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
@@ -72,8 +72,9 @@ pub struct App {
     pub pre: InstancePre<ProcessState>,
     /// Limits, environment, grants and mode, as loaded.
     pub settings: AppSettings,
-    /// Live processes against `limits.max_processes`, and who waits for one to end.
-    pub processes: ProcessLimit,
+    /// Live processes against `limits.max_processes`, and who waits for one
+    /// to end; shared by every version of the app a reload makes.
+    pub processes: Arc<ProcessLimit>,
     /// Bounds the log lines its guests can cause; shared with each process's
     /// stderr log.
     pub log_limit: Arc<LogLimit>,
@@ -113,13 +114,53 @@ impl App {
         // Logged once the app is good, so a bad module's one line is its error.
         tracing::info!(app = %name, ms = %format_args!("{ms:.1}"), cache = %outcome, "compiled module");
         Ok(App {
-            processes: ProcessLimit::new(Arc::clone(&name), settings.limits.max_processes),
+            processes: Arc::new(ProcessLimit::new(
+                Arc::clone(&name),
+                settings.limits.max_processes,
+            )),
             name,
             path: path.to_path_buf(),
             pre,
             log_limit: Arc::new(LogLimit::new(settings.limits.log_rate)),
             settings,
         })
+    }
+}
+
+impl App {
+    /// This app as a new version of `old` (after a reload): it shares the
+    /// old one's process count and log budget, so processes of both
+    /// versions count against one limit.
+    pub fn succeeding(mut self, old: &App) -> App {
+        self.processes = Arc::clone(&old.processes);
+        self.log_limit = Arc::clone(&old.log_limit);
+        self
+    }
+}
+
+/// The version of an app that new connections get; a reload replaces it,
+/// while processes already running keep the `Arc<App>` they started with.
+#[derive(Debug)]
+pub struct CurrentApp {
+    app: RwLock<Arc<App>>,
+}
+
+impl CurrentApp {
+    /// `app` as the current version.
+    pub fn new(app: Arc<App>) -> CurrentApp {
+        CurrentApp {
+            app: RwLock::new(app),
+        }
+    }
+
+    /// The version new connections get now.
+    pub fn get(&self) -> Arc<App> {
+        Arc::clone(&self.app.read().unwrap())
+    }
+
+    /// Makes `app` the version new connections get.
+    pub fn set(&self, app: Arc<App>) {
+        *self.app.write().unwrap() = app;
     }
 }
 

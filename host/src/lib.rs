@@ -31,5 +31,6 @@ pub mod module_cache;
 pub mod pipe;
 pub mod process;
 pub mod reactor;
+pub mod reload;
 pub mod run_once;
 pub mod serve;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::abi::handles::Handle;
-use crate::app::{App, AppSettings, Mode};
+use crate::app::{App, AppSettings, CurrentApp, Mode};
 use crate::config::format_size;
 use crate::drain::Drain;
 use crate::engine;
@@ -22,6 +22,7 @@ use crate::kernel::Kernel;
 use crate::listener::{self, Listener};
 use crate::process::{self, linker, Exit, Pid, Runtime, Start};
 use crate::reactor::Reactor;
+use crate::reload::{self, Reloader, Reread};
 
 /// Pause after an accept error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -59,17 +60,22 @@ pub struct ServeConfig {
     pub reuse_port: bool,
     /// Where compiled modules are kept; `None` compiles afresh.
     pub cache: Option<crate::module_cache::ModuleCache>,
+    /// How a reload reads an app's settings again.
+    pub reread: Reread,
+    /// Reload when an app's files change, not only on SIGHUP.
+    pub watch: bool,
 }
 
 /// Serves the apps until a SIGTERM or SIGINT, then drains: stops accepting,
-/// lets live processes finish for up to `drain_timeout`, and returns.
+/// lets live processes finish for up to `drain_timeout`, and returns. A
+/// SIGHUP reloads the apps (`reload.rs`).
 ///
 /// # Errors
 /// When an app cannot be loaded or its address bound; nothing is served then.
 pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Before anything is served, so an early signal drains instead of killing.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .context("failed to install the SIGTERM and SIGINT handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("failed to install the SIGTERM, SIGINT and SIGHUP handlers")?;
     let fd_limit = raise_fd_limit();
     let wants: Vec<usize> = config
         .apps
@@ -112,12 +118,16 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
     print_table(&apps, &kernel, &sizing, fd_limit)?;
     let runtime = Runtime { kernel, reactor };
     let drain = Drain::new();
-    let served: Vec<Arc<App>> = apps.iter().map(|(app, _)| Arc::clone(app)).collect();
+    let apps: Vec<(Arc<CurrentApp>, Arc<Listener>)> = apps
+        .into_iter()
+        .map(|(app, listener)| (Arc::new(CurrentApp::new(app)), listener))
+        .collect();
+    let served: Vec<Arc<CurrentApp>> = apps.iter().map(|(app, _)| Arc::clone(app)).collect();
     // Kept only for the hand-over; dropped before the drain closes them.
     let mut listeners: Vec<Arc<Listener>> = apps.iter().map(|(_, l)| Arc::clone(l)).collect();
     for (app, listener) in apps {
         let drain = Arc::clone(&drain);
-        let server = match app.settings.mode {
+        let server = match app.get().settings.mode {
             Mode::Connection => {
                 Box::pin(accept_loop(app, listener, runtime.clone(), drain)) as process::BoxFuture
             }
@@ -126,7 +136,23 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         };
         runtime.kernel.spawn(server);
     }
-    let signal = signals.forever().next();
+    if config.watch {
+        reload::watch(config.apps.iter().map(|spec| spec.path.clone()).collect());
+    }
+    let reloader = Reloader {
+        engine: &engine,
+        linker: &linker,
+        cache: config.cache.as_ref(),
+        max_memory: sizing.max_memory,
+        reread: &config.reread,
+    };
+    let signal = signals.forever().find(|&signal| {
+        if signal == SIGHUP {
+            tracing::info!("SIGHUP: reloading every app");
+            reloader.reload_all(&served);
+        }
+        signal != SIGHUP
+    });
     let name = if signal == Some(SIGINT) {
         "SIGINT"
     } else {
@@ -158,13 +184,18 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// host exits.
 fn finish_drain(
     drain: &Drain,
-    apps: &[Arc<App>],
+    apps: &[Arc<CurrentApp>],
     signals: &mut signal_hook::iterator::Signals,
     timeout: Duration,
 ) {
     let deadline = Instant::now() + timeout;
     loop {
-        let live = drain.live() + apps.iter().map(|app| app.processes.live()).sum::<usize>();
+        // Every version of an app shares its process count.
+        let live = drain.live()
+            + apps
+                .iter()
+                .map(|app| app.get().processes.live())
+                .sum::<usize>();
         if live == 0 {
             tracing::info!("drained: every process finished");
             return;
@@ -173,7 +204,7 @@ fn finish_drain(
             tracing::warn!("drain timeout: ending {live} processes and connections still live");
             return;
         }
-        if signals.pending().next().is_some() {
+        if signals.pending().any(|signal| signal != SIGHUP) {
             tracing::warn!("second signal: ending {live} processes and connections now");
             return;
         }
@@ -199,20 +230,28 @@ fn fair_shares(wants: &[usize], slots: usize) -> Vec<usize> {
 }
 
 /// Accepts connections for `app` until the drain starts, starting a process
-/// for each while the app is under its process limit; then closes the listener.
-async fn accept_loop(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, drain: Arc<Drain>) {
-    while drain.unless_closed(app.processes.acquire()).await.is_some() {
+/// of its current version for each while the app is under its process
+/// limit; then closes the listener.
+async fn accept_loop(
+    current: Arc<CurrentApp>,
+    listener: Arc<Listener>,
+    runtime: Runtime,
+    drain: Arc<Drain>,
+) {
+    // Every version shares the process count: the first one's is theirs.
+    let processes = Arc::clone(&current.get().processes);
+    while drain.unless_closed(processes.acquire()).await.is_some() {
         match drain
             .unless_closed(poll_fn(|cx| listener.poll_accept(cx)))
             .await
         {
             None => {
-                app.processes.release();
+                processes.release();
                 break;
             }
             Some(Ok(conn)) => {
                 let process = process::run(
-                    Arc::clone(&app),
+                    current.get(),
                     runtime.clone(),
                     Start::connection(conn),
                     Pid::next(),
@@ -222,8 +261,8 @@ async fn accept_loop(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, d
                 });
             }
             Some(Err(err)) => {
-                app.processes.release();
-                tracing::warn!(app = %app.name, "accept failed: {err}");
+                processes.release();
+                tracing::warn!(app = %current.get().name, "accept failed: {err}");
                 runtime
                     .kernel
                     .sleep_until(Instant::now() + ACCEPT_BACKOFF)
@@ -231,13 +270,14 @@ async fn accept_loop(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, d
             }
         }
     }
-    tracing::info!(app = %app.name, "stopped accepting");
+    tracing::info!(app = %current.get().name, "stopped accepting");
 }
 
 /// Accepts connections for an HTTP app until the drain starts, each served
-/// by the host's HTTP front, which starts a process per request.
+/// by the host's HTTP front (with the app's current version for the whole
+/// connection), which starts a process per request.
 async fn http_accept_loop(
-    app: Arc<App>,
+    current: Arc<CurrentApp>,
     listener: Arc<Listener>,
     runtime: Runtime,
     drain: Arc<Drain>,
@@ -246,6 +286,7 @@ async fn http_accept_loop(
         .unless_closed(poll_fn(|cx| listener.poll_accept(cx)))
         .await
     {
+        let app = current.get();
         match accepted {
             Ok(conn) => {
                 let work = drain.work();
@@ -264,15 +305,22 @@ async fn http_accept_loop(
             }
         }
     }
-    tracing::info!(app = %app.name, "stopped accepting");
+    tracing::info!(app = %current.get().name, "stopped accepting");
 }
 
 /// Runs a listener-mode app's one process with the listener as handle 0, and
-/// starts it again (after a pause) whenever it ends, until the drain starts:
-/// then the listener is shut down (the process's accepts fail) and the
-/// process is let finish.
-async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, drain: Arc<Drain>) {
-    while drain.unless_closed(app.processes.acquire()).await.is_some() {
+/// starts it again (after a pause, with the app's current version) whenever
+/// it ends, until the drain starts: then the listener is shut down (the
+/// process's accepts fail) and the process is let finish.
+async fn supervise(
+    current: Arc<CurrentApp>,
+    listener: Arc<Listener>,
+    runtime: Runtime,
+    drain: Arc<Drain>,
+) {
+    let processes = Arc::clone(&current.get().processes);
+    while drain.unless_closed(processes.acquire()).await.is_some() {
+        let app = current.get();
         let start = Start {
             handles: vec![Handle::Listener(Arc::clone(&listener))],
             ..Start::default()
@@ -297,7 +345,7 @@ async fn supervise(app: Arc<App>, listener: Arc<Listener>, runtime: Runtime, dra
         }
     }
     listener.shutdown();
-    tracing::info!(app = %app.name, "stopped accepting");
+    tracing::info!(app = %current.get().name, "stopped accepting");
 }
 
 fn print_table(

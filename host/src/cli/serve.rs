@@ -1,14 +1,16 @@
 //! `mnvkd-host serve`: flags → [`ServeConfig`].
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
 use super::{CacheArgs, LimitArgs};
-use crate::app::{app_name, Mode};
+use crate::app::{app_name, AppSettings, Mode};
 use crate::manifest::Manifest;
+use crate::reload::Reread;
 use crate::serve::{AppSpec, ServeConfig};
 
 /// First port of the default addresses: app N (in argument order) gets 8000 + N.
@@ -45,10 +47,48 @@ pub(super) struct ServeArgs {
     /// connections to it before closing (zero-downtime upgrade)
     #[arg(long)]
     reuse_port: bool,
+    /// Reload an app when its `.wasm` or manifest changes, as SIGHUP does:
+    /// new connections get the new version, live processes finish on theirs
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// What the command line says of every app's settings, over its manifest;
+/// kept so that a reload applies it again.
+#[derive(Debug)]
+struct Overrides {
+    limits: LimitArgs,
+    max_processes: Option<u32>,
+    http: Vec<String>,
+}
+
+impl Overrides {
+    /// The settings of the app `name` at `path`, whose manifest is `manifest`.
+    fn settings(
+        &self,
+        path: &Path,
+        name: &str,
+        manifest: &Manifest,
+    ) -> anyhow::Result<AppSettings> {
+        let mut settings = manifest
+            .settings()
+            .with_context(|| format!("in `{}`", Manifest::path_for(path).display()))?;
+        let mut limits = self.limits.apply(settings.limits);
+        if let Some(max) = self.max_processes {
+            limits.max_processes = max as usize;
+        }
+        settings.limits = limits
+            .validated()
+            .with_context(|| format!("invalid limits for app `{name}`"))?;
+        if self.http.iter().any(|app| app == name) {
+            settings.mode = Mode::Http;
+        }
+        Ok(settings)
+    }
 }
 
 impl ServeArgs {
@@ -85,22 +125,15 @@ impl ServeArgs {
             };
             listen[index] = Some(resolve(addr)?);
         }
+        let overrides = Overrides {
+            limits: self.limits,
+            max_processes: self.max_processes,
+            http: self.http,
+        };
         let mut apps = Vec::with_capacity(names.len());
         for (index, (path, name)) in self.wasm.into_iter().zip(names).enumerate() {
             let manifest = Manifest::load_for(&path)?;
-            let mut settings = manifest
-                .settings()
-                .with_context(|| format!("in `{}`", Manifest::path_for(&path).display()))?;
-            let mut limits = self.limits.apply(settings.limits);
-            if let Some(max) = self.max_processes {
-                limits.max_processes = max as usize;
-            }
-            settings.limits = limits
-                .validated()
-                .with_context(|| format!("invalid limits for app `{name}`"))?;
-            if self.http.contains(&name) {
-                settings.mode = Mode::Http;
-            }
+            let settings = overrides.settings(&path, &name, &manifest)?;
             let addr = match (listen[index], &manifest.listen) {
                 (Some(addr), _) => addr,
                 (None, Some(addr)) => resolve(addr)
@@ -121,6 +154,10 @@ impl ServeArgs {
         Ok(ServeConfig {
             apps,
             threads,
+            watch: self.watch,
+            reread: Reread(Arc::new(move |path: &Path, name: &str| {
+                overrides.settings(path, name, &Manifest::load_for(path)?)
+            })),
             drain_timeout: self.drain_timeout,
             reuse_port: self.reuse_port,
             cache: self.cache.to_cache(),
