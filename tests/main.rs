@@ -9,6 +9,7 @@ mod cache;
 mod cgi;
 mod conformance;
 mod coroutines;
+mod deploy;
 mod drain;
 mod echo;
 mod errors;
