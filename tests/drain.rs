@@ -91,23 +91,38 @@ fn draining_http_app_finishes_the_request_in_flight() {
 }
 
 #[test]
-fn listener_app_stops_accepting_and_ends_at_the_drain_timeout() {
-    // The chat hub serves its members until they leave; it never ends by
-    // itself, so the drain timeout ends it.
-    let server = Server::start(
-        &[("chat", guest("chat"))],
-        &args!["--drain-timeout", "500ms"],
-    );
+fn listener_app_serves_its_members_until_they_leave() {
+    // The chat hub's accepts fail with `pipe` once the host drains; it
+    // serves its members until the last one leaves, then ends.
+    let server = Server::start(&[("chat", guest("chat"))], &[]);
     let addr = server.addr("chat");
     let mut member = connect(addr);
     let mut welcome = [0; 10];
     member.read_exact(&mut welcome).unwrap();
     assert_eq!(&welcome, b"* welcome ");
     server.signal(libc::SIGTERM);
+    server.wait_for_log("stopped accepting", DEADLINE);
+    assert!(refused(addr), "a new connection was served while draining");
+    assert!(server.is_alive(), "exited with a member still in");
+    drop(member);
+    let status = server.wait_exit(DEADLINE);
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert!(server.log().contains("drained"), "{}", server.log());
+}
+
+#[test]
+fn listener_app_with_a_member_staying_ends_at_the_drain_timeout() {
+    let server = Server::start(
+        &[("chat", guest("chat"))],
+        &args!["--drain-timeout", "500ms"],
+    );
+    let mut member = connect(server.addr("chat"));
+    let mut welcome = [0; 10];
+    member.read_exact(&mut welcome).unwrap();
+    server.signal(libc::SIGTERM);
     let status = server.wait_exit(DEADLINE);
     assert!(status.success(), "{status}\n{}", server.log());
     assert!(server.log().contains("drain timeout"), "{}", server.log());
-    assert!(refused(addr), "served after the host exited");
 }
 
 /// One echo round trip on a new connection; the error, if any, as text.

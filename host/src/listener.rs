@@ -49,6 +49,8 @@ pub struct Listener {
     source: Arc<Source>,
     /// The reactor it is registered with.
     reactor: Arc<Reactor>,
+    /// Set by [`Listener::shutdown`]; then accepts fail with `NotConnected`.
+    shut: std::sync::atomic::AtomicBool,
 }
 
 impl Listener {
@@ -73,6 +75,7 @@ impl Listener {
             listener,
             source,
             reactor: Arc::clone(reactor),
+            shut: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -84,8 +87,13 @@ impl Listener {
         self.listener.local_addr()
     }
 
-    /// Accepts the next connection, registered with the reactor.
+    /// Accepts the next connection, registered with the reactor; after
+    /// [`shutdown`](Self::shutdown), fails with `NotConnected` (a guest's
+    /// `accept` returns `pipe`: no more connections will come).
     pub fn poll_accept(&self, cx: &Context<'_>) -> Poll<io::Result<Connection>> {
+        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        }
         self.source
             .poll_io(Direction::Read, cx, || self.listener.accept())
             .map(|accepted| {
@@ -135,6 +143,7 @@ impl Listener {
     /// Stops the listener taking connections, though handles to it live on:
     /// pending and new connections are refused, accepts fail.
     pub fn shutdown(&self) {
+        self.shut.store(true, std::sync::atomic::Ordering::Release);
         // SAFETY: shutdown(2) on the fd this listener owns; it stays open
         // (and registered) until the listener drops.
         unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };

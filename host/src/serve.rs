@@ -331,6 +331,7 @@ async fn supervise(
         let Some(exit) = drain.unless_closed(process.as_mut()).await else {
             // Its accepts fail from now on; what it serves already it may finish.
             listener.shutdown();
+            tracing::info!(app = %app.name, "stopped accepting");
             process.await;
             return;
         };

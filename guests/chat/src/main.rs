@@ -84,8 +84,19 @@ fn hub() -> io::Result<()> {
     let listener = Listener::get();
     let mut members: Vec<Member> = Vec::new();
     let mut next_id = 1;
+    // Until the host drains: then accepts fail with `pipe` (BrokenPipe) and
+    // the hub serves its members until the last one leaves.
+    let mut accepting = true;
     loop {
-        let mut fds = vec![PollFd::new(listener.as_raw(), PollFd::READABLE)];
+        if !accepting && members.is_empty() {
+            return Ok(());
+        }
+        // The listener first while accepting; then only the members.
+        let mut fds = Vec::with_capacity(members.len() + 1);
+        if accepting {
+            fds.push(PollFd::new(listener.as_raw(), PollFd::READABLE));
+        }
+        let first_member = fds.len();
         fds.extend(
             members
                 .iter()
@@ -95,7 +106,7 @@ fn hub() -> io::Result<()> {
 
         // Lines from clients. Broadcasting may drop members, so the ready
         // ones are looked up by id, not by their place in `fds`.
-        let ready: Vec<u64> = fds[1..]
+        let ready: Vec<u64> = fds[first_member..]
             .iter()
             .zip(&members)
             .filter(|(fd, _)| fd.revents != 0)
@@ -118,17 +129,25 @@ fn hub() -> io::Result<()> {
             }
         }
 
-        if fds[0].readable() {
-            match join(&listener, next_id) {
-                Ok(member) => {
-                    members.push(member);
-                    next_id += 1;
-                }
+        if accepting && fds[0].readable() {
+            match listener.accept() {
+                Ok(conn) => match join(conn, next_id) {
+                    Ok(member) => {
+                        members.push(member);
+                        next_id += 1;
+                    }
+                    Err(err) => {
+                        // Out of handles or processes: refuse this client
+                        // (its connection was closed).
+                        eprintln!("cannot take a client: {err}");
+                        sleep(Duration::from_millis(100));
+                    }
+                },
+                // The host drains: no more clients will come.
+                Err(err) if err.kind() == io::ErrorKind::BrokenPipe => accepting = false,
                 Err(err) => {
-                    // Out of handles or processes: refuse this client (its
-                    // connection was closed), and do not spin on the
-                    // listener meanwhile.
-                    eprintln!("cannot take a client: {err}");
+                    // Do not spin on the listener meanwhile.
+                    eprintln!("cannot accept a client: {err}");
                     sleep(Duration::from_millis(100));
                 }
             }
@@ -177,9 +196,8 @@ fn broadcast(members: &mut Vec<Member>, sender: u64, line: &[u8]) {
     });
 }
 
-/// Accepts a client and spawns its client process.
-fn join(listener: &Listener, id: u64) -> io::Result<Member> {
-    let conn = listener.accept()?;
+/// Spawns the client process of an accepted connection.
+fn join(conn: Handle, id: u64) -> io::Result<Member> {
     let (from, to_hub) = pipe()?;
     let (from_hub, mut to) = pipe()?;
     spawn("client", vec![conn, to_hub, from_hub])?;
