@@ -2,9 +2,11 @@
 //! and the count of its live processes.
 
 mod log_limit;
+mod metrics;
 mod process_limit;
 
 pub use log_limit::LogLimit;
+pub use metrics::{AppMetrics, SPAWN_BUCKETS};
 pub use process_limit::{Acquire, ProcessLimit};
 
 use std::borrow::Cow;
@@ -78,6 +80,8 @@ pub struct App {
     /// Bounds the log lines its guests can cause; shared with each process's
     /// stderr log.
     pub log_limit: Arc<LogLimit>,
+    /// What its processes did, for `/metrics`; shared by every version.
+    pub metrics: Arc<AppMetrics>,
 }
 
 impl App {
@@ -122,6 +126,7 @@ impl App {
             path: path.to_path_buf(),
             pre,
             log_limit: Arc::new(LogLimit::new(settings.limits.log_rate)),
+            metrics: Arc::default(),
             settings,
         })
     }
@@ -129,11 +134,12 @@ impl App {
 
 impl App {
     /// This app as a new version of `old` (after a reload): it shares the
-    /// old one's process count and log budget, so processes of both
-    /// versions count against one limit.
+    /// old one's process count, log budget and metrics, so processes of
+    /// both versions count against one limit and in one set of counters.
     pub fn succeeding(mut self, old: &App) -> App {
         self.processes = Arc::clone(&old.processes);
         self.log_limit = Arc::clone(&old.log_limit);
+        self.metrics = Arc::clone(&old.metrics);
         self
     }
 }

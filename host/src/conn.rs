@@ -7,11 +7,12 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use mio::net::{TcpStream, UnixStream};
 
+use crate::app::AppMetrics;
 use crate::reactor::{Direction, Reactor, Source};
 
 /// The OS socket under a connection.
@@ -43,6 +44,8 @@ pub struct Connection {
     reactor: Arc<Reactor>,
     /// Addresses, read once at accept.
     peers: Peers,
+    /// Where the bytes through it are counted, once an app took it.
+    meter: OnceLock<Arc<AppMetrics>>,
 }
 
 impl Connection {
@@ -76,7 +79,14 @@ impl Connection {
             source,
             reactor: Arc::clone(reactor),
             peers,
+            meter: OnceLock::new(),
         })
+    }
+
+    /// Counts the bytes read and written from now on in `metrics` (the
+    /// app that accepted it); the first app to ask keeps it.
+    pub fn meter(&self, metrics: &Arc<AppMetrics>) {
+        let _ = self.meter.set(Arc::clone(metrics));
     }
 
     /// The connection's addresses.
@@ -87,10 +97,18 @@ impl Connection {
     /// Reads into `buf`; `Ready(Ok(0))` is end of stream.
     pub fn poll_read(&self, cx: &Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         self.source
-            .poll_io(Direction::Read, cx, || match &self.socket {
-                Socket::Tcp(stream) => (&*stream).read(buf),
-                Socket::Unix(stream) => (&*stream).read(buf),
-            })
+            .poll_io(Direction::Read, cx, || self.read_socket(buf))
+    }
+
+    fn read_socket(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = match &self.socket {
+            Socket::Tcp(stream) => (&*stream).read(buf),
+            Socket::Unix(stream) => (&*stream).read(buf),
+        };
+        if let (Ok(n), Some(meter)) = (&read, self.meter.get()) {
+            meter.count_bytes_in(*n);
+        }
+        read
     }
 
     /// Writes some of `buf`; returns how much was written.
@@ -101,21 +119,21 @@ impl Connection {
 
     /// Writes what the socket takes now without blocking; `WouldBlock` if nothing.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        match &self.socket {
+        let written = match &self.socket {
             Socket::Tcp(stream) => (&*stream).write(buf),
             Socket::Unix(stream) => (&*stream).write(buf),
+        };
+        if let (Ok(n), Some(meter)) = (&written, self.meter.get()) {
+            meter.count_bytes_out(*n);
         }
+        written
     }
 
     /// Reads what is there now without blocking; `WouldBlock` if nothing.
     /// Returns the read and the readiness count to wait on after `WouldBlock`.
     pub fn try_read(&self, buf: &mut [u8]) -> (io::Result<usize>, u64) {
         let seen = self.source.events(Direction::Read);
-        let result = match &self.socket {
-            Socket::Tcp(stream) => (&*stream).read(buf),
-            Socket::Unix(stream) => (&*stream).read(buf),
-        };
-        (result, seen)
+        (self.read_socket(buf), seen)
     }
 
     /// Waits for a read event newer than `seen` (from [`Connection::try_read`]).

@@ -16,6 +16,7 @@
 )]
 
 pub mod abi;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

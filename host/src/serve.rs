@@ -6,6 +6,7 @@ use std::future::poll_fn;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::abi::handles::Handle;
+use crate::admin::{self, AdminState};
 use crate::app::{App, AppSettings, CurrentApp, Mode};
 use crate::config::format_size;
 use crate::drain::Drain;
@@ -64,6 +66,8 @@ pub struct ServeConfig {
     pub reread: Reread,
     /// Reload when an app's files change, not only on SIGHUP.
     pub watch: bool,
+    /// Where to serve the admin endpoint, if anywhere (`admin.rs`).
+    pub admin: Option<SocketAddr>,
 }
 
 /// Serves the apps until a SIGTERM or SIGINT, then drains: stops accepting,
@@ -115,14 +119,35 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         apps.push((Arc::new(app), Arc::new(listener)));
     }
     let kernel = Kernel::start(config.threads, &engine)?;
-    print_table(&apps, &kernel, &sizing, fd_limit)?;
-    let runtime = Runtime { kernel, reactor };
     let drain = Drain::new();
-    let apps: Vec<(Arc<CurrentApp>, Arc<Listener>)> = apps
-        .into_iter()
-        .map(|(app, listener)| (Arc::new(CurrentApp::new(app)), listener))
+    let current: Vec<(Arc<CurrentApp>, Arc<Listener>)> = apps
+        .iter()
+        .map(|(app, listener)| {
+            (
+                Arc::new(CurrentApp::new(Arc::clone(app))),
+                Arc::clone(listener),
+            )
+        })
         .collect();
-    let served: Vec<Arc<CurrentApp>> = apps.iter().map(|(app, _)| Arc::clone(app)).collect();
+    let served: Vec<Arc<CurrentApp>> = current.iter().map(|(app, _)| Arc::clone(app)).collect();
+    let admin = config
+        .admin
+        .map(|addr| {
+            admin::start(
+                addr,
+                AdminState {
+                    apps: served.clone(),
+                    kernel: kernel.clone(),
+                    drain: Arc::clone(&drain),
+                    started: Instant::now(),
+                },
+            )
+        })
+        .transpose()?;
+    print_table(&apps, &kernel, &sizing, fd_limit, admin)?;
+    drop(apps);
+    let apps = current;
+    let runtime = Runtime { kernel, reactor };
     // Kept only for the hand-over; dropped before the drain closes them.
     let mut listeners: Vec<Arc<Listener>> = apps.iter().map(|(_, l)| Arc::clone(l)).collect();
     for (app, listener) in apps {
@@ -250,12 +275,11 @@ async fn accept_loop(
                 break;
             }
             Some(Ok(conn)) => {
-                let process = process::run(
-                    current.get(),
-                    runtime.clone(),
-                    Start::connection(conn),
-                    Pid::next(),
-                );
+                let app = current.get();
+                app.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                conn.meter(&app.metrics);
+                let process =
+                    process::run(app, runtime.clone(), Start::connection(conn), Pid::next());
                 runtime.kernel.spawn(async move {
                     process.await;
                 });
@@ -289,6 +313,8 @@ async fn http_accept_loop(
         let app = current.get();
         match accepted {
             Ok(conn) => {
+                app.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                conn.meter(&app.metrics);
                 let work = drain.work();
                 let front = http::serve_connection(Arc::clone(&app), runtime.clone(), conn);
                 runtime.kernel.spawn(async move {
@@ -354,6 +380,7 @@ fn print_table(
     kernel: &Kernel,
     sizing: &engine::PoolSizing,
     fd_limit: Option<u64>,
+    admin: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(
@@ -389,6 +416,9 @@ fn print_table(
     )?;
     for (name, addr) in addrs {
         writeln!(out, "listening {name} {addr}")?;
+    }
+    if let Some(addr) = admin {
+        writeln!(out, "admin {addr}")?;
     }
     out.flush()?;
     Ok(())

@@ -3,6 +3,7 @@
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use wasmtime::{Caller, Linker};
@@ -44,6 +45,7 @@ async fn connect(
             .ok_or(Errno::Inval)?;
         let state = caller.data();
         if !state.app.settings.allow_outbound.contains(&addr) {
+            state.app.metrics.denied.fetch_add(1, Ordering::Relaxed);
             if state.app.log_limit.admit(&state.app.name) {
                 tracing::info!(app = %state.app.name, pid = %state.pid, "connect to {addr} denied: not in the app's allow_outbound");
             }
@@ -80,6 +82,9 @@ async fn accept(mut caller: Caller<'_, ProcessState>, listener: i32) -> wasmtime
         let conn = poll_fn(|cx| listener.poll_accept(cx))
             .await
             .map_err(Errno::from)?;
+        let metrics = &caller.data().app.metrics;
+        metrics.connections.fetch_add(1, Ordering::Relaxed);
+        conn.meter(metrics);
         caller
             .data_mut()
             .io

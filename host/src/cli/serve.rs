@@ -51,6 +51,12 @@ pub(super) struct ServeArgs {
     /// new connections get the new version, live processes finish on theirs
     #[arg(long)]
     watch: bool,
+    /// Serve the admin endpoint on ADDR (port 0 picks one): /healthz,
+    /// /readyz (503 once draining), /metrics (Prometheus), /processes
+    /// (JSON) and / (a live page); off by default. Bind it where only
+    /// operators reach: it names every client
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -147,6 +153,11 @@ impl ServeArgs {
                 listen: addr,
             });
         }
+        let admin = self
+            .admin
+            .as_deref()
+            .map(|addr| resolve(addr).context("--admin"))
+            .transpose()?;
         let threads = match self.threads {
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -161,6 +172,7 @@ impl ServeArgs {
             drain_timeout: self.drain_timeout,
             reuse_port: self.reuse_port,
             cache: self.cache.to_cache(),
+            admin,
         })
     }
 }

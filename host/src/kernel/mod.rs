@@ -16,6 +16,7 @@ pub mod timer;
 mod worker;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -44,6 +45,25 @@ pub struct Kernel {
     threads: usize,
     /// Deadlines of sleeping processes.
     timers: Arc<Timers>,
+    /// Tasks each worker has polled, by worker index.
+    polls: Arc<[WorkerPolls]>,
+}
+
+/// One worker's poll count, alone on its cache line so that workers do not
+/// slow each other down counting.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct WorkerPolls(AtomicU64);
+
+/// What the kernel is doing, for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Tasks woken (by I/O, a timer, another process) waiting for a worker.
+    pub woken_queued: usize,
+    /// Preempted tasks waiting for a worker.
+    pub preempted_queued: usize,
+    /// Polls each worker has made, by worker index.
+    pub polls: Vec<u64>,
 }
 
 impl Kernel {
@@ -63,14 +83,16 @@ impl Kernel {
             .build()
             .context("failed to start the timer runtime")?;
         let timers = Arc::new(timers);
+        let polls: Arc<[WorkerPolls]> = (0..threads).map(|_| WorkerPolls::default()).collect();
         for index in 0..threads {
             let runq = Arc::clone(&runq);
             let timers = Arc::clone(&timers);
+            let polls = Arc::clone(&polls);
             thread::Builder::new()
                 .name(format!("mnvkd-worker-{index}"))
                 .spawn(move || {
                     let _timer_context = timers.enter();
-                    worker::run(&runq)
+                    worker::run(&runq, &polls[index].0)
                 })
                 .with_context(|| format!("failed to start worker {index}"))?;
         }
@@ -87,7 +109,22 @@ impl Kernel {
             runq,
             threads,
             timers,
+            polls,
         })
+    }
+
+    /// The run queue's lengths and each worker's poll count now.
+    pub fn stats(&self) -> KernelStats {
+        let (woken_queued, preempted_queued) = self.runq.lengths();
+        KernelStats {
+            woken_queued,
+            preempted_queued,
+            polls: self
+                .polls
+                .iter()
+                .map(|p| p.0.load(Ordering::Relaxed))
+                .collect(),
+        }
     }
 
     /// Number of worker threads.

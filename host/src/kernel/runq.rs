@@ -128,6 +128,12 @@ impl RunQueue {
         }
     }
 
+    /// How many tasks wait: (woken, preempted).
+    pub(super) fn lengths(&self) -> (usize, usize) {
+        let queues = self.queues.lock().unwrap();
+        (queues.woken.len(), queues.yielded.len())
+    }
+
     /// Whether a woken task waits for a worker.
     pub(super) fn woken_waiting(&self) -> bool {
         self.woken_waiting.load(Ordering::Relaxed)

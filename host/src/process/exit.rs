@@ -87,6 +87,7 @@ impl Exit {
         if let HeapLimiter {
             max_memory,
             refused: Some(asked),
+            ..
         } = heap
         {
             cause.push_str(&format!(

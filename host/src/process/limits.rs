@@ -19,11 +19,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::kernel::timer::Sleep;
 use crate::kernel::{compute, Kernel};
+
+use super::table::{ProcessInfo, RunState};
 
 /// The error a process is ended with when it computes past its CPU budget.
 #[derive(Debug)]
@@ -90,6 +93,8 @@ pub struct Limited<F> {
     cpu_start: Duration,
     max_cpu: Option<Duration>,
     wall: Option<WallLimit>,
+    /// Its entry in the process table: told its state and CPU time.
+    info: Arc<ProcessInfo>,
 }
 
 /// The wall-clock limit of one process, started with it.
@@ -117,18 +122,20 @@ impl WallLimit {
 
 impl<F> Limited<F> {
     /// Runs `life`, which started when its task had been polled for
-    /// `cpu_start`, ended past `max_cpu` or `wall`.
+    /// `cpu_start`, ended past `max_cpu` or `wall`; keeps `info` up to date.
     pub fn new(
         life: F,
         cpu_start: Duration,
         max_cpu: Option<Duration>,
         wall: Option<WallLimit>,
+        info: Arc<ProcessInfo>,
     ) -> Limited<F> {
         Limited {
             life,
             cpu_start,
             max_cpu,
             wall,
+            info,
         }
     }
 }
@@ -155,18 +162,26 @@ where
                 }
             }
         }
-        if let (Some(limit), Some(polled)) = (self.max_cpu, compute::polled_before()) {
-            if cpu_time(self.cpu_start, polled) > limit {
+        if let Some(polled) = compute::polled_before() {
+            let cpu = cpu_time(self.cpu_start, polled);
+            self.info.set_cpu_time(cpu);
+            if let Some(limit) = self.max_cpu.filter(|&limit| cpu > limit) {
                 return Poll::Ready(Err(wasmtime::Error::new(CpuLimitExceeded { limit })));
             }
         }
-        Pin::new(&mut self.life).poll(cx)
+        self.info.set_state(RunState::Running);
+        let poll = Pin::new(&mut self.life).poll(cx);
+        if poll.is_pending() {
+            self.info.set_state(RunState::Waiting);
+        }
+        poll
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::Pid;
 
     #[test]
     fn cpu_time_counts_from_the_process_start() {
@@ -178,7 +193,8 @@ mod tests {
     #[test]
     fn outside_the_kernel_only_the_wall_limit_applies() {
         let life = std::future::ready(Ok::<(), wasmtime::Error>(()));
-        let mut limited = Limited::new(life, Duration::ZERO, Some(Duration::ZERO), None);
+        let info = Arc::new(ProcessInfo::new(Pid::next(), "test".into(), None));
+        let mut limited = Limited::new(life, Duration::ZERO, Some(Duration::ZERO), None, info);
         let mut cx = Context::from_waker(Waker::noop());
         assert!(matches!(
             Pin::new(&mut limited).poll(&mut cx),

@@ -11,6 +11,7 @@ mod limits;
 pub mod linker;
 mod state;
 mod stdio;
+pub mod table;
 mod tree;
 
 pub use child::ChildStatus;
@@ -23,8 +24,10 @@ pub use stdio::{Stdio, StdioLink, Unused};
 pub use tree::TreeMember;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -48,6 +51,11 @@ impl Pid {
     pub fn next() -> Pid {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Pid(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
     }
 }
 
@@ -100,6 +108,9 @@ impl Start {
 /// a normal exit, tells a waiting parent, and gives back the app's process slot
 /// (which the caller took from `App::processes`).
 pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exit {
+    let started = Instant::now();
+    app.metrics.started.fetch_add(1, Ordering::Relaxed);
+    let listed = table::Listed::enter(pid, Arc::clone(&app.name), peer(&start));
     // Gives the slot back and tells the parent even if this future is dropped
     // half-way (a host panic caught by the worker).
     let mut ending = Ending {
@@ -113,7 +124,8 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
     let wall = limits
         .max_wall
         .map(|limit| WallLimit::start(limit, &runtime.kernel));
-    let mut store = new_store(&app, runtime, start, pid);
+    let info = Arc::clone(listed.info());
+    let mut store = store_with_info(&app, runtime, start, pid, Arc::clone(&info));
     let cpu_start = store.data().cpu_start;
     let result = {
         // Dropped at the end of this block, even half-way (a limit ended it),
@@ -121,17 +133,37 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
         let life = std::pin::pin!(async {
             let instance = app.pre.instantiate_async(&mut store).await?;
             let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            app.metrics.count_spawn(started.elapsed());
             main.call_async(&mut store, ()).await
         });
-        Limited::new(life, cpu_start, limits.max_cpu, wall).await
+        Limited::new(life, cpu_start, limits.max_cpu, wall, info).await
     };
     let heap = store.into_data().heap;
     let exit = Exit::from_result(result, &heap);
     exit.log(&app, pid);
+    app.metrics.count_exit(&exit, heap.refused.is_some());
     if let Some(status) = ending.status.take() {
         status.set(exit.clone());
     }
     exit
+}
+
+/// The client a process serves, for `/processes`: the peer of its
+/// connection, or the one its CGI environment names.
+fn peer(start: &Start) -> Option<SocketAddr> {
+    if let Some(Handle::Connection(conn)) = start.handles.first() {
+        return conn.peers().remote;
+    }
+    let var = |name: &str| {
+        start
+            .env
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let ip = var("REMOTE_ADDR")?.parse().ok()?;
+    let port = var("REMOTE_PORT")?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// The end of a process, run when `run` finishes or is dropped.
@@ -154,16 +186,36 @@ impl Drop for Ending {
 }
 
 /// A store for a new process of `app`, with its limits and epoch callback set.
+/// It is not entered in the process [`table`] (`run` does that).
 pub fn new_store(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Store<ProcessState> {
+    let info = Arc::new(table::ProcessInfo::new(pid, Arc::clone(&app.name), None));
+    store_with_info(app, runtime, start, pid, info)
+}
+
+/// [`new_store`] for the process whose entry in the process table is
+/// `info`: the store keeps it told of the micro-heap's size.
+fn store_with_info(
+    app: &Arc<App>,
+    runtime: Runtime,
+    start: Start,
+    pid: Pid,
+    info: Arc<table::ProcessInfo>,
+) -> Store<ProcessState> {
     let engine = app.pre.module().engine();
-    let mut store = Store::new(engine, new_state(app, runtime, start, pid));
+    let mut store = Store::new(engine, new_state(app, runtime, start, pid, info));
     store.limiter(|state| &mut state.heap);
     store.epoch_deadline_callback(on_epoch_deadline);
     store.set_epoch_deadline(1);
     store
 }
 
-fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> ProcessState {
+fn new_state(
+    app: &Arc<App>,
+    runtime: Runtime,
+    start: Start,
+    pid: Pid,
+    info: Arc<table::ProcessInfo>,
+) -> ProcessState {
     let limits = &app.settings.limits;
     let host_memory = HostMemory::new(limits.host_memory());
     // The bytes in the pipes this process now reads are its to hold.
@@ -233,6 +285,7 @@ fn new_state(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Proces
         heap: HeapLimiter {
             max_memory: limits.max_memory as usize,
             refused: None,
+            info,
         },
         memory: None,
         host_memory,

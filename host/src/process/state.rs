@@ -9,6 +9,7 @@ use crate::abi::handles::IoCtx;
 use crate::app::App;
 use crate::host_memory::HostMemory;
 
+use super::table::ProcessInfo;
 use super::{Pid, Runtime, TreeMember};
 
 /// Everything a process's host imports can reach. A guest can touch only what
@@ -46,6 +47,8 @@ pub struct HeapLimiter {
     pub max_memory: usize,
     /// The largest growth refused so far, in bytes asked for.
     pub refused: Option<usize>,
+    /// The process's entry in the process table: told each new size.
+    pub info: Arc<ProcessInfo>,
 }
 
 /// Most table elements a process may have; equal to the pool's table slot size.
@@ -62,6 +65,7 @@ impl ResourceLimiter for HeapLimiter {
             self.refused = Some(self.refused.map_or(desired, |r| r.max(desired)));
             return Ok(false);
         }
+        self.info.set_heap_bytes(desired);
         Ok(true)
     }
 
