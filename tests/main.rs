@@ -5,6 +5,7 @@
 mod util;
 
 mod abi;
+mod admin;
 mod cache;
 mod cgi;
 mod conformance;

@@ -234,6 +234,10 @@ pub fn run_fail(args: &[OsString], stdin: &[u8]) -> (i32, String) {
     }
 }
 
+/// The key of the admin endpoint's address among a [`Server`]'s addresses
+/// (no app can have it: it is not a file stem).
+const ADMIN: &str = "(admin)";
+
 /// A running `mnvkd-host serve`, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -301,12 +305,21 @@ impl Server {
             log_reader: Some(log_reader),
         };
         let deadline = Instant::now() + DEADLINE;
-        while server.addrs.len() < apps.len() {
+        // With --admin, its `admin ADDR` line too (the last of them).
+        let admin = extra
+            .iter()
+            .any(|arg| arg.to_string_lossy().starts_with("--admin"));
+        while server.addrs.len() < apps.len() + usize::from(admin)
+            || (admin && !server.addrs.contains_key(ADMIN))
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
                     if let Some((app, addr)) = parse_listening(&line) {
                         server.addrs.insert(app, addr);
+                    } else if let Some(addr) = line.strip_prefix("admin ") {
+                        let addr = addr.parse().expect("the admin line ends in an address");
+                        server.addrs.insert(ADMIN.to_owned(), addr);
                     }
                 }
                 Err(err) => {
@@ -331,6 +344,12 @@ impl Server {
             .addrs
             .get(app)
             .unwrap_or_else(|| panic!("no app `{app}` is served; have {:?}", self.addrs))
+    }
+
+    /// Where the admin endpoint listens (started with `--admin`).
+    #[track_caller]
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.addr(ADMIN)
     }
 
     /// Everything the server logged so far.

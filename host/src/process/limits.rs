@@ -162,10 +162,8 @@ where
                 }
             }
         }
-        if let Some(polled) = compute::polled_before() {
-            let cpu = cpu_time(self.cpu_start, polled);
-            self.info.set_cpu_time(cpu);
-            if let Some(limit) = self.max_cpu.filter(|&limit| cpu > limit) {
+        if let (Some(limit), Some(polled)) = (self.max_cpu, compute::polled_before()) {
+            if cpu_time(self.cpu_start, polled) > limit {
                 return Poll::Ready(Err(wasmtime::Error::new(CpuLimitExceeded { limit })));
             }
         }
@@ -173,6 +171,10 @@ where
         let poll = Pin::new(&mut self.life).poll(cx);
         if poll.is_pending() {
             self.info.set_state(RunState::Waiting);
+            // This poll included: one clock read per poll, for /processes.
+            if let Some(now) = compute::current() {
+                self.info.set_cpu_time(cpu_time(self.cpu_start, now.polled));
+            }
         }
         poll
     }
