@@ -101,6 +101,7 @@ pub async fn respond(
             stdout: Box::new(CgiStdout(Arc::clone(&output))),
         }),
         env: environment(head, &conn, length),
+        peer: conn.peers().remote,
         ..Start::default()
     };
     let pid = Pid::next();

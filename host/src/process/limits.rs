@@ -195,7 +195,12 @@ mod tests {
     #[test]
     fn outside_the_kernel_only_the_wall_limit_applies() {
         let life = std::future::ready(Ok::<(), wasmtime::Error>(()));
-        let info = Arc::new(ProcessInfo::new(Pid::next(), "test".into(), None));
+        let info = Arc::new(ProcessInfo::new(
+            Pid::next(),
+            "test".into(),
+            None,
+            Instant::now(),
+        ));
         let mut limited = Limited::new(life, Duration::ZERO, Some(Duration::ZERO), None, info);
         let mut cx = Context::from_waker(Waker::noop());
         assert!(matches!(

@@ -92,6 +92,9 @@ pub struct Start {
     /// Its place in its parent's process tree, for a spawned child; `None`
     /// makes the process the root of a new tree.
     pub tree: Option<TreeMember>,
+    /// The client it serves, for `/processes`, when handle 0 is not its
+    /// connection (a CGI request's process).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Start {
@@ -110,7 +113,7 @@ impl Start {
 pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exit {
     let started = Instant::now();
     app.metrics.started.fetch_add(1, Ordering::Relaxed);
-    let listed = table::Listed::enter(pid, Arc::clone(&app.name), peer(&start));
+    let listed = table::Listed::enter(pid, Arc::clone(&app.name), peer(&start), started);
     // Gives the slot back and tells the parent even if this future is dropped
     // half-way (a host panic caught by the worker).
     let mut ending = Ending {
@@ -149,21 +152,12 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
 }
 
 /// The client a process serves, for `/processes`: the peer of its
-/// connection, or the one its CGI environment names.
+/// connection, or the one its starter named.
 fn peer(start: &Start) -> Option<SocketAddr> {
-    if let Some(Handle::Connection(conn)) = start.handles.first() {
-        return conn.peers().remote;
+    match start.handles.first() {
+        Some(Handle::Connection(conn)) => conn.peers().remote,
+        _ => start.peer,
     }
-    let var = |name: &str| {
-        start
-            .env
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
-    let ip = var("REMOTE_ADDR")?.parse().ok()?;
-    let port = var("REMOTE_PORT")?.parse().ok()?;
-    Some(SocketAddr::new(ip, port))
 }
 
 /// The end of a process, run when `run` finishes or is dropped.
@@ -188,7 +182,12 @@ impl Drop for Ending {
 /// A store for a new process of `app`, with its limits and epoch callback set.
 /// It is not entered in the process [`table`] (`run` does that).
 pub fn new_store(app: &Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Store<ProcessState> {
-    let info = Arc::new(table::ProcessInfo::new(pid, Arc::clone(&app.name), None));
+    let info = Arc::new(table::ProcessInfo::new(
+        pid,
+        Arc::clone(&app.name),
+        None,
+        Instant::now(),
+    ));
     store_with_info(app, runtime, start, pid, info)
 }
 

@@ -5,11 +5,12 @@
 //! drops, however it ends. What changes while it lives (its state, CPU
 //! time, micro-heap size) sits in relaxed atomics the process updates
 //! itself, so the table's one lock is taken twice per process life and by
-//! a reader, never per poll.
+//! a reader, never per poll. The table is a vector: entering pushes,
+//! leaving swaps the last entry into the hole (each entry knows its
+//! index), so neither hashes nor allocates beyond the vector's growth.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -59,19 +60,23 @@ pub struct ProcessInfo {
     state: AtomicU8,
     cpu_nanos: AtomicU64,
     heap_bytes: AtomicU64,
+    /// Its index in the table; changed only under the table's lock.
+    index: AtomicUsize,
 }
 
 impl ProcessInfo {
-    /// A process that starts now, not in the table (see [`Listed::enter`]).
-    pub fn new(pid: Pid, app: Arc<str>, peer: Option<SocketAddr>) -> ProcessInfo {
+    /// A process that started at `started`, not in the table (see
+    /// [`Listed::enter`]).
+    pub fn new(pid: Pid, app: Arc<str>, peer: Option<SocketAddr>, started: Instant) -> ProcessInfo {
         ProcessInfo {
             pid,
             app,
             peer,
-            started: Instant::now(),
+            started,
             state: AtomicU8::new(RunState::Starting as u8),
             cpu_nanos: AtomicU64::new(0),
             heap_bytes: AtomicU64::new(0),
+            index: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -114,21 +119,24 @@ pub struct Listed {
 }
 
 impl Listed {
-    /// Enters a new process into the table.
+    /// Enters a new process, started at `started`, into the table.
     ///
     /// # Example
     /// ```
     /// use mnvkd_host::process::{table, Pid};
+    /// use std::time::Instant;
     ///
     /// let pid = Pid::next();
-    /// let listed = table::Listed::enter(pid, "echo".into(), None);
+    /// let listed = table::Listed::enter(pid, "echo".into(), None, Instant::now());
     /// assert!(table::snapshot().iter().any(|p| p.pid == pid));
     /// drop(listed);
     /// assert!(!table::snapshot().iter().any(|p| p.pid == pid));
     /// ```
-    pub fn enter(pid: Pid, app: Arc<str>, peer: Option<SocketAddr>) -> Listed {
-        let info = Arc::new(ProcessInfo::new(pid, app, peer));
-        lock().insert(pid, Arc::clone(&info));
+    pub fn enter(pid: Pid, app: Arc<str>, peer: Option<SocketAddr>, started: Instant) -> Listed {
+        let info = Arc::new(ProcessInfo::new(pid, app, peer, started));
+        let mut table = lock();
+        info.index.store(table.len(), Ordering::Relaxed);
+        table.push(Arc::clone(&info));
         Listed { info }
     }
 
@@ -140,19 +148,48 @@ impl Listed {
 
 impl Drop for Listed {
     fn drop(&mut self) {
-        lock().remove(&self.info.pid);
+        let mut table = lock();
+        let index = self.info.index.load(Ordering::Relaxed);
+        table.swap_remove(index);
+        if let Some(moved) = table.get(index) {
+            moved.index.store(index, Ordering::Relaxed);
+        }
     }
 }
 
 /// Every live process now, in no particular order.
 pub fn snapshot() -> Vec<Arc<ProcessInfo>> {
-    lock().values().cloned().collect()
+    lock().clone()
 }
 
-fn lock() -> std::sync::MutexGuard<'static, HashMap<Pid, Arc<ProcessInfo>>> {
-    static TABLE: OnceLock<Mutex<HashMap<Pid, Arc<ProcessInfo>>>> = OnceLock::new();
+fn lock() -> std::sync::MutexGuard<'static, Vec<Arc<ProcessInfo>>> {
+    static TABLE: OnceLock<Mutex<Vec<Arc<ProcessInfo>>>> = OnceLock::new();
     TABLE
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_leave_in_any_order_and_the_rest_stay_findable() {
+        let now = Instant::now();
+        let mut listed: Vec<Listed> = (0..5)
+            .map(|_| Listed::enter(Pid::next(), "t".into(), None, now))
+            .collect();
+        let pids: Vec<Pid> = listed.iter().map(|l| l.info().pid).collect();
+        // The first (swaps the last into its place), then the new last.
+        drop(listed.remove(0));
+        drop(listed.pop());
+        let live: Vec<Pid> = snapshot().iter().map(|p| p.pid).collect();
+        for (i, pid) in pids.iter().enumerate() {
+            assert_eq!(live.contains(pid), (1..4).contains(&i), "{pid}");
+        }
+        drop(listed);
+        let live: Vec<Pid> = snapshot().iter().map(|p| p.pid).collect();
+        assert!(pids.iter().all(|pid| !live.contains(pid)));
+    }
 }
