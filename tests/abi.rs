@@ -60,9 +60,10 @@ fn the_linker_defines_exactly_the_wit_imports() {
     // `Linker::iter` needs a store of the linker's type: one of a real
     // (never started) process of the echo app.
     let app = App::load(&engine, &linker, &guest("echo"), settings, None).unwrap();
+    let reactor = Reactor::start().unwrap();
     let runtime = Runtime {
-        kernel: Kernel::start(1, &engine).unwrap(),
-        reactor: Reactor::start().unwrap(),
+        kernel: Kernel::start(1, &engine, &reactor).unwrap(),
+        reactor,
     };
     let mut store = process::new_store(&Arc::new(app), runtime, Start::default(), Pid::next());
     let defined: Vec<(String, Extern)> = linker

@@ -114,9 +114,10 @@ fn bench(path: PathBuf, runs: usize, warmup: usize) -> anyhow::Result<()> {
     let app = Arc::new(App::load(&engine, &linker, &path, settings, None)?);
     // A process's state holds the kernel and reactor; this thread polls it
     // itself, so the kernel's one worker stays idle (its epoch ticker runs).
+    let reactor = Reactor::start()?;
     let runtime = Runtime {
-        kernel: Kernel::start(1, &engine)?,
-        reactor: Reactor::start()?,
+        kernel: Kernel::start(1, &engine, &reactor)?,
+        reactor,
     };
     let wakes = Arc::new(CountingWaker::default());
     let waker = Waker::from(Arc::clone(&wakes));

@@ -60,7 +60,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<u8> {
     .context("failed to register the guest's socket")?;
     let output = bridge(host_end)?;
     // Two workers: the guest may spawn children that run beside it.
-    let kernel = Kernel::start(2, &engine)?;
+    let kernel = Kernel::start(2, &engine, &reactor)?;
     let (done, exit) = mpsc::channel();
     let app = Arc::new(app);
     assert!(

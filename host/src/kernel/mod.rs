@@ -6,8 +6,12 @@
 //! ticker thread advances the wasmtime epoch every [`TICK`], which makes a
 //! computing guest call back into [`compute`] and, past its slice, yield.
 //!
-//! The kernel never touches sockets: it only polls futures and requeues them
-//! when their wakers fire. See docs/kernel.md for the choices and figures.
+//! A worker with nothing to run turns the reactor itself (thread-per-core:
+//! readiness wakes a process on the thread that runs it); while every
+//! worker runs a CPU hog, a watch thread turns it instead, so I/O still
+//! preempts the hog at once. The kernel never reads or writes sockets: it
+//! polls futures and requeues them when their wakers fire. See
+//! docs/kernel.md for the choices and figures.
 
 pub mod compute;
 mod runq;
@@ -67,13 +71,21 @@ pub struct KernelStats {
 }
 
 impl Kernel {
-    /// Starts `threads` workers and the epoch ticker for `engine`.
+    /// Starts `threads` workers, which turn `reactor` when idle, the watch
+    /// thread and the epoch ticker for `engine`.
     ///
     /// # Errors
     /// When a thread or the timer runtime cannot be started.
-    pub fn start(threads: usize, engine: &wasmtime::Engine) -> anyhow::Result<Kernel> {
+    pub fn start(
+        threads: usize,
+        engine: &wasmtime::Engine,
+        reactor: &Arc<crate::reactor::Reactor>,
+    ) -> anyhow::Result<Kernel> {
         let preempt_engine = engine.clone();
-        let runq = Arc::new(RunQueue::new(move || preempt_engine.increment_epoch()));
+        let runq = Arc::new(RunQueue::new(
+            move || preempt_engine.increment_epoch(),
+            Arc::clone(reactor),
+        ));
         // wasmtime-wasi's poll_oneoff (a guest's sleep) waits on tokio's timer;
         // this runtime only drives that timer, on one thread of its own.
         let timers = tokio::runtime::Builder::new_multi_thread()
@@ -96,6 +108,11 @@ impl Kernel {
                 })
                 .with_context(|| format!("failed to start worker {index}"))?;
         }
+        let watched = Arc::clone(&runq);
+        thread::Builder::new()
+            .name("mnvkd-watch".into())
+            .spawn(move || watched.watch())
+            .context("failed to start the watch thread")?;
         let engine = engine.clone();
         thread::Builder::new()
             .name("mnvkd-ticker".into())
@@ -147,3 +164,53 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Kernel>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::Reactor;
+    use std::future::poll_fn;
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::task::{Poll, Waker};
+
+    /// The one worker waits in the reactor (nothing is queued, no socket is
+    /// registered); a task woken from another thread must still run: the
+    /// push interrupts the worker's turn. Without that, this test hangs.
+    #[test]
+    fn a_wake_from_another_thread_interrupts_a_worker_waiting_in_the_reactor() {
+        let engine = wasmtime::Engine::default();
+        let reactor = Reactor::start().unwrap();
+        let kernel = Kernel::start(1, &engine, &reactor).unwrap();
+        for round in 0..100 {
+            let parked = Arc::new(Mutex::new(None::<Waker>));
+            let (done, finished) = mpsc::channel();
+            let slot = Arc::clone(&parked);
+            let mut woken = false;
+            kernel.spawn(poll_fn(move |cx| {
+                if woken {
+                    done.send(()).unwrap();
+                    return Poll::Ready(());
+                }
+                woken = true;
+                *slot.lock().unwrap() = Some(cx.waker().clone());
+                Poll::Pending
+            }));
+            // Wait until the task parked; the worker then has nothing to run.
+            let waker = loop {
+                if let Some(waker) = parked.lock().unwrap().take() {
+                    break waker;
+                }
+                thread::sleep(Duration::from_micros(100));
+            };
+            // Let the worker settle into its turn some of the time.
+            if round % 2 == 0 {
+                thread::sleep(Duration::from_millis(2));
+            }
+            waker.wake();
+            finished
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("round {round}: the woken task never ran"));
+        }
+    }
+}

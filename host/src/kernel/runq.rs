@@ -10,11 +10,22 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use super::task::Task;
+use crate::reactor::Reactor;
 
 /// After this many woken tasks in a row, one preempted task runs if any waits.
 const WOKEN_STREAK_LIMIT: u32 = 8;
+
+/// After this many tasks taken from the queue without a turn of the
+/// reactor, a worker looks for readiness (without waiting) before the next:
+/// a queue that never empties must not hide new I/O for long.
+const POPS_PER_TURN: u32 = 32;
+
+/// How long the watch thread waits for readiness per turn while a CPU hog
+/// runs; it re-checks whether hogs still run this often.
+const WATCH_TURN: Duration = Duration::from_millis(1);
 
 /// Why a task is queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +38,13 @@ pub(super) enum Priority {
 
 pub(super) struct RunQueue {
     queues: Mutex<Queues>,
-    /// Signalled once per push; workers wait here when both queues are empty.
+    /// Signalled once per push; workers wait here when both queues are empty
+    /// and another thread turns the reactor.
     available: Condvar,
+    /// Signalled when a CPU hog starts running and nobody watches for I/O.
+    hog_started: Condvar,
+    /// The sockets' readiness, turned by a worker with nothing to run.
+    reactor: Arc<Reactor>,
     /// Whether a woken task is waiting; read by running guests' epoch callbacks.
     woken_waiting: AtomicBool,
     /// Workers now polling a CPU hog (a task preempted since it last blocked).
@@ -58,14 +74,27 @@ struct Queues {
     idle: usize,
     /// A preemption was requested and no worker has popped a task since.
     preempt_requested: bool,
+    /// A thread is turning the reactor (or about to): no other may.
+    turning: bool,
+    /// ... and it is a worker waiting without a timeout: work pushed from
+    /// elsewhere must interrupt it (`Reactor::wake`).
+    turn_blocks: bool,
+    /// Tasks popped since a worker last turned the reactor.
+    pops_since_turn: u32,
 }
 
 impl RunQueue {
-    /// A queue whose `preempt` makes running guests reach their epoch check.
-    pub(super) fn new(preempt: impl Fn() + Send + Sync + 'static) -> RunQueue {
+    /// A queue whose `preempt` makes running guests reach their epoch
+    /// check, and whose workers turn `reactor` when they have nothing to run.
+    pub(super) fn new(
+        preempt: impl Fn() + Send + Sync + 'static,
+        reactor: Arc<Reactor>,
+    ) -> RunQueue {
         RunQueue {
             queues: Mutex::default(),
             available: Condvar::new(),
+            hog_started: Condvar::new(),
+            reactor,
             woken_waiting: AtomicBool::new(false),
             hogs_running: AtomicUsize::new(0),
             preempt: Box::new(preempt),
@@ -73,7 +102,7 @@ impl RunQueue {
     }
 
     pub(super) fn push(&self, task: Arc<Task>, priority: Priority) {
-        let (preempt, wake_worker) = {
+        let (preempt, wake_worker, wake_turner) = {
             let mut queues = self.queues.lock().unwrap();
             match priority {
                 Priority::Woken => {
@@ -89,10 +118,17 @@ impl RunQueue {
             let preempt = priority == Priority::Woken
                 && !Task::polling_here()
                 && queues.idle == 0
+                && !queues.turn_blocks
                 && self.hogs_running.load(Ordering::Relaxed) > 0
                 && !queues.preempt_requested;
             queues.preempt_requested |= preempt;
-            (preempt, queues.idle > 0)
+            // A worker waiting in the reactor runs it, unless an idle one can.
+            let wake_turner = queues.idle == 0 && queues.turn_blocks;
+            if wake_turner {
+                // Once is enough: the turn returns and finds the queue.
+                queues.turn_blocks = false;
+            }
+            (preempt, queues.idle > 0, wake_turner)
         };
         if preempt {
             (self.preempt)();
@@ -101,17 +137,42 @@ impl RunQueue {
         if wake_worker {
             self.available.notify_one();
         }
+        if wake_turner {
+            self.reactor.wake();
+        }
     }
 
-    /// Takes the next task to run, waiting while there is none.
+    /// Takes the next task to run. With none, the worker turns the reactor
+    /// (waiting for readiness itself, so the process it wakes runs on this
+    /// thread), or, while another thread turns it, waits for a push.
     pub(super) fn pop(&self) -> Arc<Task> {
         let mut queues = self.queues.lock().unwrap();
         loop {
+            let starving_io = queues.pops_since_turn >= POPS_PER_TURN
+                || (queues.woken.is_empty() && !queues.yielded.is_empty());
+            if starving_io && !queues.turning {
+                // Work is queued, but I/O may be waiting too: look, don't wait.
+                queues.turning = true;
+                queues.pops_since_turn = 0;
+                drop(queues);
+                self.reactor.turn(Some(Duration::ZERO));
+                queues = self.end_turn();
+            }
             if let Some(task) = queues.next() {
                 queues.preempt_requested = false;
+                queues.pops_since_turn += 1;
                 self.woken_waiting
                     .store(!queues.woken.is_empty(), Ordering::Relaxed);
                 return task;
+            }
+            if !queues.turning {
+                queues.turning = true;
+                queues.turn_blocks = true;
+                queues.pops_since_turn = 0;
+                drop(queues);
+                self.reactor.turn(None);
+                queues = self.end_turn();
+                continue;
             }
             queues.idle += 1;
             queues = self.available.wait(queues).unwrap();
@@ -119,10 +180,54 @@ impl RunQueue {
         }
     }
 
+    /// Ends a turn of the reactor: another thread may turn it now, and an
+    /// idle worker is asked to if nothing is queued for it (so new I/O is
+    /// seen while this worker runs what the turn woke).
+    fn end_turn(&self) -> std::sync::MutexGuard<'_, Queues> {
+        let mut queues = self.queues.lock().unwrap();
+        queues.turning = false;
+        queues.turn_blocks = false;
+        if queues.idle > 0 {
+            self.available.notify_one();
+        }
+        queues
+    }
+
+    /// The watch thread: while a CPU hog runs and no worker turns the
+    /// reactor, turns it (waiting at most [`WATCH_TURN`] at a time), so
+    /// readiness is seen at once and the hog preempted for the process it
+    /// wakes. Otherwise it sleeps. Runs forever.
+    pub(super) fn watch(&self) -> ! {
+        let mut queues = self.queues.lock().unwrap();
+        loop {
+            if self.hogs_running.load(Ordering::Relaxed) == 0 {
+                queues = self.hog_started.wait(queues).unwrap();
+                continue;
+            }
+            if queues.turning {
+                // A worker turns it; look again shortly.
+                drop(queues);
+                std::thread::sleep(WATCH_TURN / 10);
+                queues = self.queues.lock().unwrap();
+                continue;
+            }
+            queues.turning = true;
+            drop(queues);
+            self.reactor.turn(Some(WATCH_TURN));
+            queues = self.end_turn();
+        }
+    }
+
     /// Counts a worker starting (`true`) or ending a poll of a CPU hog.
     pub(super) fn hog_running(&self, running: bool) {
         if running {
-            self.hogs_running.fetch_add(1, Ordering::Relaxed);
+            if self.hogs_running.fetch_add(1, Ordering::Relaxed) == 0 {
+                // The watch thread may sleep: with every worker busy, nobody
+                // would see I/O until a hog's slice ends. Locked, so the
+                // notify cannot fall between its check and its wait.
+                let _queues = self.queues.lock().unwrap();
+                self.hog_started.notify_one();
+            }
         } else {
             self.hogs_running.fetch_sub(1, Ordering::Relaxed);
         }

@@ -124,7 +124,8 @@ mod tests {
 
     #[test]
     fn polled_time_grows_across_blocks_while_the_budget_starts_over() {
-        let runq = Arc::new(RunQueue::new(|| {}));
+        let reactor = crate::reactor::Reactor::start().unwrap();
+        let runq = Arc::new(RunQueue::new(|| {}, reactor));
         // What each poll sees: (polled before it, compute time since the block).
         let seen = Arc::new(Mutex::new(Vec::new()));
         let waker = Arc::new(Mutex::new(None::<Waker>));

@@ -1,12 +1,18 @@
-//! The reactor: one mio `Poll` loop on its own thread that turns readiness into
-//! wake-ups.
+//! The reactor: one mio `Poll` that turns readiness into wake-ups, polled by
+//! the kernel's workers themselves.
 //!
 //! It reports readiness and never decides scheduling: an event bumps the
 //! [`Source`]'s readiness counter for that direction and wakes the waker parked
 //! there; the kernel's run queue decides when that process runs. Sockets are
 //! registered edge-triggered for reading; interest in writing is added the
-//! first time a write would block (most never do), so the reactor thread is
-//! not woken by every ACK that frees send-buffer space.
+//! first time a write would block (most never do).
+//!
+//! There is no reactor thread: a worker with nothing to run waits in
+//! [`Reactor::turn`] itself, so a readiness event wakes a process on the
+//! thread that will run it, with no hand-off between threads (the kernel's
+//! run queue decides who turns, `kernel/runq.rs`). [`Reactor::wake`]
+//! interrupts a turn when work arrives from elsewhere (a timer, another
+//! worker).
 
 mod source;
 
@@ -14,7 +20,7 @@ pub use source::{Direction, Source};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 use mio::event::Source as MioSource;
@@ -23,47 +29,102 @@ use mio::{Events, Interest, Poll, Registry, Token};
 /// Token of the reactor's own [`mio::Waker`], never given to a source.
 const WAKE_TOKEN: Token = Token(usize::MAX);
 
-/// Handle to the reactor thread; cheap to clone via `Arc`.
+/// The poller: register sockets here; the kernel's workers turn it.
 #[derive(Debug)]
 pub struct Reactor {
-    /// Registers and deregisters sockets with the `Poll` owned by the reactor
-    /// thread; shared with each source, which adds its own write interest.
+    /// Registers and deregisters sockets with the `Poll`; shared with each
+    /// source, which adds its own write interest.
     registry: Arc<Registry>,
     /// Every registered source by token. A token is never reused, so a late
     /// event for a closed socket finds nothing instead of a stranger.
     sources: Mutex<HashMap<Token, Arc<Source>>>,
     /// Next token to hand out; only grows.
     next_token: Mutex<usize>,
+    /// The `Poll` and its buffers; held by the one thread turning it.
+    poller: Mutex<Poller>,
+    /// Interrupts a turn in progress.
+    waker: mio::Waker,
+}
+
+/// What a turn needs, kept between turns so that none allocates.
+#[derive(Debug)]
+struct Poller {
+    poll: Poll,
+    events: Events,
+    ready: Vec<(Arc<Source>, (bool, bool))>,
 }
 
 impl Reactor {
-    /// Starts the reactor thread.
+    /// A reactor with nothing registered. Nothing waits for its events
+    /// until a kernel turns it (`Kernel::start`).
     ///
     /// # Errors
-    /// When the OS refuses to create the poller or the thread.
+    /// When the OS refuses to create the poller.
     pub fn start() -> anyhow::Result<Arc<Reactor>> {
         let poll = Poll::new().context("failed to create the reactor's poller")?;
         let registry = poll
             .registry()
             .try_clone()
             .context("failed to clone the reactor's registry")?;
-        // Kept alive inside the thread so the poller has a waker token; nothing wakes it today.
         let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)
             .context("failed to create the reactor's waker")?;
-        let reactor = Arc::new(Reactor {
+        Ok(Arc::new(Reactor {
             registry: Arc::new(registry),
             sources: Mutex::new(HashMap::new()),
             next_token: Mutex::new(0),
-        });
-        let weak = Arc::downgrade(&reactor);
-        thread::Builder::new()
-            .name("mnvkd-reactor".into())
-            .spawn(move || {
-                let _waker = waker;
-                react(poll, weak)
-            })
-            .context("failed to start the reactor thread")?;
-        Ok(reactor)
+            poller: Mutex::new(Poller {
+                poll,
+                events: Events::with_capacity(1024),
+                ready: Vec::with_capacity(1024),
+            }),
+            waker,
+        }))
+    }
+
+    /// Waits up to `timeout` (`None`: until an event or [`Reactor::wake`])
+    /// for readiness, and wakes the wakers parked on what became ready.
+    /// Returns how many sources were ready. One thread turns at a time
+    /// (another blocks until it is done): the kernel's run queue chooses
+    /// which.
+    pub fn turn(&self, timeout: Option<Duration>) -> usize {
+        let mut poller = self.poller.lock().unwrap();
+        let Poller {
+            poll,
+            events,
+            ready,
+        } = &mut *poller;
+        if let Err(err) = poll.poll(events, timeout) {
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!("reactor: poll failed: {err}");
+            }
+            return 0;
+        }
+        {
+            let sources = self.sources.lock().unwrap();
+            for event in events.iter() {
+                if let Some(source) = sources.get(&event.token()) {
+                    ready.push((Arc::clone(source), event_directions(event)));
+                }
+            }
+        }
+        let count = ready.len();
+        // Wake outside the table lock: a woken process may register a socket at once.
+        for (source, (read, write)) in ready.drain(..) {
+            if read {
+                source.notify(Direction::Read);
+            }
+            if write {
+                source.notify(Direction::Write);
+            }
+        }
+        count
+    }
+
+    /// Makes the turn in progress (or the next one) return at once.
+    pub fn wake(&self) {
+        if let Err(err) = self.waker.wake() {
+            tracing::error!("reactor: failed to wake the poller: {err}");
+        }
     }
 
     /// Registers `io` (whose descriptor is `fd`) for readable events and
@@ -98,42 +159,6 @@ impl Reactor {
         // Closing the fd removes it from epoll anyway; an error here changes nothing.
         let _ = self.registry.deregister(io);
         self.sources.lock().unwrap().remove(&source.token());
-    }
-}
-
-/// The reactor thread's loop: wait for events, wake the parked wakers. Ends when
-/// the last handle to the reactor is gone.
-fn react(mut poll: Poll, reactor: std::sync::Weak<Reactor>) {
-    let mut events = Events::with_capacity(1024);
-    let mut ready = Vec::with_capacity(1024);
-    loop {
-        if let Err(err) = poll.poll(&mut events, None) {
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            tracing::error!("reactor: poll failed: {err}");
-            return;
-        }
-        let Some(reactor) = reactor.upgrade() else {
-            return;
-        };
-        {
-            let sources = reactor.sources.lock().unwrap();
-            for event in events.iter() {
-                if let Some(source) = sources.get(&event.token()) {
-                    ready.push((Arc::clone(source), event_directions(event)));
-                }
-            }
-        }
-        // Wake outside the table lock: a woken process may register a socket at once.
-        for (source, (read, write)) in ready.drain(..) {
-            if read {
-                source.notify(Direction::Read);
-            }
-            if write {
-                source.notify(Direction::Write);
-            }
-        }
     }
 }
 
