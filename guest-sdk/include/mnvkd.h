@@ -48,6 +48,10 @@ extern "C" {
 #define MNVKD_POLLHUP 4
 #define MNVKD_POLLNVAL 8
 
+/* mnvkd_shutdown directions (or both). */
+#define MNVKD_SHUT_READ 1
+#define MNVKD_SHUT_WRITE 2
+
 /* The handle a process was started for. */
 #define MNVKD_CONN 0
 
@@ -63,6 +67,8 @@ _Static_assert(sizeof(struct mnvkd_pollfd) == 8, "mnvkd_pollfd is 8 bytes");
 __attribute__((import_module("mnvkd"), import_name("read"))) int32_t mnvkd_read(int32_t handle, void *ptr, size_t len);
 __attribute__((import_module("mnvkd"), import_name("write"))) int32_t mnvkd_write(int32_t handle, const void *ptr, size_t len);
 __attribute__((import_module("mnvkd"), import_name("close"))) int32_t mnvkd_close(int32_t handle);
+__attribute__((import_module("mnvkd"), import_name("dup"))) int32_t mnvkd_dup(int32_t handle);
+__attribute__((import_module("mnvkd"), import_name("shutdown"))) int32_t mnvkd_shutdown(int32_t handle, int32_t how);
 __attribute__((import_module("mnvkd"), import_name("pipe"))) int32_t mnvkd_pipe(int32_t *out);
 __attribute__((import_module("mnvkd"), import_name("spawn"))) int32_t mnvkd_spawn(const char *arg_ptr, size_t arg_len, const int32_t *handles, uint32_t count);
 __attribute__((import_module("mnvkd"), import_name("wait"))) int32_t mnvkd_wait(int32_t child);

@@ -105,6 +105,9 @@ pub const DENIED: i32 = -7;
 /// ```
 pub const TIMEDOUT: i32 = -8;
 
+// The `shutdown` directions live beside the wrappers (this file's `pub const`
+// lines are the wit's error codes, one for one).
+pub use crate::handle::{SHUT_READ, SHUT_WRITE};
 pub use crate::poll::PollFd;
 
 #[cfg(target_arch = "wasm32")]
@@ -170,6 +173,42 @@ extern "C" {
     /// let ret = unsafe { mnvkd_guest::sys::close(0) };
     /// ```
     pub fn close(handle: i32) -> i32;
+
+    /// Opens a second handle to the stream behind `handle` (a connection or
+    /// a pipe end); the stream stays open until its last handle closes.
+    ///
+    /// Returns the new handle, [`BADF`] (not open, or not a stream), or
+    /// [`LIMIT`] (handles per process).
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host; `unsafe` only because it is an import.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // SAFETY: no memory is passed.
+    /// let copy = unsafe { mnvkd_guest::sys::dup(0) };
+    /// ```
+    pub fn dup(handle: i32) -> i32;
+
+    /// Half-closes the stream behind `handle` for every handle to it: `how`
+    /// [`SHUT_READ`], [`SHUT_WRITE`] or both.
+    ///
+    /// Returns 0, [`BADF`] (not open, or not a stream) or [`INVAL`].
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host; `unsafe` only because it is an import.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mnvkd_guest::sys;
+    /// // SAFETY: no memory is passed.
+    /// let ret = unsafe { sys::shutdown(0, sys::SHUT_WRITE) };
+    /// ```
+    pub fn shutdown(handle: i32, how: i32) -> i32;
 
     /// Creates a pipe; writes its read end's handle, then its write end's,
     /// as two `i32` at `out`.
@@ -372,6 +411,47 @@ pub unsafe fn write(handle: i32, ptr: *const u8, len: usize) -> i32 {
 #[cfg(not(target_arch = "wasm32"))]
 pub unsafe fn close(handle: i32) -> i32 {
     let _ = handle;
+    IO
+}
+
+/// Native stub of the `dup` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: no memory is passed.
+/// let ret = unsafe { mnvkd_guest::sys::dup(0) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn dup(handle: i32) -> i32 {
+    let _ = handle;
+    IO
+}
+
+/// Native stub of the `shutdown` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::sys;
+/// // SAFETY: no memory is passed.
+/// let ret = unsafe { sys::shutdown(0, sys::SHUT_WRITE) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn shutdown(handle: i32, how: i32) -> i32 {
+    let _ = (handle, how);
     IO
 }
 

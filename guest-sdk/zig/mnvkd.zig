@@ -10,6 +10,8 @@ pub const raw = struct {
     pub extern "mnvkd" fn read(handle: i32, ptr: [*]u8, len: usize) i32;
     pub extern "mnvkd" fn write(handle: i32, ptr: [*]const u8, len: usize) i32;
     pub extern "mnvkd" fn close(handle: i32) i32;
+    pub extern "mnvkd" fn dup(handle: i32) i32;
+    pub extern "mnvkd" fn shutdown(handle: i32, how: i32) i32;
     pub extern "mnvkd" fn pipe(out: *[2]i32) i32;
     pub extern "mnvkd" fn spawn(arg_ptr: [*]const u8, arg_len: usize, handles: [*]const i32, count: u32) i32;
     pub extern "mnvkd" fn wait(child: i32) i32;
@@ -51,6 +53,10 @@ fn check(ret: i32) Error!u32 {
     if (ret < 0) return toError(ret);
     return @intCast(ret);
 }
+
+/// `shutdown` directions (or both).
+pub const SHUT_READ: i32 = 1;
+pub const SHUT_WRITE: i32 = 2;
 
 /// Poll bits: `events` asks for IN/OUT; `revents` may also have HUP, NVAL.
 pub const POLLIN: u16 = 1;

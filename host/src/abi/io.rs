@@ -1,4 +1,5 @@
-//! Byte-stream I/O on handles: `read`, `write`, `close`, and `pipe`.
+//! Byte-stream I/O on handles: `read`, `write`, `close`, `pipe`, `dup` and
+//! `shutdown`.
 //!
 //! The same three calls work on every stream handle (a connection or a pipe
 //! end), so a coroutine does blocking I/O the same way whether the other end
@@ -16,7 +17,7 @@ use crate::kernel;
 use crate::pipe;
 use crate::process::ProcessState;
 
-/// Registers `read`, `write`, `close` and `pipe`.
+/// Registers `read`, `write`, `close`, `pipe`, `dup` and `shutdown`.
 ///
 /// # Errors
 /// When a name is already defined in `linker`.
@@ -29,6 +30,8 @@ pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     })?;
     linker.func_wrap(MODULE, "close", close)?;
     linker.func_wrap(MODULE, "pipe", pipe)?;
+    linker.func_wrap(MODULE, "dup", dup)?;
+    linker.func_wrap(MODULE, "shutdown", shutdown)?;
     Ok(())
 }
 
@@ -130,19 +133,83 @@ async fn write(
     Ok(result.await.unwrap_or_else(Errno::code))
 }
 
-/// Closes handle `h`. Closing a connection shuts it down in both directions at
-/// once, even though the process's stdio may still refer to it; closing a pipe
-/// end is seen by the other end; closing a child handle detaches the child.
+/// Closes handle `h`. Closing a connection's last handle shuts it down in
+/// both directions at once, even though the process's stdio may still refer
+/// to it; closing a pipe end's last handle is seen by the other end; closing
+/// a child handle detaches the child.
 ///
 /// **Returns:** 0 or `badf`.
 /// **Traps:** never.
 fn close(mut caller: Caller<'_, ProcessState>, h: i32) -> i32 {
     match caller.data_mut().io.take(h) {
-        Ok(Handle::Connection(conn)) => {
-            conn.shutdown();
+        Ok(handle) => {
+            handle.close();
             0
         }
-        Ok(_) => 0,
+        Err(errno) => errno.code(),
+    }
+}
+
+/// `shutdown` direction bit: reading.
+pub const SHUT_READ: i32 = 1;
+/// `shutdown` direction bit: writing.
+pub const SHUT_WRITE: i32 = 2;
+
+/// Opens a second handle to the stream behind `h` (a connection or a pipe
+/// end), e.g. to pass one to a child and keep the other.
+///
+/// **Returns:** the new handle, `badf` (not open, or not a stream), `limit`
+/// (handles per process).
+/// **Traps:** never.
+fn dup(mut caller: Caller<'_, ProcessState>, h: i32) -> i32 {
+    let io = &mut caller.data_mut().io;
+    let result = io.get(h).and_then(|handle| {
+        if !io.has_room(1) {
+            return Err(Errno::Limit);
+        }
+        handle.dup()
+    });
+    match result.and_then(|copy| io.insert(copy)) {
+        Ok(handle) => handle,
+        Err(errno) => errno.code(),
+    }
+}
+
+/// Half-closes the stream behind `h` for every handle to it: `how` 1 stops
+/// reading (reads return end of stream), 2 stops writing (the peer or the
+/// pipe's reader sees end of stream), 3 both. A pipe end has one direction;
+/// the other bit is ignored there. The handle stays open until closed.
+///
+/// **Returns:** 0, `badf` (not open, or not a stream), `inval` (`how` not
+/// 1, 2 or 3).
+/// **Traps:** never.
+fn shutdown(caller: Caller<'_, ProcessState>, h: i32, how: i32) -> i32 {
+    if !(1..=3).contains(&how) {
+        return Errno::Inval.code();
+    }
+    let (read, write) = (how & SHUT_READ != 0, how & SHUT_WRITE != 0);
+    match caller.data().io.get(h) {
+        Ok(Handle::Connection(conn)) => {
+            match (read, write) {
+                (true, true) => conn.shutdown(),
+                (true, false) => conn.shutdown_read(),
+                _ => conn.shutdown_write(),
+            }
+            0
+        }
+        Ok(Handle::PipeRead(pipe)) => {
+            if read {
+                pipe.shutdown();
+            }
+            0
+        }
+        Ok(Handle::PipeWrite(pipe)) => {
+            if write {
+                pipe.shutdown();
+            }
+            0
+        }
+        Ok(_) => Errno::Badf.code(),
         Err(errno) => errno.code(),
     }
 }
