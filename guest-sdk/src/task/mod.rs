@@ -128,6 +128,21 @@ struct JoinState<T> {
 }
 
 impl<T> JoinHandle<T> {
+    /// Lets the coroutine run on with nobody awaiting it (as dropping the
+    /// handle does, said out loud).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mnvkd_guest::task;
+    ///
+    /// task::block_on(async {
+    ///     task::spawn(async { /* runs on its own */ }).detach();
+    ///     task::yield_now().await;
+    /// });
+    /// ```
+    pub fn detach(self) {}
+
     /// Whether the coroutine has finished.
     ///
     /// # Examples
@@ -173,7 +188,7 @@ impl<T> Future for JoinHandle<T> {
 /// let log = Rc::new(RefCell::new(Vec::new()));
 /// task::block_on(async {
 ///     let other = Rc::clone(&log);
-///     let _ = task::spawn(async move { other.borrow_mut().push("spawned") });
+///     task::spawn(async move { other.borrow_mut().push("spawned") }).detach();
 ///     log.borrow_mut().push("before");
 ///     task::yield_now().await;
 ///     log.borrow_mut().push("after");

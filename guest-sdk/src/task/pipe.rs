@@ -21,9 +21,10 @@ use std::task::{Poll, Waker};
 ///
 /// let text = task::block_on(async {
 ///     let (reader, writer) = task::pipe(4);
-///     let _ = task::spawn(async move {
+///     task::spawn(async move {
 ///         writer.write_all(b"hello, heap").await.unwrap(); // 4 bytes at a time
-///     });
+///     })
+///     .detach();
 ///     let mut text = Vec::new();
 ///     let mut buf = [0; 64];
 ///     loop {

@@ -1,0 +1,220 @@
+//! Coroutines inside one micro-heap (`mnvkd_guest::task`): the `microheap`
+//! scenario guest (first line names the scenario), `http-coro` (a request
+//! reader and a response writer coroutine joined in the heap), and the
+//! `dup` and `shutdown` imports they use.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
+
+use crate::util::{connect, guest, read_response, read_until_closed, roundtrip, Server, DEADLINE};
+
+/// Serves `microheap` (its manifest allows a 64 MiB micro-heap).
+fn serve() -> Server {
+    Server::start(&[("microheap", guest("microheap"))], &[])
+}
+
+/// Sends `command` as a line, half-closes, returns the whole reply.
+#[track_caller]
+fn ask(server: &Server, command: &str) -> String {
+    let got = roundtrip(server.addr("microheap"), format!("{command}\n").as_bytes());
+    String::from_utf8(got).expect("a UTF-8 reply")
+}
+
+/// The value of `key=` in `line`.
+#[track_caller]
+fn value<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn microheap_coroutines_run_in_spawn_and_wake_order() {
+    let server = serve();
+    assert_eq!(
+        ask(&server, "order"),
+        "order x0 y0 z0 x1 y1 z1 x2 y2 z2\nchannel 0 1 2 3 4 5 6 7 8 9\n"
+    );
+}
+
+#[test]
+fn microheap_a_full_in_heap_pipe_or_channel_holds_its_writer_back() {
+    let server = serve();
+    let reply = ask(&server, "backpressure");
+    let mut lines = reply.lines();
+    let pipe = lines.next().expect("a pipe line");
+    assert_eq!(value(pipe, "total"), "10000", "{reply}");
+    assert_eq!(
+        value(pipe, "max_buffered"),
+        "16",
+        "never past the pipe's 16 bytes: {reply}"
+    );
+    assert_eq!(
+        value(pipe, "full_seen"),
+        "true",
+        "the writer had to wait: {reply}"
+    );
+    let channel = lines.next().expect("a channel line");
+    assert_eq!(value(channel, "total"), "100", "{reply}");
+    assert_eq!(
+        value(channel, "max_queued"),
+        "4",
+        "never past the channel's 4: {reply}"
+    );
+}
+
+#[test]
+fn microheap_a_thousand_coroutines_share_one_process() {
+    let server = serve();
+    let reply = ask(&server, "many 1000");
+    assert_eq!(value(&reply, "coroutines"), "1000", "{reply}");
+    assert_eq!(value(&reply, "live"), "1000", "all alive at once: {reply}");
+    // Ten rounds of the token through coroutines 0..1000, each adding its number.
+    assert_eq!(
+        value(&reply, "sum"),
+        (10 * (0..1000u64).sum::<u64>()).to_string()
+    );
+    // The same heap holds 100 000 waiting coroutines.
+    let reply = ask(&server, "mem 100000");
+    assert_eq!(value(&reply, "coroutines"), "100000", "{reply}");
+    let heap: u64 = value(&reply, "heap_after").parse().unwrap();
+    assert!(
+        heap <= 64 << 20,
+        "100 000 coroutines in at most 64 MiB: {reply}"
+    );
+}
+
+#[test]
+fn microheap_a_trapping_coroutine_takes_only_its_process_down() {
+    let server = serve();
+    let addr = server.addr("microheap");
+    // A neighbour process, mid-conversation while the other one traps.
+    let mut neighbour = connect(addr);
+    neighbour.write_all(b"echo\nbefore\n").unwrap();
+    let mut neighbour_reader = BufReader::new(neighbour.try_clone().unwrap());
+    let mut line = String::new();
+    neighbour_reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "before\n");
+
+    let mut doomed = connect(addr);
+    doomed.write_all(b"trap\nhello\n").unwrap();
+    let mut doomed_reader = BufReader::new(doomed.try_clone().unwrap());
+    line.clear();
+    doomed_reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "hello\n", "the echoing coroutine answers first");
+    doomed.write_all(b"boom\n").unwrap();
+    let rest = read_until_closed(doomed_reader.get_mut());
+    assert_eq!(rest, b"boom\n", "echoed, then the process is gone");
+    let killed = server.wait_for_log("process killed", DEADLINE);
+    assert!(
+        killed.contains("app=microheap") || killed.contains("microheap"),
+        "{killed}"
+    );
+
+    neighbour.write_all(b"after\n").unwrap();
+    line.clear();
+    neighbour_reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "after\n", "the other process runs on");
+    assert_eq!(
+        ask(&server, "order").lines().count(),
+        2,
+        "new processes start"
+    );
+    server.assert_alive();
+}
+
+#[test]
+fn microheap_http_coro_answers_1000_pipelined_requests_in_order() {
+    let server = Server::start(&[("http-coro", guest("http-coro"))], &[]);
+    let mut requests = String::new();
+    for i in 0..1000 {
+        let close = if i == 999 {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        requests.push_str(&format!("GET /r{i} HTTP/1.1\r\nHost: x\r\n{close}\r\n"));
+    }
+    let got = roundtrip(server.addr("http-coro"), requests.as_bytes());
+    let mut reader = BufReader::new(&got[..]);
+    for i in 0..1000 {
+        let response = read_response(&mut reader);
+        assert_eq!(response.status, 200, "response {i}");
+        assert_eq!(response.text(), format!("/r{i}\n"), "response {i} in order");
+    }
+    assert!(
+        reader.fill_buf().unwrap().is_empty(),
+        "nothing after the 1000th"
+    );
+
+    // Keep-alive, one request at a time, and the shared framing's refusals.
+    let mut conn = connect(server.addr("http-coro"));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    for _ in 0..3 {
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut reader).text(), "Hello, World!\n");
+    }
+    conn.write_all(
+        b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        read_response(&mut reader).text(),
+        "/p\n",
+        "a chunked body is framed"
+    );
+    conn.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        read_response(&mut reader).status,
+        400,
+        "smuggling framing refused"
+    );
+    assert!(
+        read_until_closed(reader.get_mut()).is_empty(),
+        "then closed"
+    );
+}
+
+#[test]
+fn microheap_shutdown_half_closes_while_reading_goes_on() {
+    let server = serve();
+    let mut conn = connect(server.addr("microheap"));
+    conn.write_all(b"halfclose\n").unwrap();
+    // The guest's writer coroutine says `ready`, then shuts its side down.
+    let mut got = Vec::new();
+    conn.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"ready\n", "end of stream after `ready`");
+    // Our side is still open, and the guest's reader coroutine still reads.
+    conn.write_all(&[b'x'; 1000]).unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    let line = server.wait_for_log("halfclose: read", DEADLINE);
+    assert!(
+        line.contains("read 1000 bytes after shutdown; write after it refused: true"),
+        "{line}"
+    );
+}
+
+#[test]
+fn microheap_dup_shares_a_connection_between_parent_and_child() {
+    let server = serve();
+    let conn = connect(server.addr("microheap"));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    conn.write_all(b"dup\n").unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "child hello\n", "the child writes through its handle");
+    conn.write_all(b"ping\n").unwrap();
+    // The parent answers, closes its handle and ends; the child's handle
+    // keeps the connection up until the child says goodbye and ends too.
+    let rest = read_until_closed(reader.get_mut());
+    assert_eq!(
+        String::from_utf8_lossy(&rest),
+        "parent ping\nchild bye after done\n"
+    );
+    server.wait_for_log("dup: child ended with", DEADLINE);
+}
