@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
+use std::thread;
 
 use crate::util::{connect, guest, read_response, read_until_closed, roundtrip, Server, DEADLINE};
 
@@ -217,4 +218,77 @@ fn microheap_dup_shares_a_connection_between_parent_and_child() {
         "parent ping\nchild bye after done\n"
     );
     server.wait_for_log("dup: child ended with", DEADLINE);
+}
+
+/// `guests/<wasm>.wasm` copied into `dir` as `<name>.wasm` with `manifest`.
+fn app_with_manifest(
+    dir: &crate::util::TempDir,
+    wasm: &str,
+    name: &str,
+    manifest: &str,
+) -> std::path::PathBuf {
+    let bytes = std::fs::read(guest(wasm)).expect("failed to read the guest");
+    dir.write(&format!("{name}.toml"), manifest);
+    dir.write(&format!("{name}.wasm"), bytes)
+}
+
+#[test]
+fn microheap_proxy_coro_copies_both_ways_and_passes_the_half_close_on() {
+    // An upstream that answers only after the client's end of stream.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let server_side = thread::spawn(move || {
+        let (mut conn, _) = upstream.accept().unwrap();
+        conn.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        conn.write_all(format!("got {} bytes\n", got.len()).as_bytes())
+            .unwrap();
+        got
+    });
+    let dir = crate::util::TempDir::new();
+    let manifest = format!("allow_outbound = [\"{addr}\"]\n\n[env]\nUPSTREAM = \"{addr}\"\n");
+    let app = app_with_manifest(&dir, "proxy-coro", "proxy-coro", &manifest);
+    let server = Server::start(&[("proxy-coro", app)], &[]);
+    let payload = crate::util::pseudo_random_bytes(7, 300_000);
+    let reply = roundtrip(server.addr("proxy-coro"), &payload);
+    assert_eq!(String::from_utf8_lossy(&reply), "got 300000 bytes\n");
+    assert!(
+        server_side.join().unwrap() == payload,
+        "the bytes arrive whole"
+    );
+}
+
+#[test]
+fn microheap_fanout_serves_every_subscriber_from_one_process() {
+    let server = Server::start(&[("fanout", guest("fanout"))], &[]);
+    let mut clients: Vec<_> = (0..3)
+        .map(|_| {
+            let conn = connect(server.addr("fanout"));
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut welcome = String::new();
+            reader.read_line(&mut welcome).unwrap();
+            assert!(welcome.starts_with("welcome "), "{welcome:?}");
+            (conn, reader, welcome.trim()["welcome ".len()..].to_owned())
+        })
+        .collect();
+    let sender = clients[0].2.clone();
+    clients[0].0.write_all(b"hello all\n").unwrap();
+    for (_, reader, number) in &mut clients[1..] {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(
+            line,
+            format!("{sender}: hello all\n"),
+            "subscriber {number}"
+        );
+    }
+    // The sender does not get its own line: the next it reads is another's.
+    clients[1].0.write_all(b"back\n").unwrap();
+    let from = clients[1].2.clone();
+    let mut line = String::new();
+    clients[0].1.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("{from}: back\n"));
+    let processes = server.log().matches("process killed").count();
+    assert_eq!(processes, 0, "{}", server.log());
 }

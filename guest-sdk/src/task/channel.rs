@@ -118,6 +118,33 @@ impl<T> Sender<T> {
         .await
     }
 
+    /// Queues `value` if there is room now, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The value back, when the channel is full or the receiver is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = mnvkd_guest::task::channel(1);
+    /// assert_eq!(tx.try_send(1), Ok(()));
+    /// assert_eq!(tx.try_send(2), Err(2)); // full
+    /// ```
+    pub fn try_send(&self, value: T) -> Result<(), T> {
+        let mut shared = self.shared.borrow_mut();
+        if !shared.receiver || shared.queue.len() >= shared.capacity {
+            return Err(value);
+        }
+        shared.queue.push_back(value);
+        let waker = shared.receiver_waker.take();
+        drop(shared);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
     /// Values queued now.
     ///
     /// # Examples
