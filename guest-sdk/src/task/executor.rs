@@ -6,7 +6,7 @@
 //! thread-locals and wakers only push a task's number onto the run queue.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -246,17 +246,24 @@ impl Executor {
             }
             (false, None) => -1,
         };
-        let mut fds = Vec::new();
-        let mut ids = Vec::new();
+        // One entry per handle (a reader and a writer of one connection
+        // share it): the host looks at each entry with a system call.
+        let mut fds: Vec<PollFd> = Vec::new();
+        let mut ids: Vec<(usize, usize, u16)> = Vec::new(); // (wait id, entry, events)
+        let mut entry_of: HashMap<i32, usize> = HashMap::new();
         for (id, wait) in self.waits.borrow().iter().enumerate() {
             if let Some(wait) = wait {
                 if wait.result.get().is_none() {
-                    fds.push(PollFd::new(wait.handle, wait.events));
-                    ids.push(id);
+                    let entry = *entry_of.entry(wait.handle).or_insert_with(|| {
+                        fds.push(PollFd::new(wait.handle, 0));
+                        fds.len() - 1
+                    });
+                    fds[entry].events |= wait.events;
+                    ids.push((id, entry, wait.events));
                 }
             }
         }
-        match (fds.len(), timeout_ms) {
+        match (ids.len(), timeout_ms) {
             (0, 0) => {}
             (0, -1) => panic!(
                 "mnvkd_guest::task: every coroutine waits for another and none for a handle or a timer (deadlock)"
@@ -267,15 +274,16 @@ impl Executor {
             }
             (1, -1) => {
                 // The only thing anyone waits for: let that operation block.
-                self.complete(ids[0], fds[0].events | EXCLUSIVE);
+                self.complete(ids[0].0, fds[0].events | EXCLUSIVE);
             }
             _ => {
                 // SAFETY: `fds` is valid for reads and writes of its length.
                 let ready = unsafe { sys::poll(fds.as_mut_ptr(), fds.len(), timeout_ms) };
                 if ready > 0 {
-                    for (fd, id) in fds.iter().zip(&ids) {
-                        if fd.revents != 0 {
-                            self.complete(*id, fd.revents);
+                    for &(id, entry, events) in &ids {
+                        let fd = fds[entry];
+                        if fd.revents & (events | PollFd::HANGUP | PollFd::INVALID) != 0 {
+                            self.complete(id, fd.revents);
                         }
                     }
                 }
