@@ -124,9 +124,10 @@ fn microheap_a_trapping_coroutine_takes_only_its_process_down() {
     server.assert_alive();
 }
 
-#[test]
-fn microheap_http_coro_answers_1000_pipelined_requests_in_order() {
-    let server = Server::start(&[("http-coro", guest("http-coro"))], &[]);
+/// Sends 1000 pipelined requests to `app` in one go and checks the 1000
+/// answers arrive in order, then the connection closes.
+#[track_caller]
+fn pipeline_1000(server: &Server, app: &str) {
     let mut requests = String::new();
     for i in 0..1000 {
         let close = if i == 999 {
@@ -136,17 +137,27 @@ fn microheap_http_coro_answers_1000_pipelined_requests_in_order() {
         };
         requests.push_str(&format!("GET /r{i} HTTP/1.1\r\nHost: x\r\n{close}\r\n"));
     }
-    let got = roundtrip(server.addr("http-coro"), requests.as_bytes());
+    let got = roundtrip(server.addr(app), requests.as_bytes());
     let mut reader = BufReader::new(&got[..]);
     for i in 0..1000 {
         let response = read_response(&mut reader);
-        assert_eq!(response.status, 200, "response {i}");
-        assert_eq!(response.text(), format!("/r{i}\n"), "response {i} in order");
+        assert_eq!(response.status, 200, "{app}: response {i}");
+        assert_eq!(
+            response.text(),
+            format!("/r{i}\n"),
+            "{app}: response {i} in order"
+        );
     }
     assert!(
         reader.fill_buf().unwrap().is_empty(),
-        "nothing after the 1000th"
+        "{app}: nothing after the 1000th"
     );
+}
+
+#[test]
+fn microheap_http_coro_answers_1000_pipelined_requests_in_order() {
+    let server = Server::start(&[("http-coro", guest("http-coro"))], &[]);
+    pipeline_1000(&server, "http-coro");
 
     // Keep-alive, one request at a time, and the shared framing's refusals.
     let mut conn = connect(server.addr("http-coro"));
@@ -291,4 +302,31 @@ fn microheap_fanout_serves_every_subscriber_from_one_process() {
     assert_eq!(line, format!("{from}: back\n"));
     let processes = server.log().matches("process killed").count();
     assert_eq!(processes, 0, "{}", server.log());
+}
+
+#[test]
+fn microheap_http_coro_in_c_answers_1000_pipelined_requests_in_order() {
+    let server = Server::start(&[("http-coro-c", guest("http-coro-c"))], &[]);
+    pipeline_1000(&server, "http-coro-c");
+    let mut conn = connect(server.addr("http-coro-c"));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    for _ in 0..3 {
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut reader).text(), "Hello, World!\n");
+    }
+    conn.write_all(b"POST /skip HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader).text(), "/skip\n");
+    assert_eq!(
+        read_response(&mut reader).text(),
+        "/next\n",
+        "the body was skipped"
+    );
+    conn.write_all(b"bad\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader).status, 400);
+    assert!(
+        read_until_closed(reader.get_mut()).is_empty(),
+        "then closed"
+    );
 }
