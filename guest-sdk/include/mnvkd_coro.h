@@ -38,12 +38,11 @@
  * Suspension points:
  *   CORO_YIELD(c)        let every other ready coroutine run once;
  *   CORO_WAIT(c)         wait until another coroutine calls coro_wake(s, c);
- *   CORO_READ(c, h, buf, len)    wait until handle h is readable, then read:
- *                        c->result is the count, 0 at end of stream, or an
- *                        MNVKD_E* code;
- *   CORO_WRITE(c, h, buf, len)   wait until h is writable, then write some
- *                        (all of it when no other coroutine waits, else at
- *                        most CORO_ATOMIC_WRITE bytes): c->result;
+ *   CORO_READ(c, h, buf, len)    wait until handle h is readable, then read
+ *                        (mnvkd_try_read): c->result is the count, 0 at end
+ *                        of stream, or an MNVKD_E* code;
+ *   CORO_WRITE(c, h, buf, len)   write what h takes now (mnvkd_try_write),
+ *                        waiting while it takes nothing: c->result;
  *   CORO_WRITE_ALL(c, h, buf, len)   CORO_WRITE until all is written:
  *                        c->result is 0 or an error code;
  *   CORO_PIPE_READ(c, p, buf, len), CORO_PIPE_WRITE_ALL(c, p, buf, len)
@@ -51,9 +50,10 @@
  *                        call): a full pipe makes its writer wait.
  *
  * The scheduler runs ready coroutines in the order they became ready. When
- * none is ready it makes one host call: the blocking operation itself when
- * exactly one coroutine waits for a handle, else one mnvkd_poll over every
- * handle waited on.
+ * none is ready it makes one host call: the blocking operation itself
+ * (mnvkd_read, mnvkd_write) when exactly one coroutine waits for a handle,
+ * else one mnvkd_poll over every handle waited on, after which the woken
+ * operations use the non-blocking imports.
  */
 #ifndef MNVKD_CORO_H
 #define MNVKD_CORO_H
@@ -68,9 +68,6 @@
 /* Most coroutines waiting for handles at once (entries of one mnvkd_poll). */
 #define CORO_MAX_IO 1024
 #endif
-
-/* Most bytes a CORO_WRITE moves after a poll found the handle writable. */
-#define CORO_ATOMIC_WRITE 4096
 
 /* What a coroutine body returns to the scheduler (the macros do it). */
 enum { CORO_READY = 0, CORO_IO = 1, CORO_BLOCKED = 2, CORO_DONE = 3 };
@@ -122,19 +119,31 @@ struct coro_pipe {
 #define CORO_IO_WAIT_(c, h, ev) \
     (c)->io_handle = (h); (c)->io_events = (ev); (c)->pc = __LINE__; return CORO_IO; case __LINE__:
 
+/* The exclusive waiter blocks in the host; others never block. */
+#define CORO_READ_NOW_(c, h, buf, len) \
+    (((c)->io_revents & CORO_EXCLUSIVE) ? mnvkd_read((h), (buf), (len)) : mnvkd_try_read((h), (buf), (len)))
+#define CORO_WRITE_NOW_(c, h, buf, len) \
+    (((c)->io_revents & CORO_EXCLUSIVE) ? mnvkd_write((h), (buf), (len)) : mnvkd_try_write((h), (buf), (len)))
+
 #define CORO_READ(c, h, buf, len) \
-    do { CORO_IO_WAIT_(c, h, MNVKD_POLLIN) (c)->result = mnvkd_read((h), (buf), (len)); } while (0)
+    do { do { CORO_IO_WAIT_(c, h, MNVKD_POLLIN) \
+              (c)->result = CORO_READ_NOW_((c), (h), (buf), (len)); \
+         } while ((c)->result == MNVKD_EAGAIN); } while (0)
 
 #define CORO_WRITE(c, h, buf, len) \
-    do { CORO_IO_WAIT_(c, h, MNVKD_POLLOUT) \
-         (c)->result = mnvkd_write((h), (buf), coro_write_len_((c), (len))); } while (0)
+    do { (c)->io_revents = 0; \
+         for (;;) { \
+             (c)->result = CORO_WRITE_NOW_((c), (h), (buf), (len)); \
+             if ((c)->result != MNVKD_EAGAIN) break; \
+             CORO_IO_WAIT_(c, h, MNVKD_POLLOUT) ; \
+         } } while (0)
 
 #define CORO_WRITE_ALL(c, h, buf, len) \
-    do { (c)->io_done = 0; \
+    do { (c)->io_done = 0; (c)->io_revents = 0; (c)->result = 0; \
          while ((c)->io_done < (size_t)(len)) { \
-             CORO_IO_WAIT_(c, h, MNVKD_POLLOUT) \
-             (c)->result = mnvkd_write((h), (const char *)(buf) + (c)->io_done, \
-                                       coro_write_len_((c), (size_t)(len) - (c)->io_done)); \
+             (c)->result = CORO_WRITE_NOW_((c), (h), (const char *)(buf) + (c)->io_done, \
+                                           (size_t)(len) - (c)->io_done); \
+             if ((c)->result == MNVKD_EAGAIN) { CORO_IO_WAIT_(c, h, MNVKD_POLLOUT) continue; } \
              if ((c)->result <= 0) { if ((c)->result == 0) (c)->result = MNVKD_EPIPE; break; } \
              (c)->io_done += (size_t)(c)->result; \
              (c)->result = 0; \
@@ -191,12 +200,6 @@ static inline void coro_pipe_close(struct coro_sched *s, struct coro_pipe *p) {
         coro_wake(s, p->reader);
         p->reader = NULL;
     }
-}
-
-static inline size_t coro_write_len_(struct coro *c, size_t len) {
-    if (c->io_revents & CORO_EXCLUSIVE)
-        return len;
-    return len < CORO_ATOMIC_WRITE ? len : CORO_ATOMIC_WRITE;
 }
 
 static inline size_t coro_pipe_take_(struct coro_sched *s, struct coro_pipe *p, char *dst, size_t n) {

@@ -10,6 +10,8 @@ pub const raw = struct {
     pub extern "mnvkd" fn read(handle: i32, ptr: [*]u8, len: usize) i32;
     pub extern "mnvkd" fn write(handle: i32, ptr: [*]const u8, len: usize) i32;
     pub extern "mnvkd" fn close(handle: i32) i32;
+    pub extern "mnvkd" fn @"try-read"(handle: i32, ptr: [*]u8, len: usize) i32;
+    pub extern "mnvkd" fn @"try-write"(handle: i32, ptr: [*]const u8, len: usize) i32;
     pub extern "mnvkd" fn dup(handle: i32) i32;
     pub extern "mnvkd" fn shutdown(handle: i32, how: i32) i32;
     pub extern "mnvkd" fn pipe(out: *[2]i32) i32;
@@ -30,9 +32,10 @@ pub const EIO: i32 = -5;
 pub const ELIMIT: i32 = -6;
 pub const EDENIED: i32 = -7;
 pub const ETIMEDOUT: i32 = -8;
+pub const EAGAIN: i32 = -9;
 
 /// The error codes as a Zig error set.
-pub const Error = error{ BadF, Fault, Inval, Pipe, Io, Limit, Denied, TimedOut, Unknown };
+pub const Error = error{ BadF, Fault, Inval, Pipe, Io, Limit, Denied, TimedOut, Again, Unknown };
 
 /// Maps a negative result to its error.
 pub fn toError(code: i32) Error {
@@ -45,6 +48,7 @@ pub fn toError(code: i32) Error {
         ELIMIT => error.Limit,
         EDENIED => error.Denied,
         ETIMEDOUT => error.TimedOut,
+        EAGAIN => error.Again,
         else => error.Unknown,
     };
 }

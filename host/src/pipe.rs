@@ -85,9 +85,24 @@ impl PipeReader {
     /// Moves up to `out.len()` bytes out; `Ready(0)` is end of stream (or an
     /// empty `out`).
     pub fn poll_read(&self, cx: &Context<'_>, out: &mut [u8]) -> Poll<usize> {
+        self.read_or_park(out, Some(cx))
+    }
+
+    /// Moves what is there now, like [`PipeReader::poll_read`], but parks
+    /// nothing: `None` when it would have to wait.
+    pub fn try_read(&self, out: &mut [u8]) -> Option<usize> {
+        match self.read_or_park(out, None) {
+            Poll::Ready(n) => Some(n),
+            Poll::Pending => None,
+        }
+    }
+
+    fn read_or_park(&self, out: &mut [u8], cx: Option<&Context<'_>>) -> Poll<usize> {
         let mut shared = self.shared.lock().unwrap();
         if shared.buffer.is_empty() && shared.writer_open && shared.reader_open && !out.is_empty() {
-            shared.readers.register(cx.waker());
+            if let Some(cx) = cx {
+                shared.readers.register(cx.waker());
+            }
             return Poll::Pending;
         }
         let n = out.len().min(shared.buffer.len());
@@ -147,6 +162,22 @@ impl PipeWriter {
     /// `BrokenPipe` once the read end is closed; `QuotaExceeded` when the
     /// buffer has room but the account has none.
     pub fn poll_write(&self, cx: &Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.write_or_park(data, Some(cx))
+    }
+
+    /// Copies what fits now, like [`PipeWriter::poll_write`], but parks
+    /// nothing: `WouldBlock` when the buffer is full.
+    ///
+    /// # Errors
+    /// As [`PipeWriter::poll_write`], and `WouldBlock`.
+    pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        match self.write_or_park(data, None) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_or_park(&self, data: &[u8], cx: Option<&Context<'_>>) -> Poll<io::Result<usize>> {
         let mut shared = self.shared.lock().unwrap();
         if !shared.reader_open || !shared.writer_open {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
@@ -156,7 +187,9 @@ impl PipeWriter {
         }
         let room = shared.capacity - shared.buffer.len();
         if room == 0 {
-            shared.writers.register(cx.waker());
+            if let Some(cx) = cx {
+                shared.writers.register(cx.waker());
+            }
             return Poll::Pending;
         }
         let n = shared.account.charge_up_to(room.min(data.len()) as u64) as usize;
@@ -275,6 +308,22 @@ mod tests {
             writer.poll_write(&cx(), b"z"),
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe
         ));
+    }
+
+    #[test]
+    fn try_read_and_try_write_never_park() {
+        let (reader, writer) = pipe(2);
+        let mut out = [0; 4];
+        assert_eq!(reader.try_read(&mut out), None, "empty: would wait");
+        assert_eq!(writer.try_write(b"abc").unwrap(), 2, "what fits");
+        assert_eq!(
+            writer.try_write(b"c").unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "full: would wait"
+        );
+        assert_eq!(reader.try_read(&mut out), Some(2));
+        drop(writer);
+        assert_eq!(reader.try_read(&mut out), Some(0), "end of stream");
     }
 
     #[test]

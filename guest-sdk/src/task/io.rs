@@ -2,12 +2,14 @@
 //! connection or a host pipe end), [`Listener`], and [`readiness`], the
 //! wait under them.
 //!
-//! An operation first waits, as a coroutine, until the executor's `poll`
-//! finds the handle ready; then it makes the import call, which does not
-//! block then (a read finds bytes or end of stream; a write moves at most
-//! [`ATOMIC_WRITE`] bytes, which a writable handle takes at once). When it
-//! is the only thing any coroutine waits for, the executor skips the `poll`
-//! and lets the operation block the process: nothing else could run.
+//! A write first tries the non-blocking `try-write` (a socket or a pipe
+//! with room takes the bytes at once: one host call); a read, and a write
+//! that found no room, wait as a coroutine until the executor's `poll` finds
+//! the handle ready, then make the non-blocking call (`try-read`,
+//! `try-write`), and wait again on `again` (another process sharing the
+//! handle may have taken the bytes). When an operation is the only thing any
+//! coroutine waits for, the executor skips the `poll` and lets the blocking
+//! import (`read`, `write`) wait in the host: nothing else could run.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -17,11 +19,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::executor::{self, EXCLUSIVE};
-use crate::{handle, Handle, PollFd};
-
-/// Most bytes a write moves after a `poll` found the handle writable: a
-/// host pipe guarantees this much room then (wit: `poll`), a socket more.
-pub const ATOMIC_WRITE: usize = 4096;
+use crate::{errno, handle, sys, Handle, PollFd};
 
 /// Waits, as a coroutine, until `handle` has one of `events`
 /// ([`PollFd::READABLE`], [`PollFd::WRITABLE`]); returns the revents (hang-up
@@ -183,13 +181,22 @@ impl Stream {
         if buf.is_empty() {
             return Ok(0);
         }
-        readiness(self.raw, PollFd::READABLE).await;
-        handle::read(self.raw, buf)
+        loop {
+            if readiness(self.raw, PollFd::READABLE).await & EXCLUSIVE != 0 {
+                return handle::read(self.raw, buf);
+            }
+            let len = buf.len().min(MAX_LEN);
+            // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes.
+            match unsafe { sys::try_read(self.raw, buf.as_mut_ptr(), len) } {
+                sys::AGAIN => continue,
+                ret => return errno::check(ret),
+            }
+        }
     }
 
-    /// Writes some of `buf` (all of it when no other coroutine waits, else
-    /// at most [`ATOMIC_WRITE`] bytes), waiting as a coroutine until the
-    /// handle takes bytes; returns the count.
+    /// Writes what the handle takes of `buf` now (all of it when no other
+    /// coroutine waits), waiting as a coroutine while it takes nothing;
+    /// returns the count.
     ///
     /// # Errors
     ///
@@ -207,13 +214,17 @@ impl Stream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let revents = readiness(self.raw, PollFd::WRITABLE).await;
-        let len = if revents & EXCLUSIVE != 0 {
-            buf.len()
-        } else {
-            buf.len().min(ATOMIC_WRITE)
-        };
-        handle::write(self.raw, &buf[..len])
+        let len = buf.len().min(MAX_LEN);
+        loop {
+            // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
+            match unsafe { sys::try_write(self.raw, buf.as_ptr(), len) } {
+                sys::AGAIN => {}
+                ret => return errno::check(ret),
+            }
+            if readiness(self.raw, PollFd::WRITABLE).await & EXCLUSIVE != 0 {
+                return handle::write(self.raw, buf);
+            }
+        }
     }
 
     /// Writes all of `buf`.
@@ -276,6 +287,9 @@ impl Stream {
         handle::dup(self.raw)
     }
 }
+
+/// The most one import call moves (1 GiB, as `wit/mnvkd.wit` says).
+const MAX_LEN: usize = 1 << 30;
 
 impl Drop for Stream {
     fn drop(&mut self) {

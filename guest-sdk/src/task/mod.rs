@@ -68,7 +68,7 @@ use std::time::{Duration, Instant};
 
 pub use channel::{channel, Receiver, Sender};
 pub use executor::{block_on, live};
-pub use io::{connect, readiness, Listener, Readiness, Stream, ATOMIC_WRITE};
+pub use io::{connect, readiness, Listener, Readiness, Stream};
 pub use pipe::{pipe, PipeReader, PipeWriter};
 pub use select::{select, Either, Select};
 

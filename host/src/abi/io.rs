@@ -1,5 +1,5 @@
-//! Byte-stream I/O on handles: `read`, `write`, `close`, `pipe`, `dup` and
-//! `shutdown`.
+//! Byte-stream I/O on handles: `read`, `write` (and their non-blocking
+//! forms `try-read` and `try-write`), `close`, `pipe`, `dup` and `shutdown`.
 //!
 //! The same three calls work on every stream handle (a connection or a pipe
 //! end), so a coroutine does blocking I/O the same way whether the other end
@@ -17,7 +17,8 @@ use crate::kernel;
 use crate::pipe;
 use crate::process::ProcessState;
 
-/// Registers `read`, `write`, `close`, `pipe`, `dup` and `shutdown`.
+/// Registers `read`, `write`, `try-read`, `try-write`, `close`, `pipe`,
+/// `dup` and `shutdown`.
 ///
 /// # Errors
 /// When a name is already defined in `linker`.
@@ -28,6 +29,8 @@ pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     linker.func_wrap_async(MODULE, "write", |caller, (h, ptr, len)| {
         Box::new(write(caller, h, ptr, len))
     })?;
+    linker.func_wrap(MODULE, "try-read", try_read)?;
+    linker.func_wrap(MODULE, "try-write", try_write)?;
     linker.func_wrap(MODULE, "close", close)?;
     linker.func_wrap(MODULE, "pipe", pipe)?;
     linker.func_wrap(MODULE, "dup", dup)?;
@@ -131,6 +134,62 @@ async fn write(
         Ok(written as i32)
     };
     Ok(result.await.unwrap_or_else(Errno::code))
+}
+
+/// Reads what handle `h` has now into the guest buffer at `ptr`, without
+/// blocking: for a guest that runs its own coroutines over `poll`.
+///
+/// **Returns:** the count read, 0 at end of stream, `again` (nothing yet),
+/// `badf`, `fault`, `pipe`, `io`.
+/// **Traps:** never.
+fn try_read(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -> i32 {
+    let result = (|| {
+        let handle = caller.data().io.get(h)?.clone();
+        let buffer = guest_buffer(&mut caller, "try-read", ptr, len)?.for_transfer();
+        if buffer.range.is_empty() {
+            return Ok(0);
+        }
+        let bytes = &mut buffer.memory.data_mut(&mut caller)[buffer.range];
+        let n = match &handle {
+            Handle::Connection(conn) => conn.try_read(bytes).0.map_err(Errno::from)?,
+            Handle::PipeRead(pipe) => pipe.try_read(bytes).ok_or(Errno::Again)?,
+            _ => return Err(Errno::Badf),
+        };
+        if n > 0 {
+            kernel::compute::note_io();
+        }
+        Ok(n as i32)
+    })();
+    result.unwrap_or_else(Errno::code)
+}
+
+/// Writes what handle `h` takes now of the guest buffer at `ptr`, without
+/// blocking.
+///
+/// **Returns:** the count written (1 to `len`), `again` (nothing taken yet),
+/// `badf`, `fault`, `pipe`, `io`, `limit` (the pipe's reader has no host
+/// memory left).
+/// **Traps:** never.
+fn try_write(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -> i32 {
+    let result = (|| {
+        let handle = caller.data().io.get(h)?.clone();
+        let buffer = guest_buffer(&mut caller, "try-write", ptr, len)?.for_transfer();
+        if buffer.range.is_empty() {
+            return Ok(0);
+        }
+        let bytes = &buffer.memory.data(&caller)[buffer.range];
+        let n = match &handle {
+            Handle::Connection(conn) => conn.try_write(bytes),
+            Handle::PipeWrite(pipe) => pipe.try_write(bytes),
+            _ => return Err(Errno::Badf),
+        }
+        .map_err(Errno::from)?;
+        if n > 0 {
+            kernel::compute::note_io();
+        }
+        Ok(n as i32)
+    })();
+    result.unwrap_or_else(Errno::code)
 }
 
 /// Closes handle `h`. Closing a connection's last handle shuts it down in
