@@ -44,7 +44,11 @@ fn main() -> io::Result<()> {
         let writer = task::spawn(write_responses(Rc::clone(&conn), queue));
         let read = read_requests(&conn, jobs).await;
         let written = writer.await;
-        read.and(written)
+        match read.and(written) {
+            // A client that leaves mid-answer is an end, not a failure.
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            result => result,
+        }
     })
 }
 
