@@ -233,18 +233,19 @@ impl Executor {
     /// Blocks the process until an I/O wait or a timer fires (`look`: only
     /// looks, with timeout 0), and wakes whom it concerns.
     fn wait(&self, look: bool) {
-        let now = Instant::now();
-        let next = self.fire_timers(now);
-        if next == Some(now) {
+        // Reading the clock is a host call: only when someone sleeps.
+        let now = (!self.timers.borrow().is_empty()).then(Instant::now);
+        let next = now.and_then(|now| self.fire_timers(now));
+        if next.is_some() && next == now {
             return;
         }
-        let timeout_ms = match (look, next) {
-            (true, _) => 0,
-            (false, Some(at)) => {
+        let timeout_ms = match (look, next, now) {
+            (true, _, _) => 0,
+            (false, Some(at), Some(now)) => {
                 let ms = (at - now).as_micros().div_ceil(1000);
                 i32::try_from(ms).unwrap_or(i32::MAX)
             }
-            (false, None) => -1,
+            (false, _, _) => -1,
         };
         // One entry per handle (a reader and a writer of one connection
         // share it): the host looks at each entry with a system call.
@@ -289,7 +290,9 @@ impl Executor {
                 }
             }
         }
-        self.fire_timers(Instant::now());
+        if !self.timers.borrow().is_empty() {
+            self.fire_timers(Instant::now());
+        }
     }
 
     /// Wakes the waiter of wait `id` with `revents`.

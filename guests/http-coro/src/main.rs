@@ -9,7 +9,7 @@
 //! check the order of pipelined answers. Framing (lengths, chunked bodies,
 //! refusals) is `mnvkd-http1`'s, shared with the host's CGI front.
 
-use std::io;
+use std::io::{self, Write};
 use std::rc::Rc;
 
 use mnvkd_guest::task::{self, Receiver, Sender, Stream};
@@ -54,11 +54,13 @@ fn main() -> io::Result<()> {
 
 /// The request reader: parses requests as they arrive and queues them.
 async fn read_requests(conn: &Stream, jobs: Sender<Job>) -> io::Result<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut start = 0; // the first byte of the next request in `buf`
+    // `buf[start..len]` is what arrived and is not parsed yet; the buffer is
+    // zeroed once and grows (doubling) only for a larger request.
+    let mut buf = vec![0u8; 16 * 1024];
+    let (mut start, mut len) = (0, 0);
     loop {
         // Every complete request in the buffer, then read more.
-        while let Parsed::Complete(job, used) = parse(&buf[start..]) {
+        while let Parsed::Complete(job, used) = parse(&buf[start..len]) {
             start += used;
             let stop = !job.keep_alive;
             if jobs.send(job).await.is_err() || stop {
@@ -66,20 +68,22 @@ async fn read_requests(conn: &Stream, jobs: Sender<Job>) -> io::Result<()> {
             }
         }
         if start > 0 {
-            buf.drain(..start);
+            buf.copy_within(start..len, 0);
+            len -= start;
             start = 0;
         }
-        if buf.len() > MAX_HEAD + MAX_BODY + 64 * 1024 {
-            let _ = jobs.send(refusal(431)).await;
-            return Ok(());
+        if len == buf.len() {
+            if len >= MAX_HEAD + MAX_BODY + 64 * 1024 {
+                let _ = jobs.send(refusal(431)).await;
+                return Ok(());
+            }
+            buf.resize(2 * len, 0);
         }
-        let old = buf.len();
-        buf.resize(old + 8192, 0);
-        let n = conn.read(&mut buf[old..]).await?;
-        buf.truncate(old + n);
+        let n = conn.read(&mut buf[len..]).await?;
         if n == 0 {
             return Ok(()); // the client is done; `jobs` drops: the writer ends
         }
+        len += n;
     }
 }
 
@@ -169,26 +173,27 @@ async fn write_responses(conn: Rc<Stream>, queue: Receiver<Job>) -> io::Result<(
 
 /// Appends the answer to `job`; returns whether the connection closes after it.
 fn respond(out: &mut Vec<u8>, job: &Job) -> bool {
-    let (reason, body) = match job.status {
-        200 if job.path == "/" => ("OK", "Hello, World!\n".to_owned()),
-        200 => ("OK", format!("{}\n", job.path)),
-        400 => ("Bad Request", String::new()),
-        413 => ("Content Too Large", String::new()),
-        431 => ("Request Header Fields Too Large", String::new()),
-        _ => ("Not Implemented", String::new()),
+    let (status, body): (&str, &[&str]) = match job.status {
+        200 if job.path == "/" => ("200 OK", &["Hello, World!\n"]),
+        200 => ("200 OK", &[job.path.as_str(), "\n"]),
+        400 => ("400 Bad Request", &[]),
+        413 => ("413 Content Too Large", &[]),
+        431 => ("431 Request Header Fields Too Large", &[]),
+        _ => ("501 Not Implemented", &[]),
     };
+    let length: usize = body.iter().map(|part| part.len()).sum();
     let connection = if job.keep_alive {
         ""
     } else {
         "Connection: close\r\n"
     };
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}\r\n{body}",
-            job.status,
-            body.len()
-        )
-        .as_bytes(),
+    // Straight into the output buffer: no allocation per answer.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {length}\r\n{connection}\r\n"
     );
+    for part in body {
+        out.extend_from_slice(part.as_bytes());
+    }
     !job.keep_alive
 }
