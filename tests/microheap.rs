@@ -330,3 +330,23 @@ fn microheap_http_coro_in_c_answers_1000_pipelined_requests_in_order() {
         "then closed"
     );
 }
+
+#[test]
+fn microheap_sleepers_wake_in_deadline_order_beside_a_waiting_reader() {
+    let server = serve();
+    let conn = connect(server.addr("microheap"));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    conn.write_all(b"timers\n").unwrap();
+    let mut got = String::new();
+    for _ in 0..3 {
+        reader.read_line(&mut got).unwrap();
+    }
+    // The reader coroutine waits on the connection all along: the sleeper
+    // beside it still wakes (one poll with a timeout serves both).
+    assert_eq!(got, "order short long\nselect timeout\nslept\n");
+    conn.write_all(b"x\n").unwrap();
+    got.clear();
+    reader.read_line(&mut got).unwrap();
+    assert_eq!(got, "read x\n");
+}

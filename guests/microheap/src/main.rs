@@ -30,6 +30,7 @@ fn main() -> io::Result<()> {
             "trap" => return trap(conn, rest).await,
             "echo" => return echo(conn, rest).await,
             "halfclose" => return half_close(conn, rest).await,
+            "timers" => return timers(conn).await,
             "dup" => return dup_parent(conn, rest).await,
             other => format!("error unknown scenario {other:?}\n"),
         };
@@ -219,6 +220,50 @@ fn heap_bytes() -> usize {
     return core::arch::wasm32::memory_size(0) * 65536;
     #[cfg(not(target_arch = "wasm32"))]
     0
+}
+
+/// Sleepers wake in deadline order, `select` takes a timeout, and a
+/// coroutine waiting on the connection and one sleeping are served by one
+/// `poll` with a timeout: `order short long`, `select timeout`, `slept`,
+/// then (after the client sends a line) `read LINE`.
+async fn timers(conn: Rc<Stream>) -> io::Result<()> {
+    use std::time::Duration;
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let sleepers: Vec<_> = [("long", 60), ("short", 10)]
+        .into_iter()
+        .map(|(name, ms)| {
+            let log = Rc::clone(&log);
+            task::spawn(async move {
+                task::sleep(Duration::from_millis(ms)).await;
+                log.borrow_mut().push(name);
+            })
+        })
+        .collect();
+    for sleeper in sleepers {
+        sleeper.await;
+    }
+    let (_tx, rx) = task::channel::<u8>(1);
+    let first = task::select(rx.recv(), task::sleep(Duration::from_millis(10))).await;
+    let first = if matches!(first, task::Either::Right(())) {
+        "timeout"
+    } else {
+        "value"
+    };
+    conn.write_all(format!("order {}\nselect {first}\n", log.borrow().join(" ")).as_bytes())
+        .await?;
+    let reader = {
+        let conn = Rc::clone(&conn);
+        task::spawn(async move {
+            let mut buf = [0; 64];
+            let n = conn.read(&mut buf).await?;
+            Ok::<_, io::Error>(buf[..n].to_vec())
+        })
+    };
+    task::sleep(Duration::from_millis(20)).await;
+    conn.write_all(b"slept\n").await?;
+    let line = reader.await?;
+    conn.write_all(b"read ").await?;
+    conn.write_all(&line).await
 }
 
 /// An echo coroutine, and one that traps when a line says `boom` (the
