@@ -10,7 +10,9 @@
  * suspension: keep its state in a struct that starts with `struct coro`
  * (cast `c` back to it). At most one CORO_* macro per source line (each
  * uses __LINE__ as its resume point), and none inside a `switch` of the
- * body's own.
+ * body's own. A macro's handle and buffer arguments are evaluated again
+ * after it resumes, so they must be struct fields or constants; its length
+ * is taken once, when it starts (`c->result` may be passed).
  *
  *     struct echo { struct coro co; char buf[4096]; };
  *
@@ -84,6 +86,7 @@ struct coro {
     int32_t io_handle;             /* the handle waited on (CORO_IO) */
     uint16_t io_events;            /* MNVKD_POLLIN / MNVKD_POLLOUT */
     uint16_t io_revents;           /* what the poll found */
+    size_t io_len;                 /* the length asked of CORO_WRITE*, CORO_PIPE_* */
     size_t io_done;                /* bytes done by CORO_*_WRITE_ALL */
     int (*body)(struct coro *);    /* the coroutine */
     struct coro_sched *sched;      /* its scheduler */
@@ -126,23 +129,24 @@ struct coro_pipe {
     (((c)->io_revents & CORO_EXCLUSIVE) ? mnvkd_write((h), (buf), (len)) : mnvkd_try_write((h), (buf), (len)))
 
 #define CORO_READ(c, h, buf, len) \
-    do { do { CORO_IO_WAIT_(c, h, MNVKD_POLLIN) \
-              (c)->result = CORO_READ_NOW_((c), (h), (buf), (len)); \
+    do { (c)->io_len = (size_t)(len); \
+         do { CORO_IO_WAIT_(c, h, MNVKD_POLLIN) \
+              (c)->result = CORO_READ_NOW_((c), (h), (buf), (c)->io_len); \
          } while ((c)->result == MNVKD_EAGAIN); } while (0)
 
 #define CORO_WRITE(c, h, buf, len) \
-    do { (c)->io_revents = 0; \
+    do { (c)->io_len = (size_t)(len); (c)->io_revents = 0; \
          for (;;) { \
-             (c)->result = CORO_WRITE_NOW_((c), (h), (buf), (len)); \
+             (c)->result = CORO_WRITE_NOW_((c), (h), (buf), (c)->io_len); \
              if ((c)->result != MNVKD_EAGAIN) break; \
              CORO_IO_WAIT_(c, h, MNVKD_POLLOUT) ; \
          } } while (0)
 
 #define CORO_WRITE_ALL(c, h, buf, len) \
-    do { (c)->io_done = 0; (c)->io_revents = 0; (c)->result = 0; \
-         while ((c)->io_done < (size_t)(len)) { \
+    do { (c)->io_len = (size_t)(len); (c)->io_done = 0; (c)->io_revents = 0; (c)->result = 0; \
+         while ((c)->io_done < (c)->io_len) { \
              (c)->result = CORO_WRITE_NOW_((c), (h), (const char *)(buf) + (c)->io_done, \
-                                           (size_t)(len) - (c)->io_done); \
+                                           (c)->io_len - (c)->io_done); \
              if ((c)->result == MNVKD_EAGAIN) { CORO_IO_WAIT_(c, h, MNVKD_POLLOUT) continue; } \
              if ((c)->result <= 0) { if ((c)->result == 0) (c)->result = MNVKD_EPIPE; break; } \
              (c)->io_done += (size_t)(c)->result; \
@@ -150,17 +154,18 @@ struct coro_pipe {
          } } while (0)
 
 #define CORO_PIPE_READ(c, p, dst, n) \
-    do { while ((p)->len == 0 && !(p)->closed) { \
+    do { (c)->io_len = (size_t)(n); \
+         while ((p)->len == 0 && !(p)->closed) { \
              (p)->reader = (c); (c)->pc = __LINE__; return CORO_BLOCKED; case __LINE__:; } \
-         (c)->result = (int32_t)coro_pipe_take_((c)->sched, (p), (dst), (n)); } while (0)
+         (c)->result = (int32_t)coro_pipe_take_((c)->sched, (p), (dst), (c)->io_len); } while (0)
 
 #define CORO_PIPE_WRITE_ALL(c, p, src, n) \
-    do { (c)->io_done = 0; \
-         while ((c)->io_done < (size_t)(n)) { \
+    do { (c)->io_len = (size_t)(n); (c)->io_done = 0; \
+         while ((c)->io_done < (c)->io_len) { \
              if ((p)->len == (p)->cap) { \
                  (p)->writer = (c); (c)->pc = __LINE__; return CORO_BLOCKED; case __LINE__: continue; } \
              (c)->io_done += coro_pipe_put_((c)->sched, (p), (const char *)(src) + (c)->io_done, \
-                                            (size_t)(n) - (c)->io_done); \
+                                            (c)->io_len - (c)->io_done); \
          } } while (0)
 
 /* Queues `c` to run (again), unless it is queued already. */
