@@ -350,3 +350,13 @@ fn microheap_sleepers_wake_in_deadline_order_beside_a_waiting_reader() {
     reader.read_line(&mut got).unwrap();
     assert_eq!(got, "read x\n");
 }
+
+#[test]
+fn microheap_c_coroutines_yield_in_turn_wait_and_echo() {
+    let server = Server::start(&[("coro-c", guest("coro-c"))], &[]);
+    let got = roundtrip(server.addr("coro-c"), b"hello from C\nand more\n");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "a0 b0 a1 b1 a2 b2\nhello from C\nand more\n"
+    );
+}
