@@ -35,6 +35,8 @@ thread_local! {
     /// Woken task numbers, in wake order; separate from [`EXECUTOR`] so a
     /// waker never borrows what a running task may hold.
     static RUN_QUEUE: RefCell<VecDeque<usize>> = const { RefCell::new(VecDeque::new()) };
+    /// Whether [`block_on`] is running (it does not nest).
+    static IN_BLOCK_ON: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Everything the coroutines of this process share.
@@ -170,8 +172,31 @@ pub(crate) fn spawn_boxed(future: Pin<Box<dyn Future<Output = ()>>>) {
 /// # Panics
 ///
 /// When every coroutine waits for another and none waits for a handle or a
-/// timer: nothing could ever wake them (a deadlock in the heap).
+/// timer: nothing could ever wake them (a deadlock in the heap). When called
+/// from inside a coroutine (`block_on` does not nest: await instead).
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::task;
+///
+/// let (tx, rx) = task::channel(1);
+/// task::spawn(async move { tx.send("from a coroutine").await.unwrap() }).detach();
+/// assert_eq!(task::block_on(rx.recv()), Some("from a coroutine"));
+/// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
+    assert!(
+        !IN_BLOCK_ON.replace(true),
+        "mnvkd_guest::task::block_on called from inside a coroutine"
+    );
+    // Cleared however this returns (a panic aborts a guest, but not a test).
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            IN_BLOCK_ON.set(false);
+        }
+    }
+    let _leave = Leave;
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(TaskWaker {
         id: MAIN,
@@ -378,7 +403,24 @@ pub(crate) fn add_timer(deadline: Instant, waker: &Waker) {
     });
 }
 
-/// Spawned coroutines alive now (running or waiting).
+/// Spawned coroutines alive now (running or waiting; not the future given
+/// to [`block_on`]).
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::task;
+///
+/// task::block_on(async {
+///     let (tx, rx) = task::channel::<()>(1);
+///     task::spawn(async move { rx.recv().await }).detach();
+///     task::yield_now().await;
+///     assert_eq!(task::live(), 1); // waiting in `recv`
+///     drop(tx);
+///     task::yield_now().await;
+///     assert_eq!(task::live(), 0);
+/// });
+/// ```
 pub fn live() -> usize {
     EXECUTOR.with(|executor| executor.live.get())
 }
