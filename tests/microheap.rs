@@ -360,3 +360,34 @@ fn microheap_c_coroutines_yield_in_turn_wait_and_echo() {
         "a0 b0 a1 b1 a2 b2\nhello from C\nand more\n"
     );
 }
+
+#[test]
+fn microheap_fanout_serves_its_subscribers_through_a_drain_then_ends() {
+    let server = Server::start(&[("fanout", guest("fanout"))], &[]);
+    let subscribe = || {
+        let conn = connect(server.addr("fanout"));
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut welcome = String::new();
+        reader.read_line(&mut welcome).unwrap();
+        assert!(welcome.starts_with("welcome "), "{welcome:?}");
+        (conn, reader, welcome.trim()["welcome ".len()..].to_owned())
+    };
+    let (mut first, first_reader, number) = subscribe();
+    let (second, mut second_reader, _) = subscribe();
+    server.signal(libc::SIGTERM);
+    server.wait_for_log("stopped accepting", DEADLINE);
+    // The hub's accept coroutine learns of the drain; the others go on.
+    first.write_all(b"still here\n").unwrap();
+    let mut line = String::new();
+    second_reader.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("{number}: still here\n"));
+    assert!(server.is_alive(), "exited with subscribers still in");
+    drop((first, first_reader, second, second_reader));
+    let status = server.wait_exit(DEADLINE);
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert!(
+        !server.log().contains("drain timeout"),
+        "the hub ended by itself: {}",
+        server.log()
+    );
+}
