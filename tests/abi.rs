@@ -196,5 +196,6 @@ fn parse_rust_import(line: &str) -> Option<Signature> {
         Some(ty) => vec![lower_rust(ty)],
         None => vec![],
     };
-    Some((name.to_owned(), params, results))
+    // A wit name in kebab case (`try-read`) is `try_read` in Rust.
+    Some((name.replace('_', "-"), params, results))
 }

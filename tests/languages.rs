@@ -140,6 +140,8 @@ fn parse_zig_import(line: &str) -> Option<Signature> {
         .map(|param| Some(zig_type(param.split_once(':')?.1)))
         .collect::<Option<Vec<_>>>()?;
     let result = result.trim().strip_suffix(';')?;
+    // A wit name in kebab case is quoted in Zig: @"try-read".
+    let name = name.trim_start_matches("@\"").trim_end_matches('"');
     Some((name.to_owned(), params, vec![zig_type(result)]))
 }
 

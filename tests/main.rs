@@ -20,6 +20,7 @@ mod isolation;
 mod languages;
 mod limits;
 mod log_limit;
+mod microheap;
 mod preemption;
 mod process_limit;
 mod reload;

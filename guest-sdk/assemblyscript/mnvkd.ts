@@ -10,6 +10,10 @@
 @external("mnvkd", "read") export declare function read(handle: i32, ptr: usize, len: usize): i32;
 @external("mnvkd", "write") export declare function write(handle: i32, ptr: usize, len: usize): i32;
 @external("mnvkd", "close") export declare function close(handle: i32): i32;
+@external("mnvkd", "try-read") export declare function try_read(handle: i32, ptr: usize, len: usize): i32;
+@external("mnvkd", "try-write") export declare function try_write(handle: i32, ptr: usize, len: usize): i32;
+@external("mnvkd", "dup") export declare function dup(handle: i32): i32;
+@external("mnvkd", "shutdown") export declare function shutdown(handle: i32, how: i32): i32;
 @external("mnvkd", "pipe") export declare function pipe(out: usize): i32;
 @external("mnvkd", "spawn") export declare function spawn(argPtr: usize, argLen: usize, handles: usize, count: u32): i32;
 @external("mnvkd", "wait") export declare function wait(child: i32): i32;
@@ -27,6 +31,11 @@ export const EIO: i32 = -5;
 export const ELIMIT: i32 = -6;
 export const EDENIED: i32 = -7;
 export const ETIMEDOUT: i32 = -8;
+export const EAGAIN: i32 = -9;
+
+// `shutdown` directions (or both).
+export const SHUT_READ: i32 = 1;
+export const SHUT_WRITE: i32 = 2;
 
 // Poll bits: `events` asks for IN/OUT; `revents` may also have HUP, NVAL.
 // An entry is 8 bytes: handle (i32), events (u16), revents (u16).
@@ -66,6 +75,7 @@ export function errorName(code: i32): string {
     case ELIMIT: return "limit";
     case EDENIED: return "denied";
     case ETIMEDOUT: return "timedout";
+    case EAGAIN: return "again";
     default: return "?";
   }
 }

@@ -40,6 +40,7 @@ extern "C" {
 #define MNVKD_ELIMIT -6   /* a per-process or per-app limit was reached */
 #define MNVKD_EDENIED -7  /* the app was not granted this capability */
 #define MNVKD_ETIMEDOUT -8 /* the operation did not complete in time */
+#define MNVKD_EAGAIN -9   /* the operation would have to wait (only the try- imports return it) */
 
 /* Poll event bits (`events` asks for the first two; the host may also set
  * HUP and NVAL in `revents`). */
@@ -47,6 +48,10 @@ extern "C" {
 #define MNVKD_POLLOUT 2
 #define MNVKD_POLLHUP 4
 #define MNVKD_POLLNVAL 8
+
+/* mnvkd_shutdown directions (or both). */
+#define MNVKD_SHUT_READ 1
+#define MNVKD_SHUT_WRITE 2
 
 /* The handle a process was started for. */
 #define MNVKD_CONN 0
@@ -63,6 +68,10 @@ _Static_assert(sizeof(struct mnvkd_pollfd) == 8, "mnvkd_pollfd is 8 bytes");
 __attribute__((import_module("mnvkd"), import_name("read"))) int32_t mnvkd_read(int32_t handle, void *ptr, size_t len);
 __attribute__((import_module("mnvkd"), import_name("write"))) int32_t mnvkd_write(int32_t handle, const void *ptr, size_t len);
 __attribute__((import_module("mnvkd"), import_name("close"))) int32_t mnvkd_close(int32_t handle);
+__attribute__((import_module("mnvkd"), import_name("try-read"))) int32_t mnvkd_try_read(int32_t handle, void *ptr, size_t len);
+__attribute__((import_module("mnvkd"), import_name("try-write"))) int32_t mnvkd_try_write(int32_t handle, const void *ptr, size_t len);
+__attribute__((import_module("mnvkd"), import_name("dup"))) int32_t mnvkd_dup(int32_t handle);
+__attribute__((import_module("mnvkd"), import_name("shutdown"))) int32_t mnvkd_shutdown(int32_t handle, int32_t how);
 __attribute__((import_module("mnvkd"), import_name("pipe"))) int32_t mnvkd_pipe(int32_t *out);
 __attribute__((import_module("mnvkd"), import_name("spawn"))) int32_t mnvkd_spawn(const char *arg_ptr, size_t arg_len, const int32_t *handles, uint32_t count);
 __attribute__((import_module("mnvkd"), import_name("wait"))) int32_t mnvkd_wait(int32_t child);
@@ -124,6 +133,7 @@ static inline const char *mnvkd_strerror(int32_t code) {
     case MNVKD_ELIMIT: return "limit";
     case MNVKD_EDENIED: return "denied";
     case MNVKD_ETIMEDOUT: return "timedout";
+    case MNVKD_EAGAIN: return "again";
     default: return "?";
     }
 }

@@ -71,6 +71,46 @@ impl Connection {
     pub fn close(self) -> io::Result<()> {
         handle::close(HANDLE)
     }
+
+    /// Opens a second handle to this connection (the `dup` import), e.g. to
+    /// pass to a child that writes while this process reads. The connection
+    /// closes when its last handle does.
+    ///
+    /// # Errors
+    ///
+    /// [`sys::LIMIT`](crate::sys::LIMIT) (handles per process), or
+    /// [`sys::BADF`](crate::sys::BADF) if it was closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let writer = mnvkd_guest::connection().try_clone()?;
+    /// let child = mnvkd_guest::spawn("writer", vec![writer])?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_clone(&self) -> io::Result<crate::Handle> {
+        handle::dup(HANDLE)
+    }
+
+    /// Half-closes the connection (the `shutdown` import), for every handle
+    /// to it: [`Shutdown::Write`](std::net::Shutdown::Write) gives the peer
+    /// end of stream while this side can still read its answer.
+    ///
+    /// # Errors
+    ///
+    /// [`sys::BADF`](crate::sys::BADF) if it was closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::Shutdown;
+    ///
+    /// mnvkd_guest::connection().shutdown(Shutdown::Write)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        handle::shutdown(HANDLE, how)
+    }
 }
 
 impl Read for Connection {

@@ -76,6 +76,7 @@ impl Errno {
             sys::LIMIT => "limit",
             sys::DENIED => "denied",
             sys::TIMEDOUT => "timedout",
+            sys::AGAIN => "again",
             _ => return None,
         })
     }
@@ -90,6 +91,7 @@ impl Errno {
     /// | `limit` | `QuotaExceeded` |
     /// | `denied` | `PermissionDenied` |
     /// | `timedout` | `TimedOut` |
+    /// | `again` | `WouldBlock` |
     /// | unknown | `Other` |
     ///
     /// # Examples
@@ -108,6 +110,7 @@ impl Errno {
             sys::LIMIT => QuotaExceeded,
             sys::DENIED => PermissionDenied,
             sys::TIMEDOUT => TimedOut,
+            sys::AGAIN => WouldBlock,
             _ => Other,
         }
     }
@@ -123,6 +126,7 @@ impl Errno {
             sys::LIMIT => "a per-process or per-app limit was reached",
             sys::DENIED => "the app was not granted this capability",
             sys::TIMEDOUT => "the operation did not complete in time",
+            sys::AGAIN => "the operation would have to wait (only the try- imports return it)",
             _ => return None,
         })
     }
@@ -173,6 +177,7 @@ mod tests {
             (sys::LIMIT, QuotaExceeded),
             (sys::DENIED, PermissionDenied),
             (sys::TIMEDOUT, TimedOut),
+            (sys::AGAIN, WouldBlock),
         ];
         for (code, kind) in table {
             assert_eq!(kind_of(code), kind, "code {code}");
@@ -193,7 +198,7 @@ mod tests {
             assert_eq!((errno.name(), errno.meaning()), (name, meaning), "{line}");
             rows += 1;
         }
-        assert_eq!(rows, 8, "rows in the @errno table");
+        assert_eq!(rows, 9, "rows in the @errno table");
     }
 
     #[test]

@@ -105,6 +105,52 @@ impl Handle {
     pub fn close(self) -> io::Result<()> {
         close(self.into_raw())
     }
+
+    /// Opens a second handle to the same stream (the `dup` import): e.g. to
+    /// pass one to a child with [`spawn`](crate::spawn) and keep the other.
+    /// The stream stays open until its last handle closes.
+    ///
+    /// # Errors
+    ///
+    /// [`sys::BADF`] (not a stream) or [`sys::LIMIT`] (handles per process).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mnvkd_guest::Handle;
+    ///
+    /// // SAFETY: handle 3 was given to this process and nothing else owns it.
+    /// let handle = unsafe { Handle::from_raw(3) };
+    /// let copy = handle.try_clone()?;
+    /// assert_ne!(copy.as_raw(), handle.as_raw());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_clone(&self) -> io::Result<Handle> {
+        dup(self.raw)
+    }
+
+    /// Half-closes the stream for every handle to it (the `shutdown`
+    /// import): [`Shutdown::Write`](std::net::Shutdown::Write) gives the
+    /// peer end of stream while this side can still read.
+    ///
+    /// # Errors
+    ///
+    /// [`sys::BADF`] (not a stream).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::Shutdown;
+    /// use mnvkd_guest::Handle;
+    ///
+    /// // SAFETY: handle 3 was given to this process and nothing else owns it.
+    /// let handle = unsafe { Handle::from_raw(3) };
+    /// handle.shutdown(Shutdown::Write)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        shutdown(self.raw, how)
+    }
 }
 
 impl Drop for Handle {
@@ -146,6 +192,24 @@ impl Write for &Handle {
     }
 }
 
+/// `shutdown` direction: stop reading.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mnvkd_guest::sys::SHUT_READ | mnvkd_guest::sys::SHUT_WRITE, 3);
+/// ```
+pub const SHUT_READ: i32 = 1;
+
+/// `shutdown` direction: stop writing (the peer sees end of stream).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mnvkd_guest::sys::SHUT_WRITE, 2);
+/// ```
+pub const SHUT_WRITE: i32 = 2;
+
 /// The most one `read` or `write` moves (1 GiB, as `wit/mnvkd.wit` says):
 /// a count must never reach 2^31, where it would read as an error code.
 const MAX_LEN: usize = 1 << 30;
@@ -168,6 +232,25 @@ pub(crate) fn write(raw: i32, buf: &[u8]) -> io::Result<usize> {
     let len = buf.len().min(MAX_LEN);
     // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
     errno::check(unsafe { sys::write(raw, buf.as_ptr(), len) })
+}
+
+/// A second handle to the stream behind `raw`.
+pub(crate) fn dup(raw: i32) -> io::Result<Handle> {
+    // SAFETY: the import touches no memory.
+    let copy = errno::check(unsafe { sys::dup(raw) })?;
+    // SAFETY: the host just opened `copy`; nothing else knows it.
+    Ok(unsafe { Handle::from_raw(copy as i32) })
+}
+
+/// Half-closes the stream behind `raw`.
+pub(crate) fn shutdown(raw: i32, how: std::net::Shutdown) -> io::Result<()> {
+    let how = match how {
+        std::net::Shutdown::Read => sys::SHUT_READ,
+        std::net::Shutdown::Write => sys::SHUT_WRITE,
+        std::net::Shutdown::Both => sys::SHUT_READ | sys::SHUT_WRITE,
+    };
+    // SAFETY: the import touches no memory.
+    errno::check(unsafe { sys::shutdown(raw, how) }).map(drop)
 }
 
 /// Closes handle `raw`.

@@ -59,6 +59,7 @@ mod pipe;
 mod poll;
 mod process;
 pub mod sys;
+pub mod task;
 
 pub use connection::{connection, Connection};
 pub use errno::Errno;

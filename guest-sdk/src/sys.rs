@@ -105,6 +105,20 @@ pub const DENIED: i32 = -7;
 /// ```
 pub const TIMEDOUT: i32 = -8;
 
+/// `again`: the operation would have to wait (only [`try_read`] and
+/// [`try_write`] return it).
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::{sys, Errno};
+/// assert_eq!(Errno::from_code(sys::AGAIN).name(), Some("again"));
+/// ```
+pub const AGAIN: i32 = -9;
+
+// The `shutdown` directions live beside the wrappers (this file's `pub const`
+// lines are the wit's error codes, one for one).
+pub use crate::handle::{SHUT_READ, SHUT_WRITE};
 pub use crate::poll::PollFd;
 
 #[cfg(target_arch = "wasm32")]
@@ -170,6 +184,76 @@ extern "C" {
     /// let ret = unsafe { mnvkd_guest::sys::close(0) };
     /// ```
     pub fn close(handle: i32) -> i32;
+
+    /// Reads like [`read`], but returns [`AGAIN`] at once instead of
+    /// blocking when no byte is there yet.
+    ///
+    /// # Safety
+    ///
+    /// As [`read`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut buf = [0u8; 64];
+    /// // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    /// let n = unsafe { mnvkd_guest::sys::try_read(0, buf.as_mut_ptr(), buf.len()) };
+    /// ```
+    #[link_name = "try-read"]
+    pub fn try_read(handle: i32, ptr: *mut u8, len: usize) -> i32;
+
+    /// Writes what the handle takes now, like [`write`] but returning
+    /// [`AGAIN`] at once instead of blocking when it takes nothing yet.
+    ///
+    /// # Safety
+    ///
+    /// As [`write`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let msg = b"hi\n";
+    /// // SAFETY: `msg` is valid for reads of `msg.len()` bytes.
+    /// let n = unsafe { mnvkd_guest::sys::try_write(0, msg.as_ptr(), msg.len()) };
+    /// ```
+    #[link_name = "try-write"]
+    pub fn try_write(handle: i32, ptr: *const u8, len: usize) -> i32;
+
+    /// Opens a second handle to the stream behind `handle` (a connection or
+    /// a pipe end); the stream stays open until its last handle closes.
+    ///
+    /// Returns the new handle, [`BADF`] (not open, or not a stream), or
+    /// [`LIMIT`] (handles per process).
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host; `unsafe` only because it is an import.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // SAFETY: no memory is passed.
+    /// let copy = unsafe { mnvkd_guest::sys::dup(0) };
+    /// ```
+    pub fn dup(handle: i32) -> i32;
+
+    /// Half-closes the stream behind `handle` for every handle to it: `how`
+    /// [`SHUT_READ`], [`SHUT_WRITE`] or both.
+    ///
+    /// Returns 0, [`BADF`] (not open, or not a stream) or [`INVAL`].
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host; `unsafe` only because it is an import.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mnvkd_guest::sys;
+    /// // SAFETY: no memory is passed.
+    /// let ret = unsafe { sys::shutdown(0, sys::SHUT_WRITE) };
+    /// ```
+    pub fn shutdown(handle: i32, how: i32) -> i32;
 
     /// Creates a pipe; writes its read end's handle, then its write end's,
     /// as two `i32` at `out`.
@@ -375,6 +459,88 @@ pub unsafe fn close(handle: i32) -> i32 {
     IO
 }
 
+/// Native stub of the `try-read` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// let mut buf = [0u8; 8];
+/// // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+/// let ret = unsafe { mnvkd_guest::sys::try_read(0, buf.as_mut_ptr(), buf.len()) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn try_read(handle: i32, ptr: *mut u8, len: usize) -> i32 {
+    let _ = (handle, ptr, len);
+    IO
+}
+
+/// Native stub of the `try-write` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: the buffer is valid for reads of 2 bytes.
+/// let ret = unsafe { mnvkd_guest::sys::try_write(0, b"hi".as_ptr(), 2) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn try_write(handle: i32, ptr: *const u8, len: usize) -> i32 {
+    let _ = (handle, ptr, len);
+    IO
+}
+
+/// Native stub of the `dup` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: no memory is passed.
+/// let ret = unsafe { mnvkd_guest::sys::dup(0) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn dup(handle: i32) -> i32 {
+    let _ = handle;
+    IO
+}
+
+/// Native stub of the `shutdown` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::sys;
+/// // SAFETY: no memory is passed.
+/// let ret = unsafe { sys::shutdown(0, sys::SHUT_WRITE) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn shutdown(handle: i32, how: i32) -> i32 {
+    let _ = (handle, how);
+    IO
+}
+
 /// Native stub of the `pipe` import: touches nothing and returns [`IO`].
 ///
 /// # Safety
@@ -565,17 +731,22 @@ mod tests {
         }
     }
 
-    fn as_wit(signatures: Vec<Signature>) -> Vec<Signature> {
-        signatures
+    /// The SDK's signatures as the wit spells them (`try_read` is
+    /// `try-read`), in the wit's order.
+    fn as_wit(signatures: Vec<Signature>, wit: &[Signature]) -> Vec<Signature> {
+        let mut signatures: Vec<Signature> = signatures
             .into_iter()
             .map(|(name, params)| {
                 let params = params
                     .into_iter()
                     .map(|(param, ty)| (param, wit_type(&ty)))
                     .collect();
-                (name, params)
+                (name.replace('_', "-"), params)
             })
-            .collect()
+            .collect();
+        let rank = |name: &str| wit.iter().position(|(n, _)| n == name);
+        signatures.sort_by_key(|(name, _)| rank(name));
+        signatures
     }
 
     #[test]
@@ -586,8 +757,8 @@ mod tests {
             "functions found in the wit: {wit:?}"
         );
         let sys = include_str!("sys.rs");
-        let imports = as_wit(signatures(sys, "pub fn ", ") -> i32;"));
-        let stubs = as_wit(signatures(sys, "pub unsafe fn ", ") -> i32 {"));
+        let imports = as_wit(signatures(sys, "pub fn ", ") -> i32;"), &wit);
+        let stubs = as_wit(signatures(sys, "pub unsafe fn ", ") -> i32 {"), &wit);
         assert_eq!(imports, wit, "wasm32 imports vs wit/mnvkd.wit");
         assert_eq!(stubs, wit, "native stubs vs wit/mnvkd.wit");
         assert!(include_str!("../../wit/mnvkd.wit")

@@ -10,6 +10,10 @@ pub const raw = struct {
     pub extern "mnvkd" fn read(handle: i32, ptr: [*]u8, len: usize) i32;
     pub extern "mnvkd" fn write(handle: i32, ptr: [*]const u8, len: usize) i32;
     pub extern "mnvkd" fn close(handle: i32) i32;
+    pub extern "mnvkd" fn @"try-read"(handle: i32, ptr: [*]u8, len: usize) i32;
+    pub extern "mnvkd" fn @"try-write"(handle: i32, ptr: [*]const u8, len: usize) i32;
+    pub extern "mnvkd" fn dup(handle: i32) i32;
+    pub extern "mnvkd" fn shutdown(handle: i32, how: i32) i32;
     pub extern "mnvkd" fn pipe(out: *[2]i32) i32;
     pub extern "mnvkd" fn spawn(arg_ptr: [*]const u8, arg_len: usize, handles: [*]const i32, count: u32) i32;
     pub extern "mnvkd" fn wait(child: i32) i32;
@@ -28,9 +32,10 @@ pub const EIO: i32 = -5;
 pub const ELIMIT: i32 = -6;
 pub const EDENIED: i32 = -7;
 pub const ETIMEDOUT: i32 = -8;
+pub const EAGAIN: i32 = -9;
 
 /// The error codes as a Zig error set.
-pub const Error = error{ BadF, Fault, Inval, Pipe, Io, Limit, Denied, TimedOut, Unknown };
+pub const Error = error{ BadF, Fault, Inval, Pipe, Io, Limit, Denied, TimedOut, Again, Unknown };
 
 /// Maps a negative result to its error.
 pub fn toError(code: i32) Error {
@@ -43,6 +48,7 @@ pub fn toError(code: i32) Error {
         ELIMIT => error.Limit,
         EDENIED => error.Denied,
         ETIMEDOUT => error.TimedOut,
+        EAGAIN => error.Again,
         else => error.Unknown,
     };
 }
@@ -51,6 +57,10 @@ fn check(ret: i32) Error!u32 {
     if (ret < 0) return toError(ret);
     return @intCast(ret);
 }
+
+/// `shutdown` directions (or both).
+pub const SHUT_READ: i32 = 1;
+pub const SHUT_WRITE: i32 = 2;
 
 /// Poll bits: `events` asks for IN/OUT; `revents` may also have HUP, NVAL.
 pub const POLLIN: u16 = 1;

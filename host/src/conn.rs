@@ -3,10 +3,16 @@
 //!
 //! TCP for served apps; a Unix socket pair for `mnvkd-host run`, whose other
 //! end is bridged to the terminal. Everything above this module sees one type.
+//!
+//! A connection may stand behind several handles (`dup`, possibly passed to
+//! other processes): it counts them, and closing the last one shuts the
+//! socket down, so a process that reads a connection while its child writes
+//! it does not cut the child off by closing its own handle.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -46,6 +52,9 @@ pub struct Connection {
     peers: Peers,
     /// Where the bytes through it are counted, once an app took it.
     meter: OnceLock<Arc<AppMetrics>>,
+    /// Open handles to it in all processes: 1 at first, one more per `dup`,
+    /// one less per close; the socket is shut down when it reaches 0.
+    handles: AtomicUsize,
 }
 
 impl Connection {
@@ -80,6 +89,7 @@ impl Connection {
             reactor: Arc::clone(reactor),
             peers,
             meter: OnceLock::new(),
+            handles: AtomicUsize::new(1),
         })
     }
 
@@ -206,6 +216,30 @@ impl Connection {
             Socket::Unix(stream) => stream.as_raw_fd(),
         };
         readiness(&self.source, fd, want_read, want_write, cx)
+    }
+
+    /// Counts one more handle to this connection (`dup`).
+    pub fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one handle less (closed, or dropped with its process); the
+    /// last one shuts both directions down. Returns whether it was the last.
+    pub fn close_handle(&self) -> bool {
+        let last = self.handles.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
+            self.shutdown();
+        }
+        last
+    }
+
+    /// Shuts the read direction down: reads return end of stream from now
+    /// on, through every handle, while writes go on.
+    pub fn shutdown_read(&self) {
+        let _ = match &self.socket {
+            Socket::Tcp(stream) => stream.shutdown(Shutdown::Read),
+            Socket::Unix(stream) => stream.shutdown(Shutdown::Read),
+        };
     }
 
     /// Shuts both directions down: the peer sees end of stream at once, even

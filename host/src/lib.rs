@@ -35,3 +35,4 @@ pub mod reactor;
 pub mod reload;
 pub mod run_once;
 pub mod serve;
+pub mod waker_set;

@@ -1,9 +1,11 @@
 //! In-kernel byte pipes between processes, with a bounded buffer.
 //!
-//! A pipe has one read end and one write end; each end is owned by exactly one
-//! handle (handles are moved between processes, never copied), so an end's
-//! `Drop` is the close the other side observes: end of stream for the reader,
-//! a broken pipe for the writer. The buffer never grows past its capacity: a
+//! A pipe has one read end and one write end. An end may be held by several
+//! handles (`dup`, in one process or several), each holding an `Arc` of it,
+//! so the end's `Drop`, when its last handle closes, is the close the other
+//! side observes: end of stream for the reader, a broken pipe for the writer.
+//! `shutdown` closes an end for every handle at once. Several processes may
+//! wait on one end, so each end has a set of wakers, all woken on a change. The buffer never grows past its capacity: a
 //! writer that finds it full parks until the reader takes bytes out.
 //!
 //! Buffered bytes are charged to a [`HostMemory`] account: that of the
@@ -18,10 +20,11 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use crate::abi::poll::{HANGUP, READABLE, WRITABLE};
 use crate::host_memory::HostMemory;
+use crate::waker_set::WakerSet;
 
 /// A pipe is writable when this many bytes (or its whole capacity, if
 /// smaller) fit: a write of up to this size to a writable pipe never blocks,
@@ -37,8 +40,8 @@ pub fn pipe(capacity: usize, account: Arc<HostMemory>) -> (PipeReader, PipeWrite
         account,
         reader_open: true,
         writer_open: true,
-        reader_waker: None,
-        writer_waker: None,
+        readers: WakerSet::new(),
+        writers: WakerSet::new(),
     }));
     (
         PipeReader {
@@ -56,14 +59,14 @@ struct Shared {
     capacity: usize,
     /// The account of the read end's holder; charged for exactly `buffer.len()`.
     account: Arc<HostMemory>,
-    /// False once the read end is dropped.
+    /// False once the read end is dropped or shut down.
     reader_open: bool,
-    /// False once the write end is dropped.
+    /// False once the write end is dropped or shut down.
     writer_open: bool,
-    /// The reader waiting for bytes or end of stream.
-    reader_waker: Option<Waker>,
-    /// The writer waiting for room or a broken pipe.
-    writer_waker: Option<Waker>,
+    /// The readers waiting for bytes or end of stream.
+    readers: WakerSet,
+    /// The writers waiting for room or a broken pipe.
+    writers: WakerSet,
 }
 
 /// The read end of a pipe.
@@ -82,21 +85,38 @@ impl PipeReader {
     /// Moves up to `out.len()` bytes out; `Ready(0)` is end of stream (or an
     /// empty `out`).
     pub fn poll_read(&self, cx: &Context<'_>, out: &mut [u8]) -> Poll<usize> {
+        self.read_or_park(out, Some(cx))
+    }
+
+    /// Moves what is there now, like [`PipeReader::poll_read`], but parks
+    /// nothing: `None` when it would have to wait.
+    pub fn try_read(&self, out: &mut [u8]) -> Option<usize> {
+        match self.read_or_park(out, None) {
+            Poll::Ready(n) => Some(n),
+            Poll::Pending => None,
+        }
+    }
+
+    fn read_or_park(&self, out: &mut [u8], cx: Option<&Context<'_>>) -> Poll<usize> {
         let mut shared = self.shared.lock().unwrap();
-        if shared.buffer.is_empty() && shared.writer_open && !out.is_empty() {
-            park(&mut shared.reader_waker, cx);
+        if shared.buffer.is_empty() && shared.writer_open && shared.reader_open && !out.is_empty() {
+            if let Some(cx) = cx {
+                shared.readers.register(cx.waker());
+            }
             return Poll::Pending;
         }
         let n = out.len().min(shared.buffer.len());
         for (slot, byte) in out.iter_mut().zip(shared.buffer.drain(..n)) {
             *slot = byte;
         }
-        if n > 0 {
+        let wakers = if n > 0 {
             shared.account.release(n as u64);
-            if let Some(waker) = shared.writer_waker.take() {
-                waker.wake();
-            }
-        }
+            shared.writers.take()
+        } else {
+            Default::default()
+        };
+        drop(shared);
+        wakers.wake();
         Poll::Ready(n)
     }
 
@@ -104,7 +124,7 @@ impl PipeReader {
     pub fn readiness(&self, events: u16, cx: Option<&Context<'_>>) -> u16 {
         let mut shared = self.shared.lock().unwrap();
         let mut bits = 0;
-        if !shared.buffer.is_empty() || !shared.writer_open {
+        if !shared.buffer.is_empty() || !shared.writer_open || !shared.reader_open {
             bits |= READABLE;
         }
         if !shared.writer_open {
@@ -112,7 +132,7 @@ impl PipeReader {
         }
         if bits & (events | HANGUP) == 0 {
             if let Some(cx) = cx {
-                park(&mut shared.reader_waker, cx);
+                shared.readers.register(cx.waker());
             }
         }
         bits
@@ -142,8 +162,24 @@ impl PipeWriter {
     /// `BrokenPipe` once the read end is closed; `QuotaExceeded` when the
     /// buffer has room but the account has none.
     pub fn poll_write(&self, cx: &Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.write_or_park(data, Some(cx))
+    }
+
+    /// Copies what fits now, like [`PipeWriter::poll_write`], but parks
+    /// nothing: `WouldBlock` when the buffer is full.
+    ///
+    /// # Errors
+    /// As [`PipeWriter::poll_write`], and `WouldBlock`.
+    pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        match self.write_or_park(data, None) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_or_park(&self, data: &[u8], cx: Option<&Context<'_>>) -> Poll<io::Result<usize>> {
         let mut shared = self.shared.lock().unwrap();
-        if !shared.reader_open {
+        if !shared.reader_open || !shared.writer_open {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         if data.is_empty() {
@@ -151,7 +187,9 @@ impl PipeWriter {
         }
         let room = shared.capacity - shared.buffer.len();
         if room == 0 {
-            park(&mut shared.writer_waker, cx);
+            if let Some(cx) = cx {
+                shared.writers.register(cx.waker());
+            }
             return Poll::Pending;
         }
         let n = shared.account.charge_up_to(room.min(data.len()) as u64) as usize;
@@ -159,9 +197,9 @@ impl PipeWriter {
             return Poll::Ready(Err(io::ErrorKind::QuotaExceeded.into()));
         }
         shared.buffer.extend(&data[..n]);
-        if let Some(waker) = shared.reader_waker.take() {
-            waker.wake();
-        }
+        let wakers = shared.readers.take();
+        drop(shared);
+        wakers.wake();
         Poll::Ready(Ok(n))
     }
 
@@ -169,7 +207,7 @@ impl PipeWriter {
     pub fn readiness(&self, events: u16, cx: Option<&Context<'_>>) -> u16 {
         let mut shared = self.shared.lock().unwrap();
         let mut bits = 0;
-        if !shared.reader_open {
+        if !shared.reader_open || !shared.writer_open {
             // A write fails at once: that is "ready", with the hang-up bit.
             bits |= WRITABLE | HANGUP;
         } else if shared.capacity - shared.buffer.len() >= ATOMIC_WRITE.min(shared.capacity) {
@@ -177,39 +215,52 @@ impl PipeWriter {
         }
         if bits & (events | HANGUP) == 0 {
             if let Some(cx) = cx {
-                park(&mut shared.writer_waker, cx);
+                shared.writers.register(cx.waker());
             }
         }
         bits
     }
 }
 
-impl Drop for PipeReader {
-    fn drop(&mut self) {
+impl PipeReader {
+    /// Closes the read end for every handle that holds it: its buffered
+    /// bytes are dropped, reads return end of stream, writers get a broken
+    /// pipe.
+    pub fn shutdown(&self) {
         let mut shared = self.shared.lock().unwrap();
         shared.reader_open = false;
         shared.account.release(shared.buffer.len() as u64);
         shared.buffer.clear();
-        if let Some(waker) = shared.writer_waker.take() {
-            waker.wake();
-        }
+        // Readers parked on this end must see its end of stream too.
+        let (readers, writers) = (shared.readers.take(), shared.writers.take());
+        drop(shared);
+        readers.wake();
+        writers.wake();
+    }
+}
+
+impl PipeWriter {
+    /// Closes the write end for every handle that holds it: the reader gets
+    /// end of stream once the buffer is drained, and writes get a broken pipe.
+    pub fn shutdown(&self) {
+        let mut shared = self.shared.lock().unwrap();
+        shared.writer_open = false;
+        let (readers, writers) = (shared.readers.take(), shared.writers.take());
+        drop(shared);
+        readers.wake();
+        writers.wake();
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
 impl Drop for PipeWriter {
     fn drop(&mut self) {
-        let mut shared = self.shared.lock().unwrap();
-        shared.writer_open = false;
-        if let Some(waker) = shared.reader_waker.take() {
-            waker.wake();
-        }
-    }
-}
-
-fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    match slot {
-        Some(waker) if waker.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
+        self.shutdown();
     }
 }
 
@@ -257,6 +308,45 @@ mod tests {
             writer.poll_write(&cx(), b"z"),
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe
         ));
+    }
+
+    #[test]
+    fn try_read_and_try_write_never_park() {
+        let (reader, writer) = pipe(2);
+        let mut out = [0; 4];
+        assert_eq!(reader.try_read(&mut out), None, "empty: would wait");
+        assert_eq!(writer.try_write(b"abc").unwrap(), 2, "what fits");
+        assert_eq!(
+            writer.try_write(b"c").unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "full: would wait"
+        );
+        assert_eq!(reader.try_read(&mut out), Some(2));
+        drop(writer);
+        assert_eq!(reader.try_read(&mut out), Some(0), "end of stream");
+    }
+
+    #[test]
+    fn shutdown_closes_an_end_for_every_handle() {
+        let (reader, writer) = pipe(8);
+        let (reader, writer) = (Arc::new(reader), Arc::new(writer));
+        let writer_dup = Arc::clone(&writer);
+        assert!(matches!(
+            writer.poll_write(&cx(), b"ab"),
+            Poll::Ready(Ok(2))
+        ));
+        writer.shutdown();
+        assert!(matches!(
+            writer_dup.poll_write(&cx(), b"c"),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe
+        ));
+        let mut out = [0; 8];
+        assert_eq!(reader.poll_read(&cx(), &mut out), Poll::Ready(2));
+        assert_eq!(reader.poll_read(&cx(), &mut out), Poll::Ready(0));
+        let (reader, writer) = self::pipe(8);
+        reader.shutdown();
+        assert_eq!(reader.poll_read(&cx(), &mut out), Poll::Ready(0));
+        assert_eq!(writer.readiness(WRITABLE, None), WRITABLE | HANGUP);
     }
 
     #[test]

@@ -25,6 +25,30 @@ pub enum Handle {
     Listener(Arc<Listener>),
 }
 
+impl Handle {
+    /// A second handle to the same stream (`dup`): a connection counts it,
+    /// so the socket is shut down only when its last handle closes.
+    ///
+    /// # Errors
+    /// `badf` for a child or a listener, which are not streams.
+    pub fn dup(&self) -> Result<Handle, Errno> {
+        match self {
+            Handle::Connection(conn) => conn.add_handle(),
+            Handle::PipeRead(_) | Handle::PipeWrite(_) => {}
+            Handle::Child(_) | Handle::Listener(_) => return Err(Errno::Badf),
+        }
+        Ok(self.clone())
+    }
+
+    /// Closes this handle: a connection whose last handle this was is shut
+    /// down; a pipe end closes when its last `Arc` goes.
+    pub fn close(self) {
+        if let Handle::Connection(conn) = self {
+            conn.close_handle();
+        }
+    }
+}
+
 /// The handle table of one process.
 #[derive(Debug)]
 pub struct IoCtx {
@@ -110,5 +134,15 @@ impl IoCtx {
             }
         };
         i32::try_from(index).map_err(|_| Errno::Limit)
+    }
+}
+
+impl Drop for IoCtx {
+    /// A process that ends closes what it still holds: a connection shared
+    /// with another process (`dup`) stays up until the last holder closes.
+    fn drop(&mut self) {
+        for handle in self.handles.drain(..).flatten() {
+            handle.close();
+        }
     }
 }

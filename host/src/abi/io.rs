@@ -1,4 +1,5 @@
-//! Byte-stream I/O on handles: `read`, `write`, `close`, and `pipe`.
+//! Byte-stream I/O on handles: `read`, `write` (and their non-blocking
+//! forms `try-read` and `try-write`), `close`, `pipe`, `dup` and `shutdown`.
 //!
 //! The same three calls work on every stream handle (a connection or a pipe
 //! end), so a coroutine does blocking I/O the same way whether the other end
@@ -16,7 +17,8 @@ use crate::kernel;
 use crate::pipe;
 use crate::process::ProcessState;
 
-/// Registers `read`, `write`, `close` and `pipe`.
+/// Registers `read`, `write`, `try-read`, `try-write`, `close`, `pipe`,
+/// `dup` and `shutdown`.
 ///
 /// # Errors
 /// When a name is already defined in `linker`.
@@ -27,8 +29,12 @@ pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     linker.func_wrap_async(MODULE, "write", |caller, (h, ptr, len)| {
         Box::new(write(caller, h, ptr, len))
     })?;
+    linker.func_wrap(MODULE, "try-read", try_read)?;
+    linker.func_wrap(MODULE, "try-write", try_write)?;
     linker.func_wrap(MODULE, "close", close)?;
     linker.func_wrap(MODULE, "pipe", pipe)?;
+    linker.func_wrap(MODULE, "dup", dup)?;
+    linker.func_wrap(MODULE, "shutdown", shutdown)?;
     Ok(())
 }
 
@@ -130,19 +136,139 @@ async fn write(
     Ok(result.await.unwrap_or_else(Errno::code))
 }
 
-/// Closes handle `h`. Closing a connection shuts it down in both directions at
-/// once, even though the process's stdio may still refer to it; closing a pipe
-/// end is seen by the other end; closing a child handle detaches the child.
+/// Reads what handle `h` has now into the guest buffer at `ptr`, without
+/// blocking: for a guest that runs its own coroutines over `poll`.
+///
+/// **Returns:** the count read, 0 at end of stream, `again` (nothing yet),
+/// `badf`, `fault`, `pipe`, `io`.
+/// **Traps:** never.
+fn try_read(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -> i32 {
+    let result = (|| {
+        let handle = caller.data().io.get(h)?.clone();
+        let buffer = guest_buffer(&mut caller, "try-read", ptr, len)?.for_transfer();
+        if buffer.range.is_empty() {
+            return Ok(0);
+        }
+        let bytes = &mut buffer.memory.data_mut(&mut caller)[buffer.range];
+        let n = match &handle {
+            Handle::Connection(conn) => conn.try_read(bytes).0.map_err(Errno::from)?,
+            Handle::PipeRead(pipe) => pipe.try_read(bytes).ok_or(Errno::Again)?,
+            _ => return Err(Errno::Badf),
+        };
+        if n > 0 {
+            kernel::compute::note_io();
+        }
+        Ok(n as i32)
+    })();
+    result.unwrap_or_else(Errno::code)
+}
+
+/// Writes what handle `h` takes now of the guest buffer at `ptr`, without
+/// blocking.
+///
+/// **Returns:** the count written (1 to `len`), `again` (nothing taken yet),
+/// `badf`, `fault`, `pipe`, `io`, `limit` (the pipe's reader has no host
+/// memory left).
+/// **Traps:** never.
+fn try_write(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -> i32 {
+    let result = (|| {
+        let handle = caller.data().io.get(h)?.clone();
+        let buffer = guest_buffer(&mut caller, "try-write", ptr, len)?.for_transfer();
+        if buffer.range.is_empty() {
+            return Ok(0);
+        }
+        let bytes = &buffer.memory.data(&caller)[buffer.range];
+        let n = match &handle {
+            Handle::Connection(conn) => conn.try_write(bytes),
+            Handle::PipeWrite(pipe) => pipe.try_write(bytes),
+            _ => return Err(Errno::Badf),
+        }
+        .map_err(Errno::from)?;
+        if n > 0 {
+            kernel::compute::note_io();
+        }
+        Ok(n as i32)
+    })();
+    result.unwrap_or_else(Errno::code)
+}
+
+/// Closes handle `h`. Closing a connection's last handle shuts it down in
+/// both directions at once, even though the process's stdio may still refer
+/// to it; closing a pipe end's last handle is seen by the other end; closing
+/// a child handle detaches the child.
 ///
 /// **Returns:** 0 or `badf`.
 /// **Traps:** never.
 fn close(mut caller: Caller<'_, ProcessState>, h: i32) -> i32 {
     match caller.data_mut().io.take(h) {
-        Ok(Handle::Connection(conn)) => {
-            conn.shutdown();
+        Ok(handle) => {
+            handle.close();
             0
         }
-        Ok(_) => 0,
+        Err(errno) => errno.code(),
+    }
+}
+
+/// `shutdown` direction bit: reading.
+pub const SHUT_READ: i32 = 1;
+/// `shutdown` direction bit: writing.
+pub const SHUT_WRITE: i32 = 2;
+
+/// Opens a second handle to the stream behind `h` (a connection or a pipe
+/// end), e.g. to pass one to a child and keep the other.
+///
+/// **Returns:** the new handle, `badf` (not open, or not a stream), `limit`
+/// (handles per process).
+/// **Traps:** never.
+fn dup(mut caller: Caller<'_, ProcessState>, h: i32) -> i32 {
+    let io = &mut caller.data_mut().io;
+    let result = io.get(h).and_then(|handle| {
+        if !io.has_room(1) {
+            return Err(Errno::Limit);
+        }
+        handle.dup()
+    });
+    match result.and_then(|copy| io.insert(copy)) {
+        Ok(handle) => handle,
+        Err(errno) => errno.code(),
+    }
+}
+
+/// Half-closes the stream behind `h` for every handle to it: `how` 1 stops
+/// reading (reads return end of stream), 2 stops writing (the peer or the
+/// pipe's reader sees end of stream), 3 both. A pipe end has one direction;
+/// the other bit is ignored there. The handle stays open until closed.
+///
+/// **Returns:** 0, `badf` (not open, or not a stream), `inval` (`how` not
+/// 1, 2 or 3).
+/// **Traps:** never.
+fn shutdown(caller: Caller<'_, ProcessState>, h: i32, how: i32) -> i32 {
+    if !(1..=3).contains(&how) {
+        return Errno::Inval.code();
+    }
+    let (read, write) = (how & SHUT_READ != 0, how & SHUT_WRITE != 0);
+    match caller.data().io.get(h) {
+        Ok(Handle::Connection(conn)) => {
+            match (read, write) {
+                (true, true) => conn.shutdown(),
+                (true, false) => conn.shutdown_read(),
+                _ => conn.shutdown_write(),
+            }
+            0
+        }
+        Ok(Handle::PipeRead(pipe)) => {
+            if read {
+                pipe.shutdown();
+            }
+            0
+        }
+        Ok(Handle::PipeWrite(pipe)) => {
+            if write {
+                pipe.shutdown();
+            }
+            0
+        }
+        Ok(_) => Errno::Badf.code(),
         Err(errno) => errno.code(),
     }
 }

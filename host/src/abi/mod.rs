@@ -58,11 +58,13 @@ pub enum Errno {
     Denied = -7,
     /// The operation did not complete in time.
     Timedout = -8,
+    /// The operation would have to wait (the non-blocking imports only).
+    Again = -9,
 }
 
 impl Errno {
     /// Every code, for the `wit/` consistency test.
-    pub const ALL: [Errno; 8] = [
+    pub const ALL: [Errno; 9] = [
         Errno::Badf,
         Errno::Fault,
         Errno::Inval,
@@ -71,6 +73,7 @@ impl Errno {
         Errno::Limit,
         Errno::Denied,
         Errno::Timedout,
+        Errno::Again,
     ];
 
     /// The code as the guest sees it.
@@ -89,6 +92,7 @@ impl Errno {
             Errno::Limit => "limit",
             Errno::Denied => "denied",
             Errno::Timedout => "timedout",
+            Errno::Again => "again",
         }
     }
 }
@@ -101,6 +105,7 @@ impl From<std::io::Error> for Errno {
                 Errno::Pipe
             }
             TimedOut => Errno::Timedout,
+            WouldBlock => Errno::Again,
             QuotaExceeded => Errno::Limit,
             _ => Errno::Io,
         }

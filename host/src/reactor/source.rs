@@ -9,10 +9,12 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+
+use crate::waker_set::WakerSet;
 
 /// One direction of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +45,10 @@ pub struct Source {
 struct Gate {
     /// Number of readiness events seen for this direction; only grows.
     events: u64,
-    /// The coroutine waiting for the next event, if any. One per direction: a
-    /// socket belongs to one process, and a process runs one coroutine.
-    waker: Option<Waker>,
+    /// The processes waiting for the next event. Several: a connection's
+    /// handle may be shared (`dup`, or kept while a copy goes to a child), and
+    /// `poll` parks on reads for hang-ups while another process writes.
+    wakers: WakerSet,
 }
 
 impl Source {
@@ -69,14 +72,12 @@ impl Source {
 
     /// Called by the reactor on an event: count it and wake the waiter.
     pub(super) fn notify(&self, direction: Direction) {
-        let waker = {
+        let wakers = {
             let mut gate = self.gate(direction).lock().unwrap();
             gate.events += 1;
-            gate.waker.take()
+            gate.wakers.take()
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wakers.wake();
     }
 
     /// The current event count for `direction`, to pass to [`Source::park`] later.
@@ -104,10 +105,7 @@ impl Source {
         if gate.events != seen {
             return false;
         }
-        match &gate.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => gate.waker = Some(cx.waker().clone()),
-        }
+        gate.wakers.register(cx.waker());
         true
     }
 

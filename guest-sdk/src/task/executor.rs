@@ -1,0 +1,446 @@
+//! The executor: a run queue of coroutines, the I/O waits and timers they
+//! park on, and the one host call (`poll`, `sleep`, or the blocked
+//! operation itself) made when none of them can run.
+//!
+//! Single-threaded: a micro-process runs one thread, so the state lives in
+//! thread-locals and wakers only push a task's number onto the run queue.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
+
+use crate::{sys, PollFd};
+
+/// Task number of the future given to [`block_on`]; never a slab index.
+const MAIN: usize = usize::MAX;
+
+/// Task polls between two looks (a `poll` with timeout 0) at the I/O waits,
+/// so coroutines that keep each other busy in the heap cannot starve those
+/// waiting on handles.
+const POLLS_PER_LOOK: u32 = 256;
+
+/// Set in an I/O wait's result when it is the only thing any coroutine
+/// waits for: the operation may block the process, since nothing else in
+/// the heap could run meanwhile.
+pub(crate) const EXCLUSIVE: u16 = 0x100;
+
+thread_local! {
+    static EXECUTOR: Executor = Executor::default();
+    /// Woken task numbers, in wake order; separate from [`EXECUTOR`] so a
+    /// waker never borrows what a running task may hold.
+    static RUN_QUEUE: RefCell<VecDeque<usize>> = const { RefCell::new(VecDeque::new()) };
+    /// Whether [`block_on`] is running (it does not nest).
+    static IN_BLOCK_ON: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Everything the coroutines of this process share.
+#[derive(Default)]
+struct Executor {
+    /// Spawned coroutines by number; `None` while free or while running
+    /// (taken out so that it can spawn).
+    tasks: RefCell<Vec<Option<Task>>>,
+    /// Free slots in `tasks`.
+    free: RefCell<Vec<usize>>,
+    /// Live spawned coroutines (running ones included).
+    live: Cell<usize>,
+    /// I/O waits by id; `None` once completed or dropped.
+    waits: RefCell<Vec<Option<IoWait>>>,
+    /// Free slots in `waits`.
+    free_waits: RefCell<Vec<usize>>,
+    /// Timers, earliest first.
+    timers: RefCell<BinaryHeap<Timer>>,
+    /// Tie-breaker for timers with the same deadline: registration order.
+    timer_seq: Cell<u64>,
+    /// Whether [`block_on`]'s own future was woken.
+    main_woken: Cell<bool>,
+}
+
+/// A spawned coroutine.
+struct Task {
+    /// Its body.
+    future: Pin<Box<dyn Future<Output = ()>>>,
+    /// Its waker, made once: the same waker every poll, so the waits it
+    /// registers compare equal.
+    waker: Waker,
+    /// What `waker` wakes, to clear its queued mark.
+    header: Arc<TaskWaker>,
+}
+
+/// A coroutine's interest in a handle.
+struct IoWait {
+    /// The handle.
+    handle: i32,
+    /// `PollFd::READABLE` and/or `PollFd::WRITABLE`.
+    events: u16,
+    /// Whom to wake.
+    waker: Waker,
+    /// What `poll` found, once it found anything (shared with the future).
+    result: Rc<Cell<Option<u16>>>,
+}
+
+/// A sleeping coroutine's deadline.
+struct Timer {
+    /// When.
+    deadline: Instant,
+    /// Registration order.
+    seq: u64,
+    /// Whom to wake.
+    waker: Waker,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Timer) -> bool {
+        (self.deadline, self.seq) == (other.deadline, other.seq)
+    }
+}
+
+impl Eq for Timer {}
+
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Timer) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timer {
+    /// Reversed: `BinaryHeap` is a max-heap, the earliest must come first.
+    fn cmp(&self, other: &Timer) -> std::cmp::Ordering {
+        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+    }
+}
+
+/// The waker of one task: waking queues its number once.
+struct TaskWaker {
+    /// The task's number.
+    id: usize,
+    /// Whether the number is in the run queue now.
+    queued: AtomicBool,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.id == MAIN {
+            EXECUTOR.with(|executor| executor.main_woken.set(true));
+        } else if !self.queued.swap(true, Ordering::Relaxed) {
+            RUN_QUEUE.with(|queue| queue.borrow_mut().push_back(self.id));
+        }
+    }
+}
+
+/// Starts `future` as a new coroutine of this process; it first runs when
+/// the running coroutine next waits (or, outside [`block_on`], once
+/// `block_on` is called). Coroutines run in the order they are spawned and
+/// woken.
+pub(crate) fn spawn_boxed(future: Pin<Box<dyn Future<Output = ()>>>) {
+    EXECUTOR.with(|executor| {
+        let id = match executor.free.borrow_mut().pop() {
+            Some(id) => id,
+            None => {
+                let mut tasks = executor.tasks.borrow_mut();
+                tasks.push(None);
+                tasks.len() - 1
+            }
+        };
+        let header = Arc::new(TaskWaker {
+            id,
+            queued: AtomicBool::new(true),
+        });
+        executor.tasks.borrow_mut()[id] = Some(Task {
+            future,
+            waker: Waker::from(Arc::clone(&header)),
+            header,
+        });
+        executor.live.set(executor.live.get() + 1);
+        RUN_QUEUE.with(|queue| queue.borrow_mut().push_back(id));
+    });
+}
+
+/// Runs `future` and every spawned coroutine until `future` completes;
+/// returns its output. Coroutines still waiting then stay, and run again at
+/// the next `block_on`.
+///
+/// # Panics
+///
+/// When every coroutine waits for another and none waits for a handle or a
+/// timer: nothing could ever wake them (a deadlock in the heap). When called
+/// from inside a coroutine (`block_on` does not nest: await instead).
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::task;
+///
+/// let (tx, rx) = task::channel(1);
+/// task::spawn(async move { tx.send("from a coroutine").await.unwrap() }).detach();
+/// assert_eq!(task::block_on(rx.recv()), Some("from a coroutine"));
+/// ```
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    assert!(
+        !IN_BLOCK_ON.replace(true),
+        "mnvkd_guest::task::block_on called from inside a coroutine"
+    );
+    // Cleared however this returns (a panic aborts a guest, but not a test).
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            IN_BLOCK_ON.set(false);
+        }
+    }
+    let _leave = Leave;
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(TaskWaker {
+        id: MAIN,
+        queued: AtomicBool::new(false),
+    }));
+    let mut cx = Context::from_waker(&waker);
+    EXECUTOR.with(|executor| executor.main_woken.set(true));
+    let mut polls = 0u32;
+    loop {
+        if EXECUTOR.with(|executor| executor.main_woken.replace(false)) {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            polls += 1;
+        }
+        let Some(id) = RUN_QUEUE.with(|queue| queue.borrow_mut().pop_front()) else {
+            if !EXECUTOR.with(|executor| executor.main_woken.get()) {
+                EXECUTOR.with(|executor| executor.wait(false));
+            }
+            polls = 0;
+            continue;
+        };
+        run(id);
+        polls += 1;
+        if polls >= POLLS_PER_LOOK {
+            polls = 0;
+            EXECUTOR.with(|executor| executor.wait(true));
+        }
+    }
+}
+
+/// Polls task `id` once.
+fn run(id: usize) {
+    let task = EXECUTOR.with(|executor| {
+        executor
+            .tasks
+            .borrow_mut()
+            .get_mut(id)
+            .and_then(Option::take)
+    });
+    let Some(mut task) = task else {
+        return; // finished since it was woken
+    };
+    // Cleared before the poll: a wake during it queues the task again.
+    task.header.queued.store(false, Ordering::Relaxed);
+    let mut cx = Context::from_waker(&task.waker);
+    let done = task.future.as_mut().poll(&mut cx).is_ready();
+    EXECUTOR.with(|executor| {
+        if done {
+            executor.free.borrow_mut().push(id);
+            executor.live.set(executor.live.get() - 1);
+        } else {
+            executor.tasks.borrow_mut()[id] = Some(task);
+        }
+    });
+}
+
+impl Executor {
+    /// Blocks the process until an I/O wait or a timer fires (`look`: only
+    /// looks, with timeout 0), and wakes whom it concerns.
+    fn wait(&self, look: bool) {
+        // Reading the clock is a host call: only when someone sleeps.
+        let now = (!self.timers.borrow().is_empty()).then(Instant::now);
+        let next = now.and_then(|now| self.fire_timers(now));
+        if next.is_some() && next == now {
+            return;
+        }
+        let timeout_ms = match (look, next, now) {
+            (true, _, _) => 0,
+            (false, Some(at), Some(now)) => {
+                let ms = (at - now).as_micros().div_ceil(1000);
+                i32::try_from(ms).unwrap_or(i32::MAX)
+            }
+            (false, _, _) => -1,
+        };
+        // One entry per handle (a reader and a writer of one connection
+        // share it): the host looks at each entry with a system call.
+        let mut fds: Vec<PollFd> = Vec::new();
+        let mut ids: Vec<(usize, usize, u16)> = Vec::new(); // (wait id, entry, events)
+        let mut entry_of: HashMap<i32, usize> = HashMap::new();
+        for (id, wait) in self.waits.borrow().iter().enumerate() {
+            if let Some(wait) = wait {
+                if wait.result.get().is_none() {
+                    let entry = *entry_of.entry(wait.handle).or_insert_with(|| {
+                        fds.push(PollFd::new(wait.handle, 0));
+                        fds.len() - 1
+                    });
+                    fds[entry].events |= wait.events;
+                    ids.push((id, entry, wait.events));
+                }
+            }
+        }
+        match (ids.len(), timeout_ms) {
+            (0, 0) => {}
+            (0, -1) => panic!(
+                "mnvkd_guest::task: every coroutine waits for another and none for a handle or a timer (deadlock)"
+            ),
+            (0, ms) => {
+                // SAFETY: the import touches no memory.
+                unsafe { sys::sleep(ms as u32) };
+            }
+            (1, -1) => {
+                // The only thing anyone waits for: let that operation block.
+                self.complete(ids[0].0, fds[0].events | EXCLUSIVE);
+            }
+            _ => {
+                // SAFETY: `fds` is valid for reads and writes of its length.
+                let ready = unsafe { sys::poll(fds.as_mut_ptr(), fds.len(), timeout_ms) };
+                if ready > 0 {
+                    for &(id, entry, events) in &ids {
+                        let fd = fds[entry];
+                        if fd.revents & (events | PollFd::HANGUP | PollFd::INVALID) != 0 {
+                            self.complete(id, fd.revents);
+                        }
+                    }
+                }
+            }
+        }
+        if !self.timers.borrow().is_empty() {
+            self.fire_timers(Instant::now());
+        }
+    }
+
+    /// Wakes the waiter of wait `id` with `revents`.
+    fn complete(&self, id: usize, revents: u16) {
+        let waker = {
+            let waits = self.waits.borrow();
+            let Some(Some(wait)) = waits.get(id) else {
+                return;
+            };
+            wait.result.set(Some(revents));
+            wait.waker.clone()
+        };
+        waker.wake();
+    }
+
+    /// Wakes the sleepers whose deadline passed; returns the next deadline
+    /// (`now` itself if any fired).
+    fn fire_timers(&self, now: Instant) -> Option<Instant> {
+        let mut fired = Vec::new();
+        let next = {
+            let mut timers = self.timers.borrow_mut();
+            while timers.peek().is_some_and(|timer| timer.deadline <= now) {
+                fired.push(timers.pop().expect("peeked").waker);
+            }
+            timers.peek().map(|timer| timer.deadline)
+        };
+        if fired.is_empty() {
+            next
+        } else {
+            fired.into_iter().for_each(Waker::wake);
+            Some(now)
+        }
+    }
+}
+
+/// Registers interest in `events` on `handle`; returns the wait's id and
+/// the cell its result lands in.
+pub(crate) fn add_wait(handle: i32, events: u16, waker: &Waker) -> (usize, Rc<Cell<Option<u16>>>) {
+    EXECUTOR.with(|executor| {
+        let result = Rc::new(Cell::new(None));
+        let wait = IoWait {
+            handle,
+            events,
+            waker: waker.clone(),
+            result: Rc::clone(&result),
+        };
+        let mut waits = executor.waits.borrow_mut();
+        let id = match executor.free_waits.borrow_mut().pop() {
+            Some(id) => {
+                waits[id] = Some(wait);
+                id
+            }
+            None => {
+                waits.push(Some(wait));
+                waits.len() - 1
+            }
+        };
+        (id, result)
+    })
+}
+
+/// Forgets wait `id` (completed, or its future dropped).
+pub(crate) fn remove_wait(id: usize) {
+    EXECUTOR.with(|executor| {
+        if let Some(slot) = executor.waits.borrow_mut().get_mut(id) {
+            if slot.take().is_some() {
+                executor.free_waits.borrow_mut().push(id);
+            }
+        }
+    });
+}
+
+/// Wakes `waker` at `deadline`.
+pub(crate) fn add_timer(deadline: Instant, waker: &Waker) {
+    EXECUTOR.with(|executor| {
+        let seq = executor.timer_seq.get();
+        executor.timer_seq.set(seq + 1);
+        executor.timers.borrow_mut().push(Timer {
+            deadline,
+            seq,
+            waker: waker.clone(),
+        });
+    });
+}
+
+/// Spawned coroutines alive now (running or waiting; not the future given
+/// to [`block_on`]).
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::task;
+///
+/// task::block_on(async {
+///     let (tx, rx) = task::channel::<()>(1);
+///     task::spawn(async move { rx.recv().await }).detach();
+///     task::yield_now().await;
+///     assert_eq!(task::live(), 1); // waiting in `recv`
+///     drop(tx);
+///     task::yield_now().await;
+///     assert_eq!(task::live(), 0);
+/// });
+/// ```
+pub fn live() -> usize {
+    EXECUTOR.with(|executor| executor.live.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_pop_earliest_first() {
+        let now = Instant::now();
+        let mut heap = BinaryHeap::new();
+        for (i, ms) in [30u64, 10, 20].into_iter().enumerate() {
+            heap.push(Timer {
+                deadline: now + std::time::Duration::from_millis(ms),
+                seq: i as u64,
+                waker: Waker::noop().clone(),
+            });
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|t| t.seq)).collect();
+        assert_eq!(order, [1, 2, 0]);
+    }
+}
