@@ -212,7 +212,7 @@ pub const SHUT_WRITE: i32 = 2;
 
 /// The most one `read` or `write` moves (1 GiB, as `wit/mnvkd.wit` says):
 /// a count must never reach 2^31, where it would read as an error code.
-const MAX_LEN: usize = 1 << 30;
+pub(crate) const MAX_LEN: usize = 1 << 30;
 
 /// Reads from handle `raw` into `buf`; 0 is end of stream.
 pub(crate) fn read(raw: i32, buf: &mut [u8]) -> io::Result<usize> {

@@ -12,10 +12,26 @@ pub(crate) trait Io {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes all of `buf`.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Reads what is there without waiting: `None` when nothing is (or
+    /// the stream cannot tell; the loop then waits and reads).
+    fn try_read(&mut self, _buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(None)
+    }
     /// Waits until a read would not block; `false` if `timeout` passed first.
     fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool>;
     /// Closes the stream (both directions, where it can).
     fn close(&mut self);
+}
+
+/// Reads from handle `raw` with the host's `try-read`: `None` for `again`.
+fn try_read_raw(raw: i32, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let len = buf.len().min(crate::handle::MAX_LEN);
+    // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes.
+    match crate::errno::check(unsafe { crate::sys::try_read(raw, buf.as_mut_ptr(), len) }) {
+        Ok(n) => Ok(Some(n)),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Waits on handle `raw` with the host's `poll`.
@@ -31,6 +47,10 @@ impl Io for Connection {
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         Write::write_all(self, buf)
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        try_read_raw(0, buf)
     }
 
     fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
@@ -58,6 +78,13 @@ impl Io for Owned {
         match &mut self.0 {
             Some(handle) => handle.write_all(buf),
             None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match &self.0 {
+            Some(handle) => try_read_raw(handle.as_raw(), buf),
+            None => Ok(Some(0)),
         }
     }
 

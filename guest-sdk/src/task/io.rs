@@ -185,7 +185,7 @@ impl Stream {
             if readiness(self.raw, PollFd::READABLE).await & EXCLUSIVE != 0 {
                 return handle::read(self.raw, buf);
             }
-            let len = buf.len().min(MAX_LEN);
+            let len = buf.len().min(handle::MAX_LEN);
             // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes.
             match unsafe { sys::try_read(self.raw, buf.as_mut_ptr(), len) } {
                 sys::AGAIN => continue,
@@ -214,7 +214,7 @@ impl Stream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let len = buf.len().min(MAX_LEN);
+        let len = buf.len().min(handle::MAX_LEN);
         loop {
             // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
             match unsafe { sys::try_write(self.raw, buf.as_ptr(), len) } {
@@ -287,9 +287,6 @@ impl Stream {
         handle::dup(self.raw)
     }
 }
-
-/// The most one import call moves (1 GiB, as `wit/mnvkd.wit` says).
-const MAX_LEN: usize = 1 << 30;
 
 impl Drop for Stream {
     fn drop(&mut self) {
