@@ -7,7 +7,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -38,6 +38,11 @@ pub struct Source {
     registry: Arc<Registry>,
     /// Whether the socket is registered for writable events too.
     write_interest: AtomicBool,
+    /// The read event count, plus one, when a read last found nothing to
+    /// read; 0 once a read got bytes (or none failed yet). With it a wait
+    /// for readability needs no `poll(2)`: no event since means nothing
+    /// to read, an event since (and no read) means something is.
+    read_drained: AtomicU64,
 }
 
 /// One direction's readiness.
@@ -59,6 +64,7 @@ impl Source {
             fd,
             registry,
             write_interest: AtomicBool::new(false),
+            read_drained: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +115,19 @@ impl Source {
         true
     }
 
+    /// Notes how a read that began at read event count `seen` went: found
+    /// nothing (`would_block`) or got bytes (or an error, or end of stream).
+    pub fn note_read(&self, seen: u64, would_block: bool) {
+        let drained = if would_block { seen + 1 } else { 0 };
+        self.read_drained.store(drained, Ordering::Relaxed);
+    }
+
+    /// The read event count at which a read last found nothing, unless a
+    /// read got bytes since.
+    pub fn read_drained_at(&self) -> Option<u64> {
+        self.read_drained.load(Ordering::Relaxed).checked_sub(1)
+    }
+
     /// Runs the non-blocking `op` until it does not return `WouldBlock`; parks
     /// `cx` and returns `Pending` when it would block.
     pub fn poll_io<R>(
@@ -119,7 +138,13 @@ impl Source {
     ) -> Poll<io::Result<R>> {
         loop {
             let seen = self.events(direction);
-            match op() {
+            let result = op();
+            if direction == Direction::Read {
+                let would_block =
+                    matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock);
+                self.note_read(seen, would_block);
+            }
+            match result {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     if self.park(direction, seen, cx) {
                         return Poll::Pending;
