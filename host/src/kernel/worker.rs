@@ -24,7 +24,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
         let mut streak = 0;
         while let Some(next) = Task::take_next() {
             if streak == NEXT_SLOT_STREAK {
-                runq.push(next, Priority::Woken);
+                runq.push_behind(next);
                 break;
             }
             streak += 1;
