@@ -156,10 +156,15 @@ pub(crate) fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
 pub fn init_logging(cli: &Cli) {
     // wasmtime-wasi's per-call spans would clutter every guest stderr line.
     let default = match cli.command {
-        Command::Serve(_) => "info,wasmtime_wasi=warn",
+        Command::Serve(_) => "info,wasmtime_wasi=error",
         Command::Run(_) => "warn",
     };
-    let filter = EnvFilter::try_from_env("MNVKD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = match std::env::var("MNVKD_LOG") {
+        Ok(text) => {
+            EnvFilter::try_new(quiet_wasi(&text)).unwrap_or_else(|_| EnvFilter::new(default))
+        }
+        Err(_) => EnvFilter::new(default),
+    };
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -169,6 +174,17 @@ pub fn init_logging(cli: &Cli) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         LogFormat::Json => fmt.json().with_current_span(false).init(),
+    }
+}
+
+/// `filter` with wasmtime-wasi's warnings off unless it names that crate:
+/// a guest causes them (a WASI import it calls is not implemented, e.g.
+/// `sock_shutdown`) as often as it likes, and they pass no app's log limit.
+fn quiet_wasi(filter: &str) -> String {
+    if filter.contains("wasmtime_wasi") {
+        filter.to_owned()
+    } else {
+        format!("{filter},wasmtime_wasi=error")
     }
 }
 
