@@ -13,6 +13,7 @@ mod deploy;
 mod drain;
 mod echo;
 mod errors;
+mod exhaustion;
 mod fuzz;
 mod http;
 mod http_front;

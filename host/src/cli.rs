@@ -80,6 +80,10 @@ struct LimitArgs {
     /// Host memory (pipe and stdio buffers) one process may hold, e.g. 1MiB [default: 16 pipe buffers]
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     max_host_memory: Option<u64>,
+    /// Micro-heap bytes all live processes of one app may hold together, e.g. 2GiB;
+    /// a growth past it fails as one past --max-memory does [default: off]
+    #[arg(long, value_name = "SIZE|off", value_parser = optional_size_arg)]
+    max_app_memory: Option<SizeOrOff>,
 }
 
 /// The compiled-module cache flag shared by `serve` and `run`.
@@ -128,8 +132,22 @@ impl LimitArgs {
         if let Some(max_host_memory) = self.max_host_memory {
             limits.max_host_memory = Some(max_host_memory);
         }
+        if let Some(max_app_memory) = self.max_app_memory {
+            limits.max_app_memory = max_app_memory.0;
+        }
         limits
     }
+}
+
+/// A size flag that `off` turns off (a newtype, as [`DurationOrOff`]).
+#[derive(Debug, Clone, Copy)]
+struct SizeOrOff(Option<u64>);
+
+fn optional_size_arg(text: &str) -> Result<SizeOrOff, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(SizeOrOff(None));
+    }
+    size_arg(text).map(|size| SizeOrOff(Some(size)))
 }
 
 fn size_arg(text: &str) -> Result<u64, String> {

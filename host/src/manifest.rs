@@ -19,6 +19,7 @@
 //! max_wall = "off"            # time one process may live ("off": no limit)
 //! max_children = 64           # live processes one connection's tree may spawn
 //! max_host_memory = "1MiB"    # pipe and stdio buffers one process may hold
+//! max_app_memory = "2GiB"     # micro-heaps of all live processes together ("off": none)
 //! log_rate = 5                # log lines a second the app's guests may cause
 //!
 //! [env]                       # extra environment for every process
@@ -78,6 +79,8 @@ pub struct Manifest {
     pub max_children: Option<usize>,
     /// Host memory (pipe and stdio buffers) per process, e.g. `1MiB`.
     pub max_host_memory: Option<String>,
+    /// Micro-heap bytes of all live processes together, e.g. `2GiB`, or `off`.
+    pub max_app_memory: Option<String>,
     /// Log lines per second the app's guests may cause.
     pub log_rate: Option<u32>,
     /// Environment variables.
@@ -164,6 +167,13 @@ impl Manifest {
         }
         if let Some(size) = &self.max_host_memory {
             limits.max_host_memory = Some(parse_size(size).context("in `max_host_memory`")?);
+        }
+        if let Some(size) = &self.max_app_memory {
+            limits.max_app_memory = if size.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(parse_size(size).context("in `max_app_memory`")?)
+            };
         }
         if let Some(rate) = self.log_rate {
             limits.log_rate = rate;
