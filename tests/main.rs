@@ -15,6 +15,7 @@ mod echo;
 mod errors;
 mod exhaustion;
 mod fuzz;
+mod hostile_clients;
 mod http;
 mod http_front;
 mod isolation;
