@@ -26,4 +26,5 @@ mod preemption;
 mod process_limit;
 mod reload;
 mod run;
+mod soak;
 mod wit;
