@@ -34,11 +34,8 @@ fn serve_cgi(name: &str, guest_name: &str, manifest: &str) -> (TempDir, Server) 
 #[track_caller]
 fn get(addr: SocketAddr, path: &str) -> Response {
     let mut stream = connect(addr);
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
     read_response(&mut BufReader::new(stream))
 }
 

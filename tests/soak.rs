@@ -59,11 +59,13 @@ fn echo(addrs: &Addrs, n: u64) -> Result<(), String> {
 fn http_keep_alive(addrs: &Addrs, n: u64) -> Result<(), String> {
     let mut stream = BufReader::new(connect(addrs.http));
     for i in 0..20 {
-        write!(
-            stream.get_mut(),
-            "GET /{n}/{i} HTTP/1.1\r\nHost: soak\r\n\r\n"
-        )
-        .map_err(|err| format!("http {n}: {err}"))?;
+        // One write per request: a request in pieces meets Nagle's
+        // algorithm and the peer's delayed ACK (40 ms a request).
+        let request = format!("GET /{n}/{i} HTTP/1.1\r\nHost: soak\r\n\r\n");
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .map_err(|err| format!("http {n}: {err}"))?;
         let response = read_response(&mut stream);
         if response.status != 200 || response.text() != "Hello, World!\n" {
             return Err(format!("http {n}/{i}: {response:?}"));
@@ -75,11 +77,11 @@ fn http_keep_alive(addrs: &Addrs, n: u64) -> Result<(), String> {
 fn cgi(addrs: &Addrs, n: u64) -> Result<(), String> {
     let len = (n as usize * 4099) % (256 << 10);
     let mut stream = BufReader::new(connect(addrs.cgi));
-    write!(
-        stream.get_mut(),
-        "GET /big/{len} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|err| format!("cgi {n}: {err}"))?;
+    let request = format!("GET /big/{len} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n");
+    stream
+        .get_mut()
+        .write_all(request.as_bytes())
+        .map_err(|err| format!("cgi {n}: {err}"))?;
     let response = read_response(&mut stream);
     let expected: Vec<u8> = b"0123456789".iter().copied().cycle().take(len).collect();
     (response.status == 200 && response.body == expected)
