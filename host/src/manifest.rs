@@ -226,6 +226,21 @@ mod tests {
     }
 
     #[test]
+    fn an_app_memory_total_is_a_size_or_off() {
+        let parse = |text: &str| {
+            let manifest: Manifest = toml::from_str(text).unwrap();
+            manifest.apply(Limits::default())
+        };
+        let capped = parse("max_app_memory = \"1GiB\"").unwrap();
+        assert_eq!(capped.max_app_memory, Some(1 << 30));
+        assert_eq!(
+            parse("max_app_memory = \"off\"").unwrap().max_app_memory,
+            None
+        );
+        assert!(parse("max_app_memory = \"lots\"").is_err());
+    }
+
+    #[test]
     fn grants_and_mode_parse() {
         let manifest: Manifest =
             toml::from_str("allow_outbound = [\"127.0.0.1:6379\"]\nkind = \"listener\"").unwrap();
