@@ -161,40 +161,51 @@ fn long_run() {
     let seeds = number("MNVKD_FUZZ_SEEDS", u64::MAX);
     let server = Server::start(&[("fuzz", guest("fuzz")), ("echo", guest("echo"))], &[]);
     let (fuzz, echo) = (server.addr("fuzz"), server.addr("echo"));
+    // The control tenant's latency at rest, then under the fuzzing.
+    let baseline = control_latencies(echo, 200, &AtomicBool::new(false));
     let started = Instant::now();
+    let fuzzing = AtomicBool::new(true);
     let next = std::sync::atomic::AtomicU64::new(first);
     let totals = Mutex::new((0u64, 0u64, 0u64, 0u64, Vec::new()));
-    thread::scope(|scope| {
-        for _ in 0..CLIENTS {
-            scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed - first >= seeds || started.elapsed().as_secs() >= seconds {
-                    return;
-                }
-                let result = fuzz_one(fuzz, seed);
-                let mut totals = totals.lock().unwrap();
-                totals.0 += 1;
-                match result {
-                    Ok(marker) => {
-                        totals.1 += marker.calls;
-                        totals.2 += marker.children;
-                        totals.3 += marker.killed;
+    let loaded = thread::scope(|scope| {
+        let control = scope.spawn(|| control_latencies(echo, usize::MAX, &fuzzing));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed - first >= seeds || started.elapsed().as_secs() >= seconds {
+                        return;
                     }
-                    Err(failure) => {
-                        eprintln!("FAIL {failure}");
-                        totals.4.push(seed);
+                    let result = fuzz_one(fuzz, seed);
+                    let mut totals = totals.lock().unwrap();
+                    totals.0 += 1;
+                    match result {
+                        Ok(marker) => {
+                            totals.1 += marker.calls;
+                            totals.2 += marker.children;
+                            totals.3 += marker.killed;
+                        }
+                        Err(failure) => {
+                            eprintln!("FAIL {failure}");
+                            totals.4.push(seed);
+                        }
                     }
-                }
-                if totals.0 % 500 == 0 {
-                    eprintln!(
-                        "{:>5} s: {} seeds, {} calls",
-                        started.elapsed().as_secs(),
-                        totals.0,
-                        totals.1
-                    );
-                }
-            });
+                    if totals.0 % 500 == 0 {
+                        eprintln!(
+                            "{:>5} s: {} seeds, {} calls",
+                            started.elapsed().as_secs(),
+                            totals.0,
+                            totals.1
+                        );
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().unwrap();
         }
+        fuzzing.store(false, Ordering::Relaxed);
+        control.join().unwrap()
     });
     let (run, calls, children, killed, failed) = totals.into_inner().unwrap();
     let echo_ok = roundtrip(echo, b"still here") == b"still here";
@@ -210,5 +221,37 @@ fn long_run() {
         server.is_alive(),
         log.lines().count()
     );
+    println!(
+        "control echo round trip (1 KiB): at rest {}; while fuzzing {}",
+        summary(&baseline),
+        summary(&loaded)
+    );
     assert!(failed.is_empty() && panics == 0 && server.is_alive() && echo_ok);
+}
+
+/// Round trips of 1 KiB to the echo at `addr`, one every 10 ms, `count` of
+/// them or while `go` holds; returns their durations, sorted.
+fn control_latencies(addr: SocketAddr, count: usize, go: &AtomicBool) -> Vec<std::time::Duration> {
+    let bytes = pseudo_random_bytes(7, 1024);
+    let mut took = Vec::new();
+    while took.len() < count && (count != usize::MAX || go.load(Ordering::Relaxed)) {
+        let start = Instant::now();
+        assert_bytes_eq("control echo", &bytes, &roundtrip(addr, &bytes));
+        took.push(start.elapsed());
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+    took.sort();
+    took
+}
+
+/// `p50 … p99 … max …` of sorted durations.
+fn summary(sorted: &[std::time::Duration]) -> String {
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} trips)",
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        at(1.0).as_secs_f64() * 1e3,
+        sorted.len()
+    )
 }
