@@ -22,7 +22,7 @@
 //!
 //! No SDK: the imports are declared here, raw.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Calls the process for a connection makes.
 const ROOT_CALLS: u32 = 400;
@@ -188,6 +188,9 @@ struct Fuzzer {
     /// asking `poll` first. This is what tests cross-process wake-ups.
     pipes: BTreeMap<i32, u32>,
     next_pipe: u32,
+    /// The child handles of WASI-hostile children: their being killed is
+    /// expected; any other child's is a violation.
+    hostile_children: BTreeSet<i32>,
     /// [`SCRATCH`] bytes, never freed. A raw pointer, read with volatile
     /// loads: the host writes it behind the compiler's back.
     scratch: *mut u8,
@@ -222,20 +225,24 @@ fn main() {
         }
         let seed: u64 = words.next()?.parse().ok()?;
         let depth: u32 = words.next()?.parse().ok()?;
-        let kinds: Option<Vec<Kind>> = words
-            .next()?
-            .chars()
-            .skip(1)
-            .map(Kind::from_letter)
+        // `h`: a WASI-hostile child's handle, which may well be killed.
+        let letters: Vec<char> = words.next()?.chars().skip(1).collect();
+        let kinds: Option<Vec<Kind>> = letters
+            .iter()
+            .map(|&letter| Kind::from_letter(if letter == 'h' { 'c' } else { letter }))
             .collect();
-        Some((seed, depth, kinds?))
+        let hostile: BTreeSet<i32> = (0..letters.len() as i32)
+            .filter(|&i| letters[i as usize] == 'h')
+            .collect();
+        Some((seed, depth, kinds?, hostile))
     })();
     // A child spawned with junk arguments ends at once.
-    let Some((seed, depth, kinds)) = parsed else {
+    let Some((seed, depth, kinds, hostile_children)) = parsed else {
         std::process::exit(3)
     };
     let mut fuzzer = Fuzzer::new(seed, depth, kinds);
     fuzzer.hostile_wasi = hostile_wasi;
+    fuzzer.hostile_children = hostile_children;
     fuzzer.run(CHILD_CALLS);
     std::process::exit(if fuzzer.violations > 0 { VIOLATED } else { 0 });
 }
@@ -287,6 +294,7 @@ impl Fuzzer {
                 .collect(),
             pipes: BTreeMap::new(),
             next_pipe: 0,
+            hostile_children: BTreeSet::new(),
             blocked: 0,
             scratch: Box::leak(vec![0u8; SCRATCH].into_boxed_slice()).as_mut_ptr(),
             calls: 0,
@@ -563,6 +571,7 @@ impl Fuzzer {
     /// Removes `handle` from the handles held.
     fn forget(&mut self, handle: i32) -> Option<Kind> {
         self.pipes.remove(&handle);
+        self.hostile_children.remove(&handle);
         self.handles.remove(&handle)
     }
 
@@ -719,11 +728,16 @@ impl Fuzzer {
             self.depth < MAX_DEPTH && self.real_children < MAX_REAL_CHILDREN && self.rng.chance(70);
         let kinds: String = list
             .iter()
-            .map(|h| self.handles.get(h).map_or('?', |k| k.letter()))
+            .map(|h| match self.handles.get(h) {
+                Some(Kind::Child) if self.hostile_children.contains(h) => 'h',
+                Some(kind) => kind.letter(),
+                None => '?',
+            })
             .collect();
         let child_seed = self.rng.next() >> 12;
+        let hostile = real && self.rng.chance(25);
         let text = if real {
-            let role = if self.rng.chance(25) { "fzw" } else { "fz" };
+            let role = if hostile { "fzw" } else { "fz" };
             format!("{role} {child_seed} {} -{kinds}", self.depth + 1)
         } else {
             "junk".to_owned()
@@ -790,6 +804,9 @@ impl Fuzzer {
                 self.real_children += 1;
             }
             self.took(&what, code, Kind::Child);
+            if hostile {
+                self.hostile_children.insert(code);
+            }
         }
     }
 
@@ -799,19 +816,25 @@ impl Fuzzer {
         let code = unsafe { wait(h) };
         let what = format!("wait({h})");
         if kind == Some(Kind::Child) {
-            self.handles.remove(&h);
-            self.child_ended(&what, code);
+            let hostile = self.hostile_children.contains(&h);
+            self.forget(h);
+            self.child_ended(&what, code, hostile);
         } else {
             self.expect(&what, code, BADF);
         }
     }
 
     /// Checks a child's exit status: 0 (or 3, junk arguments), 99 (it saw a
-    /// violation) or 256 (killed).
-    fn child_ended(&mut self, what: &str, code: i32) {
+    /// violation) or 256 (killed: only a WASI-hostile child may be).
+    fn child_ended(&mut self, what: &str, code: i32, hostile: bool) {
         match code {
             0 | 3 => {}
-            256 => self.killed += 1,
+            256 if hostile => self.killed += 1,
+            256 => self.violation(
+                what,
+                code.into(),
+                "a child that made only well-formed calls was killed",
+            ),
             VIOLATED => self.violation(what, code.into(), "the child saw a violation"),
             _ => self.violation(what, code.into(), "not an exit status a fuzz child has"),
         }
@@ -827,8 +850,9 @@ impl Fuzzer {
         for h in children {
             self.calls += 1;
             let code = unsafe { wait(h) };
-            self.handles.remove(&h);
-            self.child_ended(&format!("wait({h})"), code);
+            let hostile = self.hostile_children.contains(&h);
+            self.forget(h);
+            self.child_ended(&format!("wait({h})"), code, hostile);
         }
     }
 
