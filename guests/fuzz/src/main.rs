@@ -772,9 +772,7 @@ impl Fuzzer {
         // The host's order of checks: count, arg, list, UTF-8, each handle.
         let expected = if count > 1024 {
             Some(INVAL)
-        } else if !arg.inside {
-            Some(FAULT)
-        } else if !list_inside {
+        } else if !arg.inside || !list_inside {
             Some(FAULT)
         } else if std::str::from_utf8(&arg_bytes).is_err() {
             Some(INVAL)
