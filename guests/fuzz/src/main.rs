@@ -883,7 +883,17 @@ impl Fuzzer {
             inside = u64::from(ptr) + u64::from(count.min(1024)) * 8 <= memory_end();
         }
         let sure_invalid = entries.iter().any(|(h, _)| self.is_unknown(*h));
-        let may_block_long = sure_invalid;
+        // An end whose other end went to a child: the child's writing,
+        // reading or ending must wake this poll (a read end reports end of
+        // stream as readable, a write end hang-up whatever it asked).
+        let woken_by_a_child = entries.iter().any(|(h, events)| {
+            self.other_end_gone(*h)
+                && (self.handles.get(h) == Some(&Kind::PipeWrite) || events & READABLE != 0)
+        });
+        if woken_by_a_child && inside && count <= 1024 {
+            self.blocked += 1;
+        }
+        let may_block_long = sure_invalid || woken_by_a_child;
         let timeout = if may_block_long || !inside || count > 1024 {
             match self.rng.below(3) {
                 0 => -1,
