@@ -162,6 +162,20 @@ impl ChatPair {
     }
 }
 
+/// Runs one exchange; a panic in it (the response readers of `util` panic
+/// on a malformed or missing response) is a failure to count, not the end
+/// of the soak.
+fn checked(exchange: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(exchange)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        Err(format!("panicked: {what}"))
+    })
+}
+
 /// A free port on 127.0.0.1 for the admin endpoint.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -249,7 +263,7 @@ pub fn soak(duration: Duration, every: Duration, print: bool) -> Report {
                 scope.spawn(move || {
                     let mut n = thread as u64;
                     while !done.load(Ordering::Relaxed) {
-                        record(index, exchange(addrs, n));
+                        record(index, checked(|| exchange(addrs, n)));
                         n += threads as u64;
                     }
                 });
