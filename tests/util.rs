@@ -278,18 +278,32 @@ impl Server {
         extra: &[OsString],
         env: &[(&str, &OsStr)],
     ) -> Server {
+        Server::start_configured(apps, extra, env, |_| {})
+    }
+
+    /// As [`Server::start_with_env`], with `configure` applied to the
+    /// command before it is spawned.
+    #[track_caller]
+    fn start_configured(
+        apps: &[(&str, PathBuf)],
+        extra: &[OsString],
+        env: &[(&str, &OsStr)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut args = args!["serve"];
         for (name, _) in apps {
             args.extend(args!["--listen", format!("{name}=127.0.0.1:0")]);
         }
         args.extend_from_slice(extra);
         args.extend(apps.iter().map(|(_, path)| OsString::from(path)));
-        let mut child = command()
-            .envs(env.iter().copied())
+        let mut cmd = command();
+        cmd.envs(env.iter().copied())
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        configure(&mut cmd);
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("failed to spawn {} {args:?}: {err}", bin().display()));
         let log = Arc::new(Log::default());
@@ -722,4 +736,37 @@ pub fn read_response(reader: &mut impl BufRead) -> Response {
         reader.read_to_end(&mut response.body).unwrap();
     }
     response
+}
+
+impl Server {
+    /// As [`Server::start`], with the server's `RLIMIT_NOFILE` (soft and
+    /// hard, so the host cannot raise it) set to `fds`.
+    #[track_caller]
+    pub fn start_with_fd_limit(apps: &[(&str, PathBuf)], extra: &[OsString], fds: u64) -> Server {
+        use std::os::unix::process::CommandExt;
+        Server::start_configured(apps, extra, &[], |cmd| {
+            // SAFETY: setrlimit is async-signal-safe; the closure touches
+            // nothing else between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: fds,
+                        rlim_max: fds,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
+        })
+    }
+
+    /// The number of open fds of the server process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
 }

@@ -20,7 +20,7 @@ use wasmtime::{Engine, ExternType, InstancePre, Linker};
 
 use crate::config::Limits;
 use crate::module_cache::{self, ModuleCache};
-use crate::process::ProcessState;
+use crate::process::{AppHeap, ProcessState};
 
 /// How an app's processes meet its connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -82,6 +82,9 @@ pub struct App {
     pub log_limit: Arc<LogLimit>,
     /// What its processes did, for `/metrics`; shared by every version.
     pub metrics: Arc<AppMetrics>,
+    /// The micro-heap bytes of its live processes, against
+    /// `max_app_memory`; shared by every version.
+    pub heap: Arc<AppHeap>,
 }
 
 impl App {
@@ -127,6 +130,7 @@ impl App {
             pre,
             log_limit: Arc::new(LogLimit::new(settings.limits.log_rate)),
             metrics: Arc::default(),
+            heap: Arc::default(),
             settings,
         })
     }
@@ -140,6 +144,7 @@ impl App {
         self.processes = Arc::clone(&old.processes);
         self.log_limit = Arc::clone(&old.log_limit);
         self.metrics = Arc::clone(&old.metrics);
+        self.heap = Arc::clone(&old.heap);
         self
     }
 }

@@ -80,6 +80,10 @@ struct LimitArgs {
     /// Host memory (pipe and stdio buffers) one process may hold, e.g. 1MiB [default: 16 pipe buffers]
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     max_host_memory: Option<u64>,
+    /// Micro-heap bytes all live processes of one app may hold together, e.g. 2GiB;
+    /// a growth past it fails as one past --max-memory does [default: off]
+    #[arg(long, value_name = "SIZE|off", value_parser = optional_size_arg)]
+    max_app_memory: Option<SizeOrOff>,
 }
 
 /// The compiled-module cache flag shared by `serve` and `run`.
@@ -128,8 +132,22 @@ impl LimitArgs {
         if let Some(max_host_memory) = self.max_host_memory {
             limits.max_host_memory = Some(max_host_memory);
         }
+        if let Some(max_app_memory) = self.max_app_memory {
+            limits.max_app_memory = max_app_memory.0;
+        }
         limits
     }
+}
+
+/// A size flag that `off` turns off (a newtype, as [`DurationOrOff`]).
+#[derive(Debug, Clone, Copy)]
+struct SizeOrOff(Option<u64>);
+
+fn optional_size_arg(text: &str) -> Result<SizeOrOff, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(SizeOrOff(None));
+    }
+    size_arg(text).map(|size| SizeOrOff(Some(size)))
 }
 
 fn size_arg(text: &str) -> Result<u64, String> {
@@ -156,10 +174,15 @@ pub(crate) fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
 pub fn init_logging(cli: &Cli) {
     // wasmtime-wasi's per-call spans would clutter every guest stderr line.
     let default = match cli.command {
-        Command::Serve(_) => "info,wasmtime_wasi=warn",
+        Command::Serve(_) => "info,wasmtime_wasi=error",
         Command::Run(_) => "warn",
     };
-    let filter = EnvFilter::try_from_env("MNVKD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = match std::env::var("MNVKD_LOG") {
+        Ok(text) => {
+            EnvFilter::try_new(quiet_wasi(&text)).unwrap_or_else(|_| EnvFilter::new(default))
+        }
+        Err(_) => EnvFilter::new(default),
+    };
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -169,6 +192,17 @@ pub fn init_logging(cli: &Cli) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         LogFormat::Json => fmt.json().with_current_span(false).init(),
+    }
+}
+
+/// `filter` with wasmtime-wasi's warnings off unless it names that crate:
+/// a guest causes them (a WASI import it calls is not implemented, e.g.
+/// `sock_shutdown`) as often as it likes, and they pass no app's log limit.
+fn quiet_wasi(filter: &str) -> String {
+    if filter.contains("wasmtime_wasi") {
+        filter.to_owned()
+    } else {
+        format!("{filter},wasmtime_wasi=error")
     }
 }
 

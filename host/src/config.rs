@@ -49,6 +49,10 @@ pub struct Limits {
     /// Host memory (pipe and stdio buffers) one process may hold, in bytes;
     /// past it the write that needs more returns `limit`. `None`: 16 pipe buffers.
     pub max_host_memory: Option<u64>,
+    /// Micro-heap bytes all the app's live processes may hold together; a
+    /// growth past it fails as one past `max_memory` does. `None` (the
+    /// default): only `max_memory` per process bounds them.
+    pub max_app_memory: Option<u64>,
     /// Log lines per second the app's guests may cause (their stderr, denied
     /// `connect`s, traps); the rest are counted and reported, not written.
     pub log_rate: u32,
@@ -71,6 +75,7 @@ impl Default for Limits {
             max_wall: None,
             max_children: 64,
             max_host_memory: None,
+            max_app_memory: None,
             log_rate: 5,
         }
     }
@@ -113,6 +118,9 @@ impl Limits {
         }
         if self.log_rate == 0 {
             bail!("log-rate must be at least 1");
+        }
+        if self.max_app_memory.is_some_and(|cap| cap < self.max_memory) {
+            bail!("max-app-memory must be at least max-memory");
         }
         if self.max_host_memory == Some(0) {
             bail!("max-host-memory must be at least 1B");

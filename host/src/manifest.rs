@@ -19,6 +19,7 @@
 //! max_wall = "off"            # time one process may live ("off": no limit)
 //! max_children = 64           # live processes one connection's tree may spawn
 //! max_host_memory = "1MiB"    # pipe and stdio buffers one process may hold
+//! max_app_memory = "2GiB"     # micro-heaps of all live processes together ("off": none)
 //! log_rate = 5                # log lines a second the app's guests may cause
 //!
 //! [env]                       # extra environment for every process
@@ -78,6 +79,8 @@ pub struct Manifest {
     pub max_children: Option<usize>,
     /// Host memory (pipe and stdio buffers) per process, e.g. `1MiB`.
     pub max_host_memory: Option<String>,
+    /// Micro-heap bytes of all live processes together, e.g. `2GiB`, or `off`.
+    pub max_app_memory: Option<String>,
     /// Log lines per second the app's guests may cause.
     pub log_rate: Option<u32>,
     /// Environment variables.
@@ -165,6 +168,13 @@ impl Manifest {
         if let Some(size) = &self.max_host_memory {
             limits.max_host_memory = Some(parse_size(size).context("in `max_host_memory`")?);
         }
+        if let Some(size) = &self.max_app_memory {
+            limits.max_app_memory = if size.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(parse_size(size).context("in `max_app_memory`")?)
+            };
+        }
         if let Some(rate) = self.log_rate {
             limits.log_rate = rate;
         }
@@ -213,6 +223,21 @@ mod tests {
         assert_eq!(limits.max_memory, 1 << 20);
         assert_eq!(limits.cpu_budget, std::time::Duration::from_millis(250));
         assert_eq!(manifest.env["A"], "b");
+    }
+
+    #[test]
+    fn an_app_memory_total_is_a_size_or_off() {
+        let parse = |text: &str| {
+            let manifest: Manifest = toml::from_str(text).unwrap();
+            manifest.apply(Limits::default())
+        };
+        let capped = parse("max_app_memory = \"1GiB\"").unwrap();
+        assert_eq!(capped.max_app_memory, Some(1 << 30));
+        assert_eq!(
+            parse("max_app_memory = \"off\"").unwrap().max_app_memory,
+            None
+        );
+        assert!(parse("max_app_memory = \"lots\"").is_err());
     }
 
     #[test]

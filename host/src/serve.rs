@@ -286,7 +286,12 @@ async fn accept_loop(
             }
             Some(Err(err)) => {
                 processes.release();
-                tracing::warn!(app = %current.get().name, "accept failed: {err}");
+                // EMFILE repeats every backoff while fds are short: bounded
+                // like a guest-caused line.
+                let app = current.get();
+                if app.log_limit.admit(&app.name) {
+                    tracing::warn!(app = %app.name, "accept failed: {err}");
+                }
                 runtime
                     .kernel
                     .sleep_until(Instant::now() + ACCEPT_BACKOFF)
@@ -323,7 +328,9 @@ async fn http_accept_loop(
                 });
             }
             Err(err) => {
-                tracing::warn!(app = %app.name, "accept failed: {err}");
+                if app.log_limit.admit(&app.name) {
+                    tracing::warn!(app = %app.name, "accept failed: {err}");
+                }
                 runtime
                     .kernel
                     .sleep_until(Instant::now() + ACCEPT_BACKOFF)

@@ -136,6 +136,13 @@ fn transfer_range(range: Range<usize>) -> Range<usize> {
     range.start..range.end.min(range.start.saturating_add(MAX_TRANSFER))
 }
 
+/// The byte range of `len` bytes at `ptr` (both read as u32, as the guest
+/// passes them) if it lies wholly inside a memory of `size` bytes.
+fn checked_range(ptr: usize, len: usize, size: usize) -> Option<Range<usize>> {
+    let end = ptr.checked_add(len)?;
+    (end <= size).then_some(ptr..end)
+}
+
 /// Checks that `len` bytes at `ptr` lie inside the caller's exported `memory`.
 ///
 /// `import` names the calling import for the debug log of a fault.
@@ -159,12 +166,9 @@ pub fn guest_buffer(
         }
     };
     let size = memory.data_size(&*caller);
-    match ptr.checked_add(len) {
-        Some(end) if end <= size => Ok(GuestBuffer {
-            memory,
-            range: ptr..end,
-        }),
-        _ => {
+    match checked_range(ptr, len, size) {
+        Some(range) => Ok(GuestBuffer { memory, range }),
+        None => {
             tracing::debug!(
                 pid = %caller.data().pid,
                 import,
@@ -187,6 +191,43 @@ mod tests {
         assert_eq!(transfer_range(whole.clone()), whole);
         // Every count a transfer can return is a non-negative i32.
         assert!(i32::try_from(MAX_TRANSFER).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Any (ptr, len) a guest passes, against a real micro-heap of any
+        /// size: a range is given only when it lies inside the memory (and
+        /// slicing the memory with it cannot panic); `fault` otherwise.
+        #[test]
+        fn a_guest_range_never_leaves_the_micro_heap(
+            pages in 0u32..=24,
+            near_end in proptest::bool::ANY,
+            back in 0u32..70_000,
+            delta in 0u32..5,
+            ptr in proptest::num::i32::ANY,
+            len in proptest::num::i32::ANY,
+        ) {
+            let engine = wasmtime::Engine::default();
+            let mut store = wasmtime::Store::new(&engine, ());
+            let memory = Memory::new(&mut store, wasmtime::MemoryType::new(pages, None)).unwrap();
+            let size = memory.data_size(&store);
+            // Half the cases aim at the edge, where off-by-ones live.
+            let (ptr, len) = if near_end {
+                let ptr = (size as u32).wrapping_sub(back);
+                (ptr as i32, (back + delta).wrapping_sub(2) as i32)
+            } else {
+                (ptr, len)
+            };
+            let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+            match checked_range(ptr, len, size) {
+                Some(range) => {
+                    proptest::prop_assert!(range.end <= size);
+                    proptest::prop_assert_eq!(range.clone(), ptr..ptr + len);
+                    proptest::prop_assert_eq!(memory.data(&store)[range.clone()].len(), len);
+                    proptest::prop_assert!(transfer_range(range).end <= size);
+                }
+                None => proptest::prop_assert!(ptr as u64 + len as u64 > size as u64),
+            }
+        }
     }
 
     #[test]

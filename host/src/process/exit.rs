@@ -85,6 +85,18 @@ impl Exit {
             (one_line(&format!("{err:#}")), None)
         };
         if let HeapLimiter {
+            refused: Some(asked),
+            refused_by_app: true,
+            max_app_memory: Some(cap),
+            ..
+        } = heap
+        {
+            cause.push_str(&format!(
+                " (the app's micro-heap total, max-app-memory {}, was reached: the guest asked for {})",
+                format_size(*cap),
+                format_size(*asked as u64)
+            ));
+        } else if let HeapLimiter {
             max_memory,
             refused: Some(asked),
             ..

@@ -19,7 +19,7 @@ pub use exit::{Exit, Failure, Limit};
 pub use limits::{
     cpu_time, CpuBudgetExceeded, CpuLimitExceeded, Limited, WallLimit, WallLimitExceeded,
 };
-pub use state::{HeapLimiter, ProcessState, MAX_TABLE_ELEMENTS};
+pub use state::{AppHeap, HeapLimiter, ProcessState, MAX_TABLE_ELEMENTS};
 pub use stdio::{Stdio, StdioLink, Unused};
 pub use tree::TreeMember;
 
@@ -281,11 +281,12 @@ fn new_state(
         runtime,
         wasi: wasi.build_p1(),
         io: IoCtx::new(start.handles, limits.max_handles, stdio_link),
-        heap: HeapLimiter {
-            max_memory: limits.max_memory as usize,
-            refused: None,
+        heap: HeapLimiter::new(
+            limits.max_memory as usize,
+            limits.max_app_memory,
+            Arc::clone(&app.heap),
             info,
-        },
+        ),
         memory: None,
         host_memory,
         tree,

@@ -1,5 +1,6 @@
 //! The store data of a micro-process: one field per capability context.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
@@ -49,6 +50,84 @@ pub struct HeapLimiter {
     pub refused: Option<usize>,
     /// The process's entry in the process table: told each new size.
     pub info: Arc<ProcessInfo>,
+    /// The micro-heap bytes of all the app's live processes; this process's
+    /// part is `charged`, given back when the limiter is dropped.
+    pub app_heap: Arc<AppHeap>,
+    /// Most bytes `app_heap` may reach (`max_app_memory`); `None`: no cap.
+    pub max_app_memory: Option<u64>,
+    /// Whether the refused growth was refused by `max_app_memory` (rather
+    /// than `max_memory`).
+    pub refused_by_app: bool,
+    /// Bytes this process has added to `app_heap`.
+    charged: u64,
+}
+
+impl HeapLimiter {
+    /// A limiter for a new process of an app whose live micro-heaps are
+    /// counted in `app_heap`.
+    pub fn new(
+        max_memory: usize,
+        max_app_memory: Option<u64>,
+        app_heap: Arc<AppHeap>,
+        info: Arc<ProcessInfo>,
+    ) -> HeapLimiter {
+        HeapLimiter {
+            max_memory,
+            refused: None,
+            info,
+            app_heap,
+            max_app_memory,
+            refused_by_app: false,
+            charged: 0,
+        }
+    }
+
+    fn refuse(&mut self, desired: usize, by_app: bool) -> wasmtime::Result<bool> {
+        if self.refused.is_none_or(|refused| desired >= refused) {
+            self.refused = Some(desired);
+            self.refused_by_app = by_app;
+        }
+        Ok(false)
+    }
+}
+
+impl Drop for HeapLimiter {
+    fn drop(&mut self) {
+        self.app_heap.release(self.charged);
+    }
+}
+
+/// The micro-heap bytes of all live processes of one app, against its
+/// `max_app_memory`: so that many processes of one app, each within
+/// `max_memory`, cannot take the machine between them. Shared by every
+/// version of the app a reload makes.
+#[derive(Debug, Default)]
+pub struct AppHeap {
+    /// Sum of the micro-heaps of the app's live processes (their
+    /// [`HeapLimiter`]s' charges), in bytes.
+    bytes: AtomicU64,
+}
+
+impl AppHeap {
+    /// Bytes in the app's live micro-heaps.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Adds `delta` bytes if the total stays within `cap`.
+    fn try_charge(&self, delta: u64, cap: Option<u64>) -> bool {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bytes| {
+                let total = bytes.checked_add(delta)?;
+                cap.is_none_or(|cap| total <= cap).then_some(total)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `delta` bytes.
+    fn release(&self, delta: u64) {
+        self.bytes.fetch_sub(delta, Ordering::AcqRel);
+    }
 }
 
 /// Most table elements a process may have; equal to the pool's table slot size.
@@ -57,14 +136,18 @@ pub const MAX_TABLE_ELEMENTS: usize = 10_000;
 impl ResourceLimiter for HeapLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
-            self.refused = Some(self.refused.map_or(desired, |r| r.max(desired)));
-            return Ok(false);
+            return self.refuse(desired, false);
         }
+        let delta = desired.saturating_sub(current) as u64;
+        if !self.app_heap.try_charge(delta, self.max_app_memory) {
+            return self.refuse(desired, true);
+        }
+        self.charged += delta;
         self.info.set_heap_bytes(desired);
         Ok(true)
     }

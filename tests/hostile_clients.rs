@@ -1,0 +1,346 @@
+//! Clients that misbehave: slowloris (a request head a byte at a time) on
+//! the CGI front and on guest-side HTTP, a reader that never reads a large
+//! response, half-open and reset connections, and a flood of connection
+//! attempts. Each time the host stays up, its memory bounded, and serves the
+//! next client.
+//!
+//! No timing is asserted: the slow clients are slower than the timeouts
+//! they meet by a wide margin, and waits are bounded only by deadlines.
+
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// A CGI app `name` (a copy of guest `guest_name`) served from a temp dir
+/// with `manifest` (after `kind = "http"`) beside it.
+fn serve_cgi(name: &str, guest_name: &str, manifest: &str) -> (TempDir, Server) {
+    let dir = TempDir::new();
+    let wasm: PathBuf = dir.join(&format!("{name}.wasm"));
+    std::fs::copy(guest(guest_name), &wasm).unwrap();
+    dir.write(
+        &format!("{name}.toml"),
+        format!("kind = \"http\"\n{manifest}"),
+    );
+    let server = Server::start(&[(name, wasm)], &[]);
+    (dir, server)
+}
+
+/// One GET on a new connection; returns the response.
+#[track_caller]
+fn get(addr: SocketAddr, path: &str) -> Response {
+    let mut stream = connect(addr);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    read_response(&mut BufReader::new(stream))
+}
+
+/// Sends a request head one byte every `pause`, never finishing it, and
+/// returns what the host sent before it closed the connection.
+fn slowloris(addr: SocketAddr, pause: Duration) -> Vec<u8> {
+    let stream = connect(addr);
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ".iter();
+        for &byte in head.chain(std::iter::repeat(&b'a')) {
+            // Ends when the host has closed (a reset or a broken pipe).
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            thread::sleep(pause);
+        }
+    });
+    let mut stream = stream;
+    let got = read_until_closed(&mut stream);
+    let _ = stream.shutdown(Shutdown::Both);
+    let _ = sender.join();
+    got
+}
+
+/// Asserts that a slowloris got a 408 or a close with nothing.
+#[track_caller]
+fn assert_timed_out(got: &[u8]) {
+    let text = String::from_utf8_lossy(got);
+    assert!(
+        got.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "a slow head got {text:?}"
+    );
+}
+
+#[test]
+fn slowloris_on_the_cgi_front_gets_408_while_others_are_served() {
+    let (_dir, server) = serve_cgi("probe", "cgi-probe", "head_timeout = \"1s\"\n");
+    let addr = server.addr("probe");
+    thread::scope(|scope| {
+        let slow: Vec<_> = (0..20)
+            .map(|_| scope.spawn(move || slowloris(addr, Duration::from_millis(200))))
+            .collect();
+        // Meanwhile the app answers others.
+        for _ in 0..10 {
+            let response = get(addr, "/");
+            assert_eq!((response.status, response.text()), (200, "hello\n".into()));
+        }
+        for slow in slow {
+            let got = slow.join().unwrap();
+            assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"));
+        }
+    });
+    server.assert_alive();
+}
+
+#[test]
+fn slowloris_on_guest_side_http_is_timed_out_while_others_are_served() {
+    // hello-http serves HTTP itself (mnvkd_guest::http), with the SDK's
+    // head timeout (10 s): each slow client holds its own process only.
+    let server = Server::start(&[("hello-http", guest("hello-http"))], &[]);
+    let addr = server.addr("hello-http");
+    thread::scope(|scope| {
+        let slow: Vec<_> = (0..20)
+            .map(|_| scope.spawn(move || slowloris(addr, Duration::from_millis(500))))
+            .collect();
+        for _ in 0..10 {
+            let response = get(addr, "/");
+            assert_eq!(response.status, 200);
+            assert_eq!(response.text(), "Hello, World!\n");
+        }
+        for slow in slow {
+            assert_timed_out(&slow.join().unwrap());
+        }
+    });
+    server.assert_alive();
+}
+
+/// Samples the server's RSS every 100 ms while `done` is false; returns the
+/// largest.
+fn max_rss_until(server: &Server, done: &AtomicBool) -> u64 {
+    let mut max = 0;
+    while !done.load(Ordering::Relaxed) {
+        max = max.max(vm_rss(server.pid()));
+        thread::sleep(Duration::from_millis(100));
+    }
+    max
+}
+
+#[test]
+fn readers_that_never_read_a_large_response_leave_host_memory_bounded() {
+    const BIG: usize = 100 << 20;
+    let (_dir, server) = serve_cgi("probe", "cgi-probe", "");
+    let addr = server.addr("probe");
+    // Warm: the module, the pool, the first processes.
+    for _ in 0..5 {
+        assert_eq!(get(addr, "/").status, 200);
+    }
+    let before = vm_rss(server.pid());
+    let done = AtomicBool::new(false);
+    let max = thread::scope(|scope| {
+        let sampler = scope.spawn(|| max_rss_until(&server, &done));
+        // Ten clients ask for 100 MiB each and read nothing.
+        let stalled: Vec<TcpStream> = (0..10)
+            .map(|_| {
+                let mut stream = connect(addr);
+                write!(
+                    stream,
+                    "GET /big/{BIG} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                stream
+            })
+            .collect();
+        // Time for the host to fill the socket buffers and block.
+        thread::sleep(Duration::from_secs(3));
+        // Others are still served.
+        assert_eq!(get(addr, "/").status, 200);
+        done.store(true, Ordering::Relaxed);
+        let max = sampler.join().unwrap();
+        // Nothing was lost either: one stalled client reads its whole body.
+        let mut reader = BufReader::new(stalled.into_iter().next().unwrap());
+        let response = read_response(&mut reader);
+        assert_eq!(response.body.len(), BIG);
+        max
+    });
+    let grown = max.saturating_sub(before);
+    eprintln!(
+        "slow readers: RSS {} MiB before, at most {} MiB with 10 x 100 MiB unread (+{} MiB)",
+        before >> 20,
+        max >> 20,
+        grown >> 20
+    );
+    // Bounded by socket and pipe buffers, not by the 1000 MiB asked for.
+    assert!(grown < 100 << 20, "RSS grew by {} MiB", grown >> 20);
+    server.assert_alive();
+}
+
+#[test]
+fn a_writer_that_never_reads_its_echo_leaves_host_memory_bounded() {
+    let server = Server::start(&[("echo", guest("echo"))], &[]);
+    let addr = server.addr("echo");
+    assert_bytes_eq("warm", b"warm", &roundtrip(addr, b"warm"));
+    let before = vm_rss(server.pid());
+    let mut stream = connect(addr);
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // Sends until the echo's unread bytes fill every buffer on the way and
+    // the host stops reading (the write times out), or 100 MiB.
+    let chunk = vec![b'x'; 1 << 16];
+    let mut sent = 0usize;
+    while sent < 100 << 20 {
+        match stream.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    let after = vm_rss(server.pid());
+    eprintln!(
+        "unread echo: {} KiB sent before the host stopped reading; RSS +{} KiB",
+        sent >> 10,
+        after.saturating_sub(before) >> 10
+    );
+    assert!(sent < 100 << 20, "the host read 100 MiB nobody read back");
+    assert!(after.saturating_sub(before) < 64 << 20);
+    assert_bytes_eq("others", b"next", &roundtrip(addr, b"next"));
+    server.assert_alive();
+}
+
+/// Closes `stream` with a reset (SO_LINGER 0) instead of a FIN.
+fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+}
+
+#[test]
+fn half_open_and_reset_connections_leave_the_host_serving() {
+    let (_dir, server) = serve_cgi("probe", "cgi-probe", "");
+    let cgi = server.addr("probe");
+    let echo_server = Server::start(&[("echo", guest("echo"))], &[]);
+    let echo = echo_server.addr("echo");
+    // Connected and silent, never closed: held while the rest goes on.
+    let idle: Vec<TcpStream> = (0..50).map(|_| connect(cgi)).collect();
+    let idle_echo: Vec<TcpStream> = (0..50).map(|_| connect(echo)).collect();
+    for i in 0..50 {
+        // Half-closed before a byte: the host sees end of stream.
+        let stream = connect(echo);
+        stream.shutdown(Shutdown::Write).unwrap();
+        assert!(read_until_closed(&mut { stream }).is_empty());
+        // Reset in the middle of a request head, and of a body.
+        let mut stream = connect(cgi);
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: te").unwrap();
+        reset(stream);
+        let mut stream = connect(cgi);
+        stream
+            .write_all(b"POST /sum HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nabc")
+            .unwrap();
+        reset(stream);
+        // Reset in the middle of a large response, and of an echo.
+        let mut stream = connect(cgi);
+        write!(stream, "GET /big/10000000 HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut some = [0; 1000];
+        stream.read_exact(&mut some).unwrap();
+        reset(stream);
+        let mut stream = connect(echo);
+        stream.write_all(&[i as u8; 1000]).unwrap();
+        reset(stream);
+    }
+    // Both serve at once, the idle ones still connected.
+    assert_eq!(get(cgi, "/").text(), "hello\n");
+    assert_bytes_eq("echo", b"after", &roundtrip(echo, b"after"));
+    for server in [&server, &echo_server] {
+        server.assert_alive();
+        assert!(!server.log().contains("panicked"), "{}", server.log());
+    }
+    drop((idle, idle_echo));
+}
+
+/// `attempts` connection attempts from `threads` threads, as fast as they
+/// go, each closed at once with a reset; returns (connected, refused).
+pub fn flood(addr: SocketAddr, attempts: u64, threads: u64) -> (u64, u64) {
+    let next = AtomicU64::new(0);
+    let (connected, refused) = (AtomicU64::new(0), AtomicU64::new(0));
+    thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::Relaxed) < attempts {
+                    match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                        Ok(stream) => {
+                            connected.fetch_add(1, Ordering::Relaxed);
+                            // A reset leaves no TIME_WAIT to use up the ports.
+                            reset(stream);
+                        }
+                        Err(_) => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (connected.into_inner(), refused.into_inner())
+}
+
+#[test]
+fn after_a_flood_of_connection_attempts_the_next_client_is_served_at_once() {
+    const ATTEMPTS: u64 = 20_000;
+    let server = Server::start(&[("echo", guest("echo"))], &[]);
+    let addr = server.addr("echo");
+    let started = Instant::now();
+    let (connected, refused) = flood(addr, ATTEMPTS, 8);
+    let flooded = started.elapsed();
+    let recovery = Instant::now();
+    assert_bytes_eq(
+        "after",
+        b"after the flood",
+        &roundtrip(addr, b"after the flood"),
+    );
+    eprintln!(
+        "flood: {ATTEMPTS} attempts in {flooded:?} ({connected} connected, {refused} refused); \
+         next echo answered {:?} after",
+        recovery.elapsed()
+    );
+    assert_eq!(connected + refused, ATTEMPTS);
+    assert!(connected > 0);
+    server.assert_alive();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// `scripts/flood`: `MNVKD_FLOOD_ATTEMPTS` (default 100 000) connection
+/// attempts from 16 threads, then one echo; prints the counts, the time the
+/// flood took, the time to the next answer and the host's RSS and fds.
+#[test]
+#[ignore = "long: run by scripts/flood"]
+fn flood_long() {
+    let attempts = std::env::var("MNVKD_FLOOD_ATTEMPTS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(100_000);
+    let server = Server::start(&[("echo", guest("echo"))], &[]);
+    let addr = server.addr("echo");
+    let rss_before = vm_rss(server.pid());
+    let mut answered = true;
+    // Twice: RSS that grows again in the second round would be a leak,
+    // RSS that stays is memory kept for reuse.
+    for round in 1..=2 {
+        let started = Instant::now();
+        let (connected, refused) = flood(addr, attempts, 16);
+        let flooded = started.elapsed();
+        let recovery = Instant::now();
+        answered &= roundtrip(addr, b"after the flood") == b"after the flood";
+        let recovery = recovery.elapsed();
+        println!(
+            "flood {round}: {attempts} attempts in {:.1} s ({connected} connected, {refused} refused); \
+             next echo answered {answered} {:.2} ms after; RSS {} -> {} MiB; fds {}; host alive {}",
+            flooded.as_secs_f64(),
+            recovery.as_secs_f64() * 1e3,
+            rss_before >> 20,
+            vm_rss(server.pid()) >> 20,
+            server.fd_count(),
+            server.is_alive()
+        );
+    }
+    assert!(answered && server.is_alive());
+}
