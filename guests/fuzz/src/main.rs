@@ -55,6 +55,7 @@ const PIPE: i32 = -4;
 const IO: i32 = -5;
 const LIMIT: i32 = -6;
 const DENIED: i32 = -7;
+const AGAIN: i32 = -9;
 
 /// `poll` event bits.
 const READABLE: u16 = 1;
@@ -266,7 +267,7 @@ impl Fuzzer {
             let pick = if self.hostile_wasi {
                 17 + self.rng.below(11)
             } else {
-                self.rng.below(28)
+                self.rng.below(32)
             };
             match pick {
                 0..=2 => self.fuzz_read(),
@@ -289,7 +290,11 @@ impl Fuzzer {
                 24 => self.fuzz_args(),
                 25 => self.fuzz_path_open(),
                 26 => self.fuzz_sock(),
-                _ => self.fuzz_sched_yield(),
+                27 => self.fuzz_sched_yield(),
+                28 => self.fuzz_try_read(),
+                29 => self.fuzz_try_write(),
+                30 => self.fuzz_dup(),
+                _ => self.fuzz_shutdown(),
             }
         }
     }

@@ -14,6 +14,12 @@ extern "C" {
     pub(crate) fn sleep(ms: u32) -> i32;
     pub(crate) fn connect(addr_ptr: u32, addr_len: u32) -> i32;
     pub(crate) fn accept(listener: i32) -> i32;
+    #[link_name = "try-read"]
+    pub(crate) fn try_read(handle: i32, ptr: u32, len: u32) -> i32;
+    #[link_name = "try-write"]
+    pub(crate) fn try_write(handle: i32, ptr: u32, len: u32) -> i32;
+    pub(crate) fn dup(handle: i32) -> i32;
+    pub(crate) fn shutdown(handle: i32, how: i32) -> i32;
 }
 
 impl Fuzzer {
@@ -408,5 +414,83 @@ impl Fuzzer {
         let code = unsafe { accept(h) };
         // No process of a connection-mode app holds a listener.
         self.expect(&format!("accept({h})"), code, BADF);
+    }
+
+    pub(crate) fn fuzz_try_read(&mut self) {
+        let h = self.handle();
+        let buf = self.dest(SCRATCH as u32);
+        let kind = self.handles.get(&h).copied();
+        let code = unsafe { try_read(h, buf.ptr, buf.len) };
+        let what = format!("try-read({h}, {:#x}, {})", buf.ptr, buf.len);
+        self.expect_one_of(&what, code, &[BADF, FAULT, PIPE, IO, AGAIN]);
+        if kind.is_none() {
+            self.expect(&what, code, BADF);
+        } else if !buf.inside {
+            self.expect(&what, code, FAULT);
+        } else if code > buf.len as i32 {
+            self.violation(&what, code.into(), "read more than asked");
+        }
+    }
+
+    pub(crate) fn fuzz_try_write(&mut self) {
+        let h = self.handle();
+        let kind = self.handles.get(&h).copied();
+        let buf = self.source(SCRATCH as u32);
+        let code = unsafe { try_write(h, buf.ptr, buf.len) };
+        let what = format!("try-write({h}, {:#x}, {})", buf.ptr, buf.len);
+        self.expect_one_of(&what, code, &[BADF, FAULT, PIPE, IO, LIMIT, AGAIN]);
+        match kind {
+            None | Some(Kind::PipeRead | Kind::Child) => self.expect(&what, code, BADF),
+            Some(_) if !buf.inside => self.expect(&what, code, FAULT),
+            Some(_) if code > buf.len as i32 => {
+                self.violation(&what, code.into(), "wrote more than asked")
+            }
+            Some(_) => {}
+        }
+    }
+
+    pub(crate) fn fuzz_dup(&mut self) {
+        let h = self.handle();
+        let kind = self.handles.get(&h).copied();
+        let code = unsafe { dup(h) };
+        let what = format!("dup({h})");
+        self.expect_one_of(&what, code, &[BADF, LIMIT]);
+        match kind {
+            None | Some(Kind::Child) => self.expect(&what, code, BADF),
+            Some(kind) if code >= 0 => {
+                self.took(&what, code, kind);
+                if let Some(&pipe) = self.pipes.get(&h) {
+                    self.pipes.insert(code, pipe);
+                }
+            }
+            Some(_) => self.expect(&what, code, LIMIT),
+        }
+    }
+
+    pub(crate) fn fuzz_shutdown(&mut self) {
+        let mut h = self.handle();
+        let kind = self.handles.get(&h).copied();
+        if kind == Some(Kind::Connection) {
+            // Every connection handle reaches the client that waits for the
+            // marker: shutting one down would end the run, not test it.
+            h = -1;
+        }
+        let how = match self.rng.below(4) {
+            0 => self.rng.u32() as i32,
+            _ => 1 + self.rng.below(3) as i32,
+        };
+        let code = unsafe { shutdown(h, how) };
+        let what = format!("shutdown({h}, {how})");
+        self.expect_one_of(&what, code, &[BADF, INVAL]);
+        let stream = matches!(self.handles.get(&h), Some(Kind::PipeRead | Kind::PipeWrite));
+        match (stream, (1..=3).contains(&how)) {
+            (true, true) => self.expect(&what, code, 0),
+            (true, false) => self.expect(&what, code, INVAL),
+            (false, true) => self.expect(&what, code, BADF),
+            (false, false) if code == 0 => {
+                self.violation(&what, code.into(), "shut down nothing")
+            }
+            (false, false) => {}
+        }
     }
 }

@@ -173,6 +173,10 @@ fn try_read(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) ->
 fn try_write(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -> i32 {
     let result = (|| {
         let handle = caller.data().io.get(h)?.clone();
+        // As `write`: a handle that cannot be written is `badf` whatever the buffer.
+        if !matches!(handle, Handle::Connection(_) | Handle::PipeWrite(_)) {
+            return Err(Errno::Badf);
+        }
         let buffer = guest_buffer(&mut caller, "try-write", ptr, len)?.for_transfer();
         if buffer.range.is_empty() {
             return Ok(0);
@@ -223,6 +227,11 @@ pub const SHUT_WRITE: i32 = 2;
 fn dup(mut caller: Caller<'_, ProcessState>, h: i32) -> i32 {
     let io = &mut caller.data_mut().io;
     let result = io.get(h).and_then(|handle| {
+        // `badf` before `limit`: a handle that cannot be copied is the
+        // guest's bug whether or not it has room for another.
+        if matches!(handle, Handle::Child(_) | Handle::Listener(_)) {
+            return Err(Errno::Badf);
+        }
         if !io.has_room(1) {
             return Err(Errno::Limit);
         }
