@@ -61,6 +61,21 @@ fn a_file_that_is_not_wasm_is_refused() {
 }
 
 #[test]
+fn a_component_is_refused_with_what_to_build_instead() {
+    let dir = TempDir::new();
+    // The smallest component: its header alone.
+    let path = dir.write("component.wasm", b"\0asm\x0d\x00\x01\x00");
+    assert_host_error(
+        &serve_args(&path),
+        &[
+            &quoted(&path),
+            "is a WebAssembly component",
+            "wasm32-wasip1",
+        ],
+    );
+}
+
+#[test]
 fn a_missing_file_is_refused() {
     let dir = TempDir::new();
     let path = dir.join("missing.wasm");

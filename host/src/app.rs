@@ -175,6 +175,10 @@ impl CurrentApp {
     }
 }
 
+/// How a component binary starts: the magic, then version 13 of layer 1
+/// (a core module has version 1 of layer 0).
+const COMPONENT_HEADER: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
 /// The module binary in `bytes`: as is, or from text when the file ends in `.wat`.
 fn to_binary<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Cow<'a, [u8]>> {
     if path.extension().is_some_and(|ext| ext == "wat") {
@@ -184,6 +188,11 @@ fn to_binary<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Cow<'a, [u8]>> 
             let message = err.to_string();
             anyhow::anyhow!("{}", message.lines().next().unwrap_or_default().to_owned())
         })?))
+    } else if bytes.starts_with(COMPONENT_HEADER) {
+        bail!(
+            "it is a WebAssembly component (WASI 0.2); the host serves core modules: \
+             build for wasm32-wasip1 (components are not served yet)"
+        );
     } else if bytes.starts_with(b"\0asm") {
         Ok(Cow::Borrowed(bytes))
     } else {
