@@ -10,26 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    connect, guest, read_response, read_until_closed, roundtrip, Response, Server, TempDir,
-    DEADLINE,
+    connect, guest, http_get, http_request, read_response, read_until_closed, roundtrip, Server,
+    TempDir, DEADLINE,
 };
-
-/// One request on a fresh connection.
-#[track_caller]
-fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("the admin endpoint accepts");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    read_response(&mut BufReader::new(stream))
-}
-
-#[track_caller]
-fn get(addr: SocketAddr, path: &str) -> Response {
-    request(addr, "GET", path)
-}
 
 /// A sample: its name and labels.
 type Key = (String, BTreeMap<String, String>);
@@ -39,7 +22,7 @@ type Key = (String, BTreeMap<String, String>);
 /// cannot read fails the test.
 #[track_caller]
 fn scrape(admin: SocketAddr) -> (BTreeMap<Key, f64>, BTreeMap<String, String>) {
-    let response = get(admin, "/metrics");
+    let response = http_get(admin, "/metrics");
     assert_eq!(response.status, 200);
     assert_eq!(
         response.header("Content-Type"),
@@ -140,7 +123,7 @@ fn scrape_until(
 }
 
 fn processes(admin: SocketAddr) -> Vec<serde_json::Value> {
-    let response = get(admin, "/processes");
+    let response = http_get(admin, "/processes");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("Content-Type"), Some("application/json"));
     serde_json::from_slice::<serde_json::Value>(&response.body)
@@ -155,11 +138,11 @@ fn admin_answers_health_readiness_and_refuses_what_it_does_not_serve() {
     let server = Server::start(&[("echo", guest("echo"))], &args!["--admin", "127.0.0.1:0"]);
     let admin = server.admin_addr();
     assert_ne!(admin, server.addr("echo"));
-    let health = get(admin, "/healthz");
+    let health = http_get(admin, "/healthz");
     assert_eq!((health.status, health.text()), (200, "ok\n".to_owned()));
-    assert_eq!(get(admin, "/readyz").status, 200);
-    assert_eq!(get(admin, "/nothing-here").status, 404);
-    assert_eq!(request(admin, "POST", "/healthz").status, 405);
+    assert_eq!(http_get(admin, "/readyz").status, 200);
+    assert_eq!(http_get(admin, "/nothing-here").status, 404);
+    assert_eq!(http_request(admin, "POST", "/healthz").status, 405);
     // HEAD: the GET's headers, no body (the endpoint closes after it).
     let mut head = TcpStream::connect(admin).unwrap();
     head.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -183,7 +166,7 @@ fn admin_answers_health_readiness_and_refuses_what_it_does_not_serve() {
         .unwrap();
     let answer = read_until_closed(&mut junk);
     assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
-    assert_eq!(get(admin, "/healthz").status, 200);
+    assert_eq!(http_get(admin, "/healthz").status, 200);
 }
 
 #[test]
@@ -393,7 +376,7 @@ fn readyz_turns_503_once_draining_while_healthz_stays_200() {
     server.signal(libc::SIGTERM);
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let ready = get(admin, "/readyz");
+        let ready = http_get(admin, "/readyz");
         if ready.status == 503 {
             assert_eq!(ready.text(), "draining\n");
             break;
@@ -401,7 +384,7 @@ fn readyz_turns_503_once_draining_while_healthz_stays_200() {
         assert!(Instant::now() < deadline, "/readyz stayed {}", ready.status);
         thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(get(admin, "/healthz").status, 200);
+    assert_eq!(http_get(admin, "/healthz").status, 200);
     let (samples, _) = scrape(admin);
     assert_eq!(value(&samples, "mnvkd_draining", &[]), 1.0);
     drop(held);

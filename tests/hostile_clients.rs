@@ -30,15 +30,6 @@ fn serve_cgi(name: &str, guest_name: &str, manifest: &str) -> (TempDir, Server) 
     (dir, server)
 }
 
-/// One GET on a new connection; returns the response.
-#[track_caller]
-fn get(addr: SocketAddr, path: &str) -> Response {
-    let mut stream = connect(addr);
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    read_response(&mut BufReader::new(stream))
-}
-
 /// Sends a request head one byte every `pause`, never finishing it, and
 /// returns what the host sent before it closed the connection.
 fn slowloris(addr: SocketAddr, pause: Duration) -> Vec<u8> {
@@ -81,7 +72,7 @@ fn slowloris_on_the_cgi_front_gets_408_while_others_are_served() {
             .collect();
         // Meanwhile the app answers others.
         for _ in 0..10 {
-            let response = get(addr, "/");
+            let response = http_get(addr, "/");
             assert_eq!((response.status, response.text()), (200, "hello\n".into()));
         }
         for slow in slow {
@@ -103,7 +94,7 @@ fn slowloris_on_guest_side_http_is_timed_out_while_others_are_served() {
             .map(|_| scope.spawn(move || slowloris(addr, Duration::from_millis(500))))
             .collect();
         for _ in 0..10 {
-            let response = get(addr, "/");
+            let response = http_get(addr, "/");
             assert_eq!(response.status, 200);
             assert_eq!(response.text(), "Hello, World!\n");
         }
@@ -132,7 +123,7 @@ fn readers_that_never_read_a_large_response_leave_host_memory_bounded() {
     let addr = server.addr("probe");
     // Warm: the module, the pool, the first processes.
     for _ in 0..5 {
-        assert_eq!(get(addr, "/").status, 200);
+        assert_eq!(http_get(addr, "/").status, 200);
     }
     let before = vm_rss(server.pid());
     let done = AtomicBool::new(false);
@@ -153,7 +144,7 @@ fn readers_that_never_read_a_large_response_leave_host_memory_bounded() {
         // Time for the host to fill the socket buffers and block.
         thread::sleep(Duration::from_secs(3));
         // Others are still served.
-        assert_eq!(get(addr, "/").status, 200);
+        assert_eq!(http_get(addr, "/").status, 200);
         done.store(true, Ordering::Relaxed);
         let max = sampler.join().unwrap();
         // Nothing was lost either: one stalled client reads its whole body.
@@ -248,7 +239,7 @@ fn half_open_and_reset_connections_leave_the_host_serving() {
         reset(stream);
     }
     // Both serve at once, the idle ones still connected.
-    assert_eq!(get(cgi, "/").text(), "hello\n");
+    assert_eq!(http_get(cgi, "/").text(), "hello\n");
     assert_bytes_eq("echo", b"after", &roundtrip(echo, b"after"));
     for server in [&server, &echo_server] {
         server.assert_alive();

@@ -4,7 +4,7 @@
 //! `dup` and `shutdown` imports they use.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 
 use crate::util::{connect, guest, read_response, read_until_closed, roundtrip, Server, DEADLINE};
@@ -154,19 +154,27 @@ fn pipeline_1000(server: &Server, app: &str) {
     );
 }
 
-#[test]
-fn microheap_http_coro_answers_1000_pipelined_requests_in_order() {
-    let server = Server::start(&[("http-coro", guest("http-coro"))], &[]);
-    pipeline_1000(&server, "http-coro");
-
-    // Keep-alive, one request at a time, and the shared framing's refusals.
-    let mut conn = connect(server.addr("http-coro"));
+/// Three requests one at a time on one connection to `app`'s hello; returns
+/// the connection for more.
+#[track_caller]
+fn three_keep_alive_requests(server: &Server, app: &str) -> (TcpStream, BufReader<TcpStream>) {
+    let mut conn = connect(server.addr(app));
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     for _ in 0..3 {
         conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         assert_eq!(read_response(&mut reader).text(), "Hello, World!\n");
     }
+    (conn, reader)
+}
+
+#[test]
+fn microheap_http_coro_answers_1000_pipelined_requests_in_order() {
+    let server = Server::start(&[("http-coro", guest("http-coro"))], &[]);
+    pipeline_1000(&server, "http-coro");
+
+    // Keep-alive, one request at a time, and the shared framing's refusals.
+    let (mut conn, mut reader) = three_keep_alive_requests(&server, "http-coro");
     conn.write_all(
         b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     )
@@ -308,13 +316,7 @@ fn microheap_fanout_serves_every_subscriber_from_one_process() {
 fn microheap_http_coro_in_c_answers_1000_pipelined_requests_in_order() {
     let server = Server::start(&[("http-coro-c", guest("http-coro-c"))], &[]);
     pipeline_1000(&server, "http-coro-c");
-    let mut conn = connect(server.addr("http-coro-c"));
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    for _ in 0..3 {
-        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        assert_eq!(read_response(&mut reader).text(), "Hello, World!\n");
-    }
+    let (mut conn, mut reader) = three_keep_alive_requests(&server, "http-coro-c");
     conn.write_all(b"POST /skip HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut reader).text(), "/skip\n");

@@ -4,7 +4,7 @@
 //! sampled. A short run in the suite; `scripts/soak` runs long ones.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -176,15 +176,6 @@ fn checked(exchange: impl FnOnce() -> Result<(), String>) -> Result<(), String> 
     })
 }
 
-/// A free port on 127.0.0.1 for the admin endpoint.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Live processes, from the admin endpoint's `/metrics`.
 fn live_processes(admin: SocketAddr) -> u64 {
     let Ok(mut stream) = TcpStream::connect(admin) else {
@@ -205,7 +196,6 @@ fn live_processes(admin: SocketAddr) -> u64 {
 /// Runs the mixed load for `duration`, sampling every `every` (printing
 /// each sample when `print`).
 pub fn soak(duration: Duration, every: Duration, print: bool) -> Report {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let server = Server::start(
         &[
             ("echo", guest("echo")),
@@ -220,8 +210,9 @@ pub fn soak(duration: Duration, every: Duration, print: bool) -> Report {
         // stall of the machine charges a streaming process with it: with
         // 300 ms, one CGI response was lost in a 10-minute run on a
         // loaded machine (docs/reliability.md).
-        &args!["--cpu-budget", "1s", "--admin", admin.to_string()],
+        &args!["--cpu-budget", "1s", "--admin", "127.0.0.1:0"],
     );
+    let admin = server.admin_addr();
     let addrs = Addrs {
         echo: server.addr("echo"),
         http: server.addr("hello-http"),

@@ -770,3 +770,19 @@ impl Server {
             .unwrap_or(0)
     }
 }
+
+/// One HTTP/1.1 request (`method path`, no body) on a new connection,
+/// closed after the response; returns the response.
+#[track_caller]
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Response {
+    let mut stream = connect(addr);
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    read_response(&mut BufReader::new(stream))
+}
+
+/// `GET path` on a new connection; see [`http_request`].
+#[track_caller]
+pub fn http_get(addr: SocketAddr, path: &str) -> Response {
+    http_request(addr, "GET", path)
+}

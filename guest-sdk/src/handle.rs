@@ -234,6 +234,29 @@ pub(crate) fn write(raw: i32, buf: &[u8]) -> io::Result<usize> {
     errno::check(unsafe { sys::write(raw, buf.as_ptr(), len) })
 }
 
+/// Reads from handle `raw` what is there now: `None` when nothing is yet
+/// (the import's `again`), `Some(0)` at end of stream.
+pub(crate) fn try_read(raw: i32, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let len = buf.len().min(MAX_LEN);
+    // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes.
+    again_to_none(unsafe { sys::try_read(raw, buf.as_mut_ptr(), len) })
+}
+
+/// Writes to handle `raw` what it takes of `buf` now: `None` when it
+/// takes nothing yet (the import's `again`).
+pub(crate) fn try_write(raw: i32, buf: &[u8]) -> io::Result<Option<usize>> {
+    let len = buf.len().min(MAX_LEN);
+    // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
+    again_to_none(unsafe { sys::try_write(raw, buf.as_ptr(), len) })
+}
+
+fn again_to_none(ret: i32) -> io::Result<Option<usize>> {
+    match ret {
+        sys::AGAIN => Ok(None),
+        ret => errno::check(ret).map(Some),
+    }
+}
+
 /// A second handle to the stream behind `raw`.
 pub(crate) fn dup(raw: i32) -> io::Result<Handle> {
     // SAFETY: the import touches no memory.

@@ -142,11 +142,8 @@ impl Connection {
     /// Reads what is there now without blocking; `WouldBlock` if nothing.
     /// Returns the read and the readiness count to wait on after `WouldBlock`.
     pub fn try_read(&self, buf: &mut [u8]) -> (io::Result<usize>, u64) {
-        let seen = self.source.events(Direction::Read);
-        let read = self.read_socket(buf);
-        let would_block = matches!(&read, Err(err) if err.kind() == io::ErrorKind::WouldBlock);
-        self.source.note_read(seen, would_block);
-        (read, seen)
+        self.source
+            .try_io(Direction::Read, || self.read_socket(buf))
     }
 
     /// Waits for a read event newer than `seen` (from [`Connection::try_read`]).

@@ -23,17 +23,6 @@ pub(crate) trait Io {
     fn close(&mut self);
 }
 
-/// Reads from handle `raw` with the host's `try-read`: `None` for `again`.
-fn try_read_raw(raw: i32, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    let len = buf.len().min(crate::handle::MAX_LEN);
-    // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes.
-    match crate::errno::check(unsafe { crate::sys::try_read(raw, buf.as_mut_ptr(), len) }) {
-        Ok(n) => Ok(Some(n)),
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(err) => Err(err),
-    }
-}
-
 /// Waits on handle `raw` with the host's `poll`.
 fn poll_readable(raw: i32, timeout: Duration) -> io::Result<bool> {
     let mut fds = [PollFd::new(raw, PollFd::READABLE)];
@@ -50,7 +39,7 @@ impl Io for Connection {
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        try_read_raw(0, buf)
+        crate::handle::try_read(0, buf)
     }
 
     fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
@@ -83,7 +72,7 @@ impl Io for Owned {
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match &self.0 {
-            Some(handle) => try_read_raw(handle.as_raw(), buf),
+            Some(handle) => crate::handle::try_read(handle.as_raw(), buf),
             None => Ok(Some(0)),
         }
     }

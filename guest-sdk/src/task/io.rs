@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::executor::{self, EXCLUSIVE};
-use crate::{errno, handle, sys, Handle, PollFd};
+use crate::{handle, Handle, PollFd};
 
 /// Waits, as a coroutine, until `handle` has one of `events`
 /// ([`PollFd::READABLE`], [`PollFd::WRITABLE`]); returns the revents (hang-up
@@ -185,11 +185,8 @@ impl Stream {
             if readiness(self.raw, PollFd::READABLE).await & EXCLUSIVE != 0 {
                 return handle::read(self.raw, buf);
             }
-            let len = buf.len().min(handle::MAX_LEN);
-            // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes.
-            match unsafe { sys::try_read(self.raw, buf.as_mut_ptr(), len) } {
-                sys::AGAIN => continue,
-                ret => return errno::check(ret),
+            if let Some(n) = handle::try_read(self.raw, buf)? {
+                return Ok(n);
             }
         }
     }
@@ -214,12 +211,9 @@ impl Stream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let len = buf.len().min(handle::MAX_LEN);
         loop {
-            // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
-            match unsafe { sys::try_write(self.raw, buf.as_ptr(), len) } {
-                sys::AGAIN => {}
-                ret => return errno::check(ret),
+            if let Some(n) = handle::try_write(self.raw, buf)? {
+                return Ok(n);
             }
             if readiness(self.raw, PollFd::WRITABLE).await & EXCLUSIVE != 0 {
                 return handle::write(self.raw, buf);

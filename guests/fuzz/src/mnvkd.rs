@@ -55,13 +55,19 @@ impl Fuzzer {
         // buffer; the ones it may write are in `scratch` or outside memory.
         let code = unsafe { read(h, buf.ptr, buf.len) };
         let what = format!("read({h}, {:#x}, {})", buf.ptr, buf.len);
-        self.expect_one_of(&what, code, &[BADF, FAULT, PIPE, IO]);
+        self.check_read(&what, code, kind, &buf, &[BADF, FAULT, PIPE, IO]);
+    }
+
+    /// Checks what `read` or `try-read` (which may also answer `again`)
+    /// returned for `buf` on a handle of `kind`.
+    fn check_read(&mut self, what: &str, code: i32, kind: Option<Kind>, buf: &Buf, allowed: &[i32]) {
+        self.expect_one_of(what, code, allowed);
         if kind.is_none() {
-            self.expect(&what, code, BADF);
+            self.expect(what, code, BADF);
         } else if !buf.inside {
-            self.expect(&what, code, FAULT);
+            self.expect(what, code, FAULT);
         } else if code > buf.len as i32 {
-            self.violation(&what, code.into(), "read more than asked");
+            self.violation(what, code.into(), "read more than asked");
         }
     }
 
@@ -80,12 +86,18 @@ impl Fuzzer {
         }
         let code = unsafe { write(h, buf.ptr, buf.len) };
         let what = format!("write({h}, {:#x}, {})", buf.ptr, buf.len);
-        self.expect_one_of(&what, code, &[BADF, FAULT, PIPE, IO, LIMIT]);
+        self.check_write(&what, code, kind, &buf, &[BADF, FAULT, PIPE, IO, LIMIT]);
+    }
+
+    /// Checks what `write` or `try-write` (which may also answer `again`)
+    /// returned for `buf` on a handle of `kind`.
+    fn check_write(&mut self, what: &str, code: i32, kind: Option<Kind>, buf: &Buf, allowed: &[i32]) {
+        self.expect_one_of(what, code, allowed);
         match kind {
-            None | Some(Kind::PipeRead | Kind::Child) => self.expect(&what, code, BADF),
-            Some(_) if !buf.inside => self.expect(&what, code, FAULT),
+            None | Some(Kind::PipeRead | Kind::Child) => self.expect(what, code, BADF),
+            Some(_) if !buf.inside => self.expect(what, code, FAULT),
             Some(_) if code > buf.len as i32 => {
-                self.violation(&what, code.into(), "wrote more than asked")
+                self.violation(what, code.into(), "wrote more than asked")
             }
             Some(_) => {}
         }
@@ -422,14 +434,7 @@ impl Fuzzer {
         let kind = self.handles.get(&h).copied();
         let code = unsafe { try_read(h, buf.ptr, buf.len) };
         let what = format!("try-read({h}, {:#x}, {})", buf.ptr, buf.len);
-        self.expect_one_of(&what, code, &[BADF, FAULT, PIPE, IO, AGAIN]);
-        if kind.is_none() {
-            self.expect(&what, code, BADF);
-        } else if !buf.inside {
-            self.expect(&what, code, FAULT);
-        } else if code > buf.len as i32 {
-            self.violation(&what, code.into(), "read more than asked");
-        }
+        self.check_read(&what, code, kind, &buf, &[BADF, FAULT, PIPE, IO, AGAIN]);
     }
 
     pub(crate) fn fuzz_try_write(&mut self) {
@@ -438,15 +443,7 @@ impl Fuzzer {
         let buf = self.source(SCRATCH as u32);
         let code = unsafe { try_write(h, buf.ptr, buf.len) };
         let what = format!("try-write({h}, {:#x}, {})", buf.ptr, buf.len);
-        self.expect_one_of(&what, code, &[BADF, FAULT, PIPE, IO, LIMIT, AGAIN]);
-        match kind {
-            None | Some(Kind::PipeRead | Kind::Child) => self.expect(&what, code, BADF),
-            Some(_) if !buf.inside => self.expect(&what, code, FAULT),
-            Some(_) if code > buf.len as i32 => {
-                self.violation(&what, code.into(), "wrote more than asked")
-            }
-            Some(_) => {}
-        }
+        self.check_write(&what, code, kind, &buf, &[BADF, FAULT, PIPE, IO, LIMIT, AGAIN]);
     }
 
     pub(crate) fn fuzz_dup(&mut self) {

@@ -169,11 +169,7 @@ impl RunQueue {
                 || (queues.woken.is_empty() && !queues.yielded.is_empty());
             if starving_io && !queues.turning {
                 // Work is queued, but I/O may be waiting too: look, don't wait.
-                queues.turning = true;
-                queues.pops_since_turn = 0;
-                drop(queues);
-                self.reactor.turn(Some(Duration::ZERO));
-                queues = self.end_turn();
+                queues = self.turn_reactor(queues, Some(Duration::ZERO));
             }
             if let Some(task) = queues.next() {
                 queues.preempt_requested = false;
@@ -183,12 +179,7 @@ impl RunQueue {
                 return task;
             }
             if !queues.turning {
-                queues.turning = true;
-                queues.turn_blocks = true;
-                queues.pops_since_turn = 0;
-                drop(queues);
-                self.reactor.turn(None);
-                queues = self.end_turn();
+                queues = self.turn_reactor(queues, None);
                 continue;
             }
             queues.idle += 1;
@@ -197,10 +188,22 @@ impl RunQueue {
         }
     }
 
-    /// Ends a turn of the reactor: another thread may turn it now, and an
-    /// idle worker is asked to if nothing is queued for it (so new I/O is
-    /// seen while this worker runs what the turn woke).
-    fn end_turn(&self) -> std::sync::MutexGuard<'_, Queues> {
+    /// Turns the reactor (nobody else may be: `turning` is false), waiting
+    /// up to `timeout` with the queue unlocked; a wait without a timeout is
+    /// interrupted by pushes (`turn_blocks`). Then another thread may turn
+    /// it, and an idle worker is asked to if nothing is queued for it (so
+    /// new I/O is seen while this one runs what the turn woke). Returns
+    /// the queue locked again.
+    fn turn_reactor<'a>(
+        &'a self,
+        mut queues: std::sync::MutexGuard<'a, Queues>,
+        timeout: Option<Duration>,
+    ) -> std::sync::MutexGuard<'a, Queues> {
+        queues.turning = true;
+        queues.turn_blocks = timeout.is_none();
+        queues.pops_since_turn = 0;
+        drop(queues);
+        self.reactor.turn(timeout);
         let mut queues = self.queues.lock().unwrap();
         queues.turning = false;
         queues.turn_blocks = false;
@@ -228,10 +231,7 @@ impl RunQueue {
                 queues = self.queues.lock().unwrap();
                 continue;
             }
-            queues.turning = true;
-            drop(queues);
-            self.reactor.turn(Some(WATCH_TURN));
-            queues = self.end_turn();
+            queues = self.turn_reactor(queues, Some(WATCH_TURN));
         }
     }
 

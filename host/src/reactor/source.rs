@@ -115,11 +115,23 @@ impl Source {
         true
     }
 
-    /// Notes how a read that began at read event count `seen` went: found
-    /// nothing (`would_block`) or got bytes (or an error, or end of stream).
-    pub fn note_read(&self, seen: u64, would_block: bool) {
-        let drained = if would_block { seen + 1 } else { 0 };
-        self.read_drained.store(drained, Ordering::Relaxed);
+    /// Runs the non-blocking `op` once; returns its result and the event
+    /// count read before it (to park on after `WouldBlock`). A read notes
+    /// whether it found nothing, for [`Source::read_drained_at`].
+    pub fn try_io<R>(
+        &self,
+        direction: Direction,
+        op: impl FnOnce() -> io::Result<R>,
+    ) -> (io::Result<R>, u64) {
+        let seen = self.events(direction);
+        let result = op();
+        if direction == Direction::Read {
+            let would_block =
+                matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock);
+            let drained = if would_block { seen + 1 } else { 0 };
+            self.read_drained.store(drained, Ordering::Relaxed);
+        }
+        (result, seen)
     }
 
     /// The read event count at which a read last found nothing, unless a
@@ -137,13 +149,7 @@ impl Source {
         mut op: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
-            let seen = self.events(direction);
-            let result = op();
-            if direction == Direction::Read {
-                let would_block =
-                    matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock);
-                self.note_read(seen, would_block);
-            }
+            let (result, seen) = self.try_io(direction, &mut op);
             match result {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     if self.park(direction, seen, cx) {
