@@ -14,7 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+use crate::waker_set::WakerSet;
 
 /// Whether the host drains, and how much work it still has.
 #[derive(Debug, Default)]
@@ -24,7 +26,7 @@ pub struct Drain {
     /// Set once, by [`Drain::close`], after `draining`; never cleared.
     closed: AtomicBool,
     /// Tasks parked in [`Drain::closed`]; emptied (and woken) by `close`.
-    waiters: Mutex<Vec<Waker>>,
+    waiters: Mutex<WakerSet>,
     /// Units of work alive: each a [`Work`] not yet dropped.
     live: AtomicUsize,
 }
@@ -45,10 +47,8 @@ impl Drain {
     pub fn close(&self) {
         self.start();
         self.closed.store(true, Ordering::SeqCst);
-        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap());
-        for waker in waiters {
-            waker.wake();
-        }
+        let waiters = self.waiters.lock().unwrap().take();
+        waiters.wake();
     }
 
     /// Whether the drain has started.
@@ -113,9 +113,7 @@ impl Future for Closed<'_> {
         if self.drain.is_closed() {
             return Poll::Ready(());
         }
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
+        waiters.register(cx.waker());
         Poll::Pending
     }
 }
@@ -135,7 +133,7 @@ impl Drop for Work {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Wake;
+    use std::task::{Wake, Waker};
 
     struct Count(AtomicUsize);
     impl Wake for Count {
