@@ -7,6 +7,7 @@
 
 mod child;
 mod clock;
+mod environ;
 mod exit;
 mod limits;
 pub mod linker;
@@ -89,7 +90,7 @@ pub struct Start {
     /// handle 0, if any.
     pub stdio: Option<Stdio>,
     /// Environment variables on top of the app's.
-    pub env: Vec<(String, String)>,
+    pub env: Vec<(EnvText, EnvText)>,
     /// Its place in its parent's process tree, for a spawned child; `None`
     /// makes the process the root of a new tree.
     pub tree: Option<TreeMember>,
@@ -230,6 +231,8 @@ fn new_state(
     });
     let mut wasi = WasiCtxBuilder::new();
     wasi.monotonic_clock(clock::HostMonotonic);
+    // WASI's environment is served by `environ.rs`, not by wasmtime-wasi.
+    let mut env = start.env;
     let stderr = stdio::GuestLog {
         app: Arc::clone(&app.name),
         limit: Arc::clone(&app.log_limit),
@@ -254,12 +257,12 @@ fn new_state(
                 .stdout(stdio::ConnectionStdio(Arc::clone(&link)));
             stdio_link = Some(link);
             if let Some(remote) = peers.remote {
-                wasi.env("REMOTE_ADDR", remote.ip().to_string())
-                    .env("REMOTE_PORT", remote.port().to_string());
+                env.push(("REMOTE_ADDR".into(), remote.ip().to_string().into()));
+                env.push(("REMOTE_PORT".into(), remote.port().to_string().into()));
             }
             if let Some(local) = peers.local {
-                wasi.env("SERVER_ADDR", local.ip().to_string())
-                    .env("SERVER_PORT", local.port().to_string());
+                env.push(("SERVER_ADDR".into(), local.ip().to_string().into()));
+                env.push(("SERVER_PORT".into(), local.port().to_string().into()));
             }
         }
         // No connection: stdin is empty, stdout goes to the log like stderr.
@@ -274,14 +277,12 @@ fn new_state(
         .arg(&*app.name)
         .args(&app.settings.args)
         .args(&start.args);
-    for (key, value) in app.settings.env.iter().chain(&start.env) {
-        wasi.env(key, value);
-    }
     ProcessState {
         pid,
         app: Arc::clone(app),
         runtime,
         wasi: wasi.build_p1(),
+        env,
         io: IoCtx::new(start.handles, limits.max_handles, stdio_link),
         heap: HeapLimiter::new(
             limits.max_memory as usize,
@@ -295,6 +296,9 @@ fn new_state(
         cpu_start: kernel::compute::polled_before().unwrap_or_default(),
     }
 }
+
+/// A name or value of an environment variable: most are fixed strings.
+pub type EnvText = std::borrow::Cow<'static, str>;
 
 /// Called by wasmtime when the epoch passes the store's deadline: end a
 /// runaway process or one past its CPU time in all, yield one that has had
