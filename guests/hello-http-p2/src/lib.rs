@@ -1,0 +1,99 @@
+//! A `wasi:http/proxy` component (WASI 0.2, built for `wasm32-wasip2`), the
+//! shape `wasmtime serve`, Spin and wasmCloud run: `GET /` answers
+//! `hello from hello-http-p2`, `POST /echo` streams the request body back,
+//! and three paths misbehave on purpose for the host's tests: `/trap`
+//! panics, `/spin` loops forever, `/grow` allocates without bound.
+
+use std::io::Write as _;
+
+use wasi::http::types::{
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use wasi::io::streams::StreamError;
+
+wasi::http::proxy::export!(Hello);
+
+struct Hello;
+
+impl wasi::exports::http::incoming_handler::Guest for Hello {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        match (request.method(), path.as_str()) {
+            (Method::Get, "/") => respond(out, 200, b"hello from hello-http-p2\n"),
+            (Method::Post, "/echo") => echo(request, out),
+            (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
+            (_, "/spin") => spin(),
+            (_, "/grow") => grow(),
+            _ => respond(out, 404, b"not found\n"),
+        }
+    }
+}
+
+/// Sends a whole response with a Content-Length.
+fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
+    let headers = Fields::from_list(&[
+        ("content-type".into(), b"text/plain".to_vec()),
+        ("content-length".into(), body.len().to_string().into_bytes()),
+    ])
+    .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    response.set_status_code(status).expect("valid status");
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    {
+        let mut stream = outgoing.write().expect("stream taken once");
+        stream.write_all(body).expect("write body");
+        stream.flush().expect("flush body");
+    }
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// Streams the request body back as it arrives (no length known up front:
+/// the host frames it, chunked on HTTP/1.1).
+fn echo(request: IncomingRequest, out: ResponseOutparam) {
+    let Ok(incoming) = request.consume() else {
+        ResponseOutparam::set(out, Err(ErrorCode::InternalError(None)));
+        return;
+    };
+    let input = incoming.stream().expect("stream taken once");
+    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
+        .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let output = outgoing.write().expect("stream taken once");
+    loop {
+        match input.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                // blocking_write_and_flush takes at most 4096 bytes a call.
+                for piece in chunk.chunks(4096) {
+                    output.blocking_write_and_flush(piece).expect("write body");
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                panic!("reading the request body: {}", e.to_debug_string())
+            }
+        }
+    }
+    drop(input);
+    drop(output);
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// Never returns: the host's CPU budget or request timeout must end it.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates and touches memory until the host's memory cap stops it.
+fn grow() -> ! {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(vec![1; 1 << 20]);
+        std::hint::black_box(&held);
+    }
+}
