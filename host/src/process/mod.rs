@@ -33,7 +33,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::abi::handles::{Handle, IoCtx};
-use crate::app::{App, Mode};
+use crate::app::{App, Guest, Mode};
 use crate::conn::Connection;
 use crate::host_memory::HostMemory;
 use crate::kernel::{self, compute::ComputeTime, Kernel};
@@ -111,6 +111,13 @@ impl Start {
 /// a normal exit, tells a waiting parent, and gives back the app's process slot
 /// (which the caller took from `App::processes`).
 pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exit {
+    let module = match &app.guest {
+        Guest::Module(pre) => pre.clone(),
+        // A wasi:cli/command component: the same life, its own store type.
+        Guest::Component(_) => {
+            return crate::component::command::run(app, runtime, start, pid).await
+        }
+    };
     let started = Instant::now();
     app.metrics.started.fetch_add(1, Ordering::Relaxed);
     let listed = table::Listed::enter(pid, Arc::clone(&app.name), peer(&start), started);
@@ -134,7 +141,7 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
         // Dropped at the end of this block, even half-way (a limit ended it),
         // so the store is free again.
         let life = std::pin::pin!(async {
-            let instance = app.pre.instantiate_async(&mut store).await?;
+            let instance = module.instantiate_async(&mut store).await?;
             let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             app.metrics.count_spawn(started.elapsed());
             main.call_async(&mut store, ()).await
@@ -200,7 +207,7 @@ fn store_with_info(
     pid: Pid,
     info: Arc<table::ProcessInfo>,
 ) -> Store<ProcessState> {
-    let engine = app.pre.module().engine();
+    let engine = app.engine();
     let mut store = Store::new(engine, new_state(app, runtime, start, pid, info));
     store.limiter(|state| &mut state.heap);
     store.epoch_deadline_callback(on_epoch_deadline);
@@ -227,6 +234,40 @@ fn new_state(
         Mode::Listener => TreeMember::listener_root(limits.max_children),
         Mode::Connection | Mode::Http => TreeMember::root(limits.max_children),
     });
+    let (wasi, stdio_link) =
+        wasi_builder(app, start.stdio, start.handles.first(), pid, &host_memory);
+    ProcessState {
+        pid,
+        app: Arc::clone(app),
+        runtime,
+        wasi: { wasi }.args(&start.args).envs(&start.env).build_p1(),
+        io: IoCtx::new(start.handles, limits.max_handles, stdio_link),
+        heap: HeapLimiter::new(
+            limits.max_memory as usize,
+            limits.max_app_memory,
+            Arc::clone(&app.heap),
+            info,
+        ),
+        memory: None,
+        host_memory,
+        tree,
+        cpu_start: kernel::compute::polled_before().unwrap_or_default(),
+    }
+}
+
+/// The WASI context of a new process of `app` (layer 0, and a component's
+/// WASI 0.2): stdin and stdout are `stdio` if the starter chose them, else
+/// the connection in handle 0 (`first`) with its addresses in the
+/// environment, else nothing in and the log out; stderr goes to the log.
+/// Arguments are the app's name and its own; environment the app's. The
+/// caller adds the process's own arguments and environment.
+pub fn wasi_builder(
+    app: &Arc<App>,
+    stdio: Option<Stdio>,
+    first: Option<&Handle>,
+    pid: Pid,
+    host_memory: &Arc<HostMemory>,
+) -> (WasiCtxBuilder, Option<Arc<StdioLink>>) {
     let mut wasi = WasiCtxBuilder::new();
     let stderr = stdio::GuestLog {
         app: Arc::clone(&app.name),
@@ -236,7 +277,7 @@ fn new_state(
         terminal: app.settings.terminal,
     };
     let mut stdio_link = None;
-    match (start.stdio, start.handles.first()) {
+    match (stdio, first) {
         (Some(stdio), _) => {
             wasi.stdin(stdio::BoxedStdin(stdio.stdin))
                 .stdout(stdio::BoxedStdout(stdio.stdout));
@@ -247,7 +288,7 @@ fn new_state(
                 stream: "stdout",
                 ..stderr.clone()
             };
-            let link = stdio::StdioLink::new(Arc::clone(conn), log, Arc::clone(&host_memory));
+            let link = stdio::StdioLink::new(Arc::clone(conn), log, Arc::clone(host_memory));
             wasi.stdin(stdio::ConnectionStdio(Arc::clone(&link)))
                 .stdout(stdio::ConnectionStdio(Arc::clone(&link)));
             stdio_link = Some(link);
@@ -268,30 +309,11 @@ fn new_state(
             });
         }
     }
-    wasi.stderr(stderr)
-        .arg(&*app.name)
-        .args(&app.settings.args)
-        .args(&start.args);
-    for (key, value) in app.settings.env.iter().chain(&start.env) {
+    wasi.stderr(stderr).arg(&*app.name).args(&app.settings.args);
+    for (key, value) in &app.settings.env {
         wasi.env(key, value);
     }
-    ProcessState {
-        pid,
-        app: Arc::clone(app),
-        runtime,
-        wasi: wasi.build_p1(),
-        io: IoCtx::new(start.handles, limits.max_handles, stdio_link),
-        heap: HeapLimiter::new(
-            limits.max_memory as usize,
-            limits.max_app_memory,
-            Arc::clone(&app.heap),
-            info,
-        ),
-        memory: None,
-        host_memory,
-        tree,
-        cpu_start: kernel::compute::polled_before().unwrap_or_default(),
-    }
+    (wasi, stdio_link)
 }
 
 /// Called by wasmtime when the epoch passes the store's deadline: end a
@@ -300,6 +322,19 @@ fn new_state(
 /// was blocked) go on.
 fn on_epoch_deadline(
     store: wasmtime::StoreContextMut<'_, ProcessState>,
+) -> wasmtime::Result<UpdateDeadline> {
+    epoch_deadline(&store.data().app.settings.limits, store.data().cpu_start)
+}
+
+/// The decision of [`on_epoch_deadline`] for a process of an app with
+/// `limits` whose CPU clock started at `cpu_start`: shared by every store
+/// type (a component's too).
+///
+/// # Errors
+/// The process is over its CPU budget or its CPU time in all: it ends.
+pub fn epoch_deadline(
+    limits: &crate::config::Limits,
+    cpu_start: std::time::Duration,
 ) -> wasmtime::Result<UpdateDeadline> {
     let Some(ComputeTime {
         slice,
@@ -311,12 +346,12 @@ fn on_epoch_deadline(
     else {
         return Ok(UpdateDeadline::Yield(1));
     };
-    if let Some(limit) = store.data().app.settings.limits.max_cpu {
-        if cpu_time(store.data().cpu_start, polled) > limit {
+    if let Some(limit) = limits.max_cpu {
+        if cpu_time(cpu_start, polled) > limit {
             return Err(wasmtime::Error::new(CpuLimitExceeded { limit }));
         }
     }
-    let budget = store.data().app.settings.limits.cpu_budget;
+    let budget = limits.cpu_budget;
     if since_block > budget {
         return Err(wasmtime::Error::new(CpuBudgetExceeded { budget }));
     }
