@@ -1,13 +1,17 @@
 //! A `wasi:http/proxy` component (WASI 0.2, built for `wasm32-wasip2`), the
 //! shape `wasmtime serve`, Spin and wasmCloud run: `GET /` answers
 //! `hello from hello-http-p2`, `POST /echo` streams the request body back,
-//! and three paths misbehave on purpose for the host's tests: `/trap`
-//! panics, `/spin` loops forever, `/grow` allocates without bound.
+//! `GET /outbound?AUTHORITY` makes an outgoing `GET http://AUTHORITY/` and
+//! answers what came of it, and three paths misbehave on purpose for the
+//! host's tests: `/trap` panics, `/spin` loops forever, `/grow` allocates
+//! without bound.
 
 use std::io::Write as _;
 
+use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
 };
 use wasi::io::streams::StreamError;
 
@@ -21,6 +25,10 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
         match (request.method(), path.as_str()) {
             (Method::Get, "/") => respond(out, 200, b"hello from hello-http-p2\n"),
             (Method::Post, "/echo") => echo(request, out),
+            (Method::Get, path) if path.starts_with("/outbound?") => {
+                let text = outbound(&path["/outbound?".len()..]);
+                respond(out, 200, text.as_bytes())
+            }
             (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
             (_, "/spin") => spin(),
             (_, "/grow") => grow(),
@@ -79,6 +87,27 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     drop(input);
     drop(output);
     OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// `GET http://AUTHORITY/` through wasi:http/outgoing-handler: `status N`
+/// with the response's status, or `error E` with the error code.
+fn outbound(authority: &str) -> String {
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&Scheme::Http)).expect("valid scheme");
+    if request.set_authority(Some(authority)).is_err() {
+        return "error invalid authority\n".to_owned();
+    }
+    request.set_path_with_query(Some("/")).expect("valid path");
+    let future = match outgoing_handler::handle(request, None) {
+        Ok(future) => future,
+        Err(code) => return format!("error {code:?}\n"),
+    };
+    future.subscribe().block();
+    match future.get() {
+        Some(Ok(Ok(response))) => format!("status {}\n", response.status()),
+        Some(Ok(Err(code))) => format!("error {code:?}\n"),
+        Some(Err(())) | None => "error no response\n".to_owned(),
+    }
 }
 
 /// Never returns: the host's CPU budget or request timeout must end it.

@@ -2,12 +2,13 @@
 //! to an authority that is not an allowed `IP:port` is refused with
 //! `HTTP-request-denied` before anything leaves the host (no thread, no
 //! lookup); an allowed one goes to wasmtime-wasi-http's default sender
-//! (hyper's client on wasmtime-wasi's own tokio runtime, outside the
-//! kernel). Names are not resolved: `allow_outbound` holds addresses, as for
+//! (hyper's client, on a one-thread tokio runtime of its own beside the
+//! kernel, started by the first allowed request). Names are not resolved: `allow_outbound` holds addresses, as for
 //! the `connect` import.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
@@ -66,11 +67,34 @@ fn handle(
         return Ok((Err(ErrorCode::HttpRequestDenied),));
     }
     let mut http = WasiHttpView::http(state);
+    // The sender's tasks (connect, hyper's connection) run on the outbound
+    // runtime, not on the kernel's timer runtime the worker has entered.
+    let runtime = outbound_runtime()?;
+    let _entered = runtime.enter();
     match outgoing_handler::Host::handle(&mut http, request, options) {
         Ok(response) => Ok((Ok(response),)),
         // A guest-visible error code, or a trap.
         Err(err) => Ok((Err(types::Host::convert_error_code(&mut http, err)?),)),
     }
+}
+
+/// The runtime of allowed outgoing requests: one thread with tokio's
+/// network driver, started by the first allowed request.
+///
+/// # Errors
+/// When the runtime cannot be started (no thread): a trap.
+fn outbound_runtime() -> wasmtime::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("mnvkd-outbound")
+        .enable_all()
+        .build()
+        .map_err(|err| wasmtime::format_err!("failed to start the outbound HTTP runtime: {err}"))?;
+    Ok(RUNTIME.get_or_init(|| runtime))
 }
 
 /// Whether `authority` (`IP:port`, or an IP with the scheme's port) is one
