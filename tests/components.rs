@@ -64,7 +64,11 @@ fn a_proxy_component_answers_get_and_echoes_bodies() {
     let server = hello(&[]);
     let addr = server.addr(HELLO);
     assert_hello(&request(addr, &get("/")));
-    assert_eq!(request(addr, &get("/nowhere")).status, 404);
+    assert_hello(&request(addr, &get("/any/path?x=1")));
+    assert_eq!(
+        request(addr, b"DELETE / HTTP/1.1\r\nHost: test\r\n\r\n").status,
+        404
+    );
 
     let echoed = request(addr, &post("/echo", b"a body of some bytes"));
     assert_eq!(echoed.status, 200);
