@@ -264,3 +264,60 @@ fn a_command_component_runs_with_the_terminal_as_its_connection() {
     let out = run_ok(&args!["run", guest("echo-p2")], b"from the terminal\n");
     assert_eq!(out, b"from the terminal\n");
 }
+
+#[test]
+fn a_command_component_serves_cgi_requests_with_http() {
+    // echo-p2 copies stdin to stdout: a body that is a CGI response comes back as one.
+    let server = Server::start(
+        &[("echo-p2", guest("echo-p2"))],
+        &args!["--http", "echo-p2"],
+    );
+    let response = request(
+        server.addr("echo-p2"),
+        &post("/", b"Status: 201 Made\nContent-Type: text/plain\n\nmade"),
+    );
+    assert_eq!(response.status, 201);
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert_eq!(response.text(), "made");
+}
+
+#[test]
+fn every_request_gets_a_fresh_instance() {
+    let server = hello(&[]);
+    let mut stream = connect(server.addr(HELLO));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    for _ in 0..5 {
+        stream.write_all(&get("/count")).unwrap();
+        assert_eq!(read_response(&mut reader).text(), "1\n");
+    }
+}
+
+#[test]
+fn fifty_clients_at_once_are_all_served() {
+    let server = hello(&args!["--threads", "2"]);
+    let addr = server.addr(HELLO);
+    std::thread::scope(|scope| {
+        for client in 0..50 {
+            scope.spawn(move || {
+                let mut stream = connect(addr);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                for i in 0..20 {
+                    let body = format!("client {client} request {i}");
+                    stream.write_all(&post("/echo", body.as_bytes())).unwrap();
+                    assert_eq!(read_response(&mut reader).text(), body);
+                }
+            });
+        }
+    });
+    server.assert_alive();
+}
+
+#[test]
+fn run_refuses_a_proxy_component_with_what_to_do_instead() {
+    let (code, stderr) = crate::util::run_fail(&args!["run", guest(HELLO)], b"");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("is a wasi:http/proxy component") && stderr.contains("mnvkd-host serve"),
+        "{stderr}"
+    );
+}

@@ -2,11 +2,13 @@
 //! shape `wasmtime serve`, Spin and wasmCloud run: `GET /` (and any other
 //! GET but those below) answers `hello from hello-http-p2`, `POST /echo`
 //! streams the request body back, `GET /outbound?AUTHORITY` makes an
-//! outgoing `GET http://AUTHORITY/` and answers what came of it, and three
+//! outgoing `GET http://AUTHORITY/` and answers what came of it, `GET
+//! /count` how many requests this instance has seen, and three
 //! paths misbehave on purpose for the host's tests: `/trap` panics, `/spin`
 //! loops forever, `/grow` allocates without bound.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -16,6 +18,9 @@ use wasi::http::types::{
 use wasi::io::streams::StreamError;
 
 wasi::http::proxy::export!(Hello);
+
+/// Requests this instance has handled (`/count`).
+static SEEN: AtomicU32 = AtomicU32::new(0);
 
 struct Hello;
 
@@ -27,6 +32,12 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
             (Method::Get, path) if path.starts_with("/outbound?") => {
                 let text = outbound(&path["/outbound?".len()..]);
                 respond(out, 200, text.as_bytes())
+            }
+            (Method::Get, "/count") => {
+                // Counts the requests this instance has seen: always 1 with a
+                // fresh instance per request.
+                let seen = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+                respond(out, 200, format!("{seen}\n").as_bytes())
             }
             (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
             (_, "/spin") => spin(),
