@@ -321,3 +321,30 @@ fn run_refuses_a_proxy_component_with_what_to_do_instead() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_component_is_compiled_once_and_then_loaded_from_the_cache() {
+    let home = TempDir::new();
+    let env = [("XDG_CACHE_HOME", home.path().as_os_str())];
+    for outcome in ["cache=miss", "cache=hit"] {
+        let server = Server::start_with_env(&[(HELLO, guest(HELLO))], &[], &env);
+        let line = server.wait_for_log("compiled component", DEADLINE);
+        assert!(line.contains(outcome), "expected {outcome} in: {line}");
+        assert_hello(&request(server.addr(HELLO), &get("/")));
+    }
+}
+
+#[test]
+fn a_head_request_gets_the_head_alone_and_the_connection_goes_on() {
+    let server = hello(&[]);
+    let mut stream = connect(server.addr(HELLO));
+    stream
+        .write_all(b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\nGET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let got = String::from_utf8(read_until_closed(&mut stream)).unwrap();
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 25\r\n\r\n";
+    let get = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nContent-Length: 25\r\nConnection: close\r\n\r\n{HELLO_BODY}"
+    );
+    assert_eq!(got, format!("{head}{get}"));
+}

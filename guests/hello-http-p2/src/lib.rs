@@ -42,8 +42,9 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
             (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
             (_, "/spin") => spin(),
             (_, "/grow") => grow(),
-            // Any other GET: the hello (the conformance checks ask several paths).
-            (Method::Get, _) => respond(out, 200, b"hello from hello-http-p2\n"),
+            // Any other GET (or HEAD): the hello (the conformance checks ask
+            // several paths; the host drops a HEAD response's body).
+            (Method::Get | Method::Head, _) => respond(out, 200, b"hello from hello-http-p2\n"),
             _ => respond(out, 404, b"not found\n"),
         }
     }

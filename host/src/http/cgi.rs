@@ -436,6 +436,10 @@ pub(super) struct Output {
     streaming: bool,
     /// What a guest that failed gets (502 from a CGI program).
     failed: Status,
+    /// The request is a HEAD: the response has a head and no body.
+    head_only: bool,
+    /// Body bytes of a HEAD response, counted for its Content-Length and dropped.
+    skipped: usize,
 }
 
 impl Output {
@@ -458,6 +462,8 @@ impl Output {
             body: Vec::new(),
             streaming: false,
             failed,
+            head_only: head.method == "HEAD",
+            skipped: 0,
         }
     }
 
@@ -501,7 +507,11 @@ impl Output {
             bytes = &bytes[end.1 - before..];
             self.head_bytes = Vec::new();
         }
-        self.body.extend_from_slice(bytes);
+        if self.head_only {
+            self.skipped += bytes.len();
+        } else {
+            self.body.extend_from_slice(bytes);
+        }
     }
 
     /// Bytes to write now because the body outgrew the buffer.
@@ -603,7 +613,7 @@ impl Output {
             bytes.extend_from_slice(&error_response(status, self.keep_alive));
             return Some((bytes, self.keep_alive));
         }
-        let length = self.body.len();
+        let length = self.body.len() + self.skipped;
         self.response_head(&mut bytes, Some(length));
         bytes.append(&mut self.body);
         Some((bytes, self.keep_alive))
