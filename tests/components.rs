@@ -348,3 +348,17 @@ fn a_head_request_gets_the_head_alone_and_the_connection_goes_on() {
     );
     assert_eq!(got, format!("{head}{get}"));
 }
+
+#[test]
+fn endless_recursion_gets_500_and_the_host_serves_on() {
+    let server = hello(&[]);
+    let addr = server.addr(HELLO);
+    assert_eq!(request(addr, &get("/deep")).status, 500);
+    // Rust's shadow stack (in linear memory) runs out before the Wasm stack.
+    let line = server.wait_for_log("process killed", DEADLINE);
+    assert!(
+        line.contains("out of bounds memory access") && line.contains("hello_http_p2::deep"),
+        "{line}"
+    );
+    assert_hello(&request(addr, &get("/")));
+}

@@ -3,9 +3,10 @@
 //! GET but those below) answers `hello from hello-http-p2`, `POST /echo`
 //! streams the request body back, `GET /outbound?AUTHORITY` makes an
 //! outgoing `GET http://AUTHORITY/` and answers what came of it, `GET
-//! /count` how many requests this instance has seen, and three
+//! /count` how many requests this instance has seen, and four
 //! paths misbehave on purpose for the host's tests: `/trap` panics, `/spin`
-//! loops forever, `/grow` allocates without bound.
+//! loops forever, `/grow` allocates without bound, `/deep` recurses without
+//! end.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -42,6 +43,10 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
             (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
             (_, "/spin") => spin(),
             (_, "/grow") => grow(),
+            (_, "/deep") => {
+                let depth = deep(std::hint::black_box(0));
+                respond(out, 200, format!("{depth}\n").as_bytes())
+            }
             // Any other GET (or HEAD): the hello (the conformance checks ask
             // several paths; the host drops a HEAD response's body).
             (Method::Get | Method::Head, _) => respond(out, 200, b"hello from hello-http-p2\n"),
@@ -129,6 +134,14 @@ fn spin() -> ! {
     loop {
         n = std::hint::black_box(n.wrapping_add(1));
     }
+}
+
+/// Recurses without end: a stack limit must stop it (here Rust's shadow
+/// stack in linear memory runs out first: an out-of-bounds access).
+#[allow(unconditional_recursion)]
+fn deep(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 64]);
+    deep(frame[n as usize % 64] + 1) + frame[0]
 }
 
 /// Allocates and touches memory until the host's memory cap stops it.
