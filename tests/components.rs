@@ -362,3 +362,15 @@ fn endless_recursion_gets_500_and_the_host_serves_on() {
     );
     assert_hello(&request(addr, &get("/")));
 }
+
+#[test]
+fn max_cpu_and_max_wall_end_a_component_process_with_504() {
+    for (flag, logged) in [("--max-cpu", "(max-cpu)"), ("--max-wall", "(max-wall)")] {
+        let server = hello(&args![flag, "300ms", "--cpu-budget", "60s"]);
+        let addr = server.addr(HELLO);
+        assert_eq!(request(addr, &get("/spin")).status, 504, "{flag}");
+        let line = server.wait_for_log(logged, DEADLINE);
+        assert!(line.contains("process killed"), "{flag}: {line}");
+        assert_hello(&request(addr, &get("/")));
+    }
+}
