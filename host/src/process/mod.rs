@@ -6,6 +6,7 @@
 //! copy-on-write memory image), call `_start` on a fiber, and say how it ended.
 
 mod child;
+mod clock;
 mod exit;
 mod limits;
 pub mod linker;
@@ -269,6 +270,7 @@ pub fn wasi_builder(
     host_memory: &Arc<HostMemory>,
 ) -> (WasiCtxBuilder, Option<Arc<StdioLink>>) {
     let mut wasi = WasiCtxBuilder::new();
+    wasi.monotonic_clock(clock::HostMonotonic);
     let stderr = stdio::GuestLog {
         app: Arc::clone(&app.name),
         limit: Arc::clone(&app.log_limit),
