@@ -27,6 +27,9 @@ enum Kind {
     Http,
     /// Reads a line, then traps.
     Trap,
+    /// A `wasi:http/proxy` component (served over HTTP without a flag);
+    /// its hello is `hello from <app>`.
+    Proxy,
 }
 
 /// The guests: language, app name, kind.
@@ -36,6 +39,7 @@ const GUESTS: &[(&str, &str, Kind)] = &[
     ("rust", "hello-cgi", Kind::Cgi),
     ("rust", "hello-http", Kind::Http),
     ("rust", "trap", Kind::Trap),
+    ("rust", "hello-http-p2", Kind::Proxy),
     ("wat", "echo-wat", Kind::Echo),
     ("wat", "hello-cgi-wat", Kind::Cgi),
     ("c", "echo-c", Kind::Echo),
@@ -62,8 +66,16 @@ const CHECKS: &[Check] = &[
     ("1MiB", &[Kind::Echo], one_mebibyte),
     ("half-close", &[Kind::Echo], half_close_then_eof),
     ("50-conns", &[Kind::Echo], fifty_concurrent_connections),
-    ("http-hello", &[Kind::Cgi, Kind::Http], http_hello),
-    ("http-keepalive", &[Kind::Cgi, Kind::Http], http_keep_alive),
+    (
+        "http-hello",
+        &[Kind::Cgi, Kind::Http, Kind::Proxy],
+        http_hello,
+    ),
+    (
+        "http-keepalive",
+        &[Kind::Cgi, Kind::Http, Kind::Proxy],
+        http_keep_alive,
+    ),
     ("trap", &[Kind::Trap], trap_is_contained),
 ];
 
@@ -88,7 +100,7 @@ fn every_language_passes_the_same_checks() {
             })
             .collect()
     };
-    let conn_apps = apps(&[Kind::Echo, Kind::Http, Kind::Trap]);
+    let conn_apps = apps(&[Kind::Echo, Kind::Http, Kind::Trap, Kind::Proxy]);
     let cgi_apps = apps(&[Kind::Cgi]);
     let conn_server = Server::start(&conn_apps, &[]);
     let http_flags: Vec<_> = cgi_apps
@@ -261,7 +273,15 @@ fn assert_hello(app: &str, response: &Response) {
         "{app}: Content-Type in {:?}",
         response.headers
     );
-    assert_bytes_eq(&format!("{app} body"), b"Hello, World!\n", &response.body);
+    let proxy = GUESTS
+        .iter()
+        .any(|&(_, name, kind)| name == app && kind == Kind::Proxy);
+    let expected = if proxy {
+        format!("hello from {app}\n")
+    } else {
+        "Hello, World!\n".to_owned()
+    };
+    assert_bytes_eq(&format!("{app} body"), expected.as_bytes(), &response.body);
 }
 
 fn get(path: &str) -> String {

@@ -61,16 +61,17 @@ fn a_file_that_is_not_wasm_is_refused() {
 }
 
 #[test]
-fn a_component_is_refused_with_what_to_build_instead() {
+fn a_component_of_no_served_world_is_refused_with_what_it_must_export() {
     let dir = TempDir::new();
-    // The smallest component: its header alone.
+    // The smallest component: its header alone, exporting nothing.
     let path = dir.write("component.wasm", b"\0asm\x0d\x00\x01\x00");
     assert_host_error(
         &serve_args(&path),
         &[
-            &quoted(&path),
-            "is a WebAssembly component",
-            "wasm32-wasip1",
+            &format!("failed to load the component {}", quoted(&path)),
+            "exports neither `wasi:http/incoming-handler`",
+            "nor `wasi:cli/run`",
+            "it exports nothing",
         ],
     );
 }

@@ -8,6 +8,7 @@ mod abi;
 mod admin;
 mod cache;
 mod cgi;
+mod components;
 mod conformance;
 mod coroutines;
 mod deploy;

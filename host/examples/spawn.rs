@@ -238,7 +238,11 @@ impl Bench {
         );
         let stored = Instant::now();
         let instance = {
-            let future = pin!(self.app.pre.instantiate_async(&mut store));
+            let module = self
+                .app
+                .module()
+                .expect("the example guest is a core module");
+            let future = pin!(module.instantiate_async(&mut store));
             match self.poll_until_blocked(future) {
                 Some(instance) => instance.map_err(anyhow::Error::from)?,
                 None => bail!("instantiation blocked"),

@@ -1,5 +1,5 @@
-//! An app: one tenant's module, compiled once and pre-linked, with its limits
-//! and the count of its live processes.
+//! An app: one tenant's module or component, compiled once and pre-linked,
+//! with its limits and the count of its live processes.
 
 mod log_limit;
 mod metrics;
@@ -16,7 +16,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use wasmtime::{Engine, ExternType, InstancePre, Linker};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
+
+use crate::component::{self, ComponentGuest, World};
 
 use crate::config::Limits;
 use crate::module_cache::{self, ModuleCache};
@@ -70,8 +72,8 @@ pub struct App {
     pub name: Arc<str>,
     /// Where its module came from.
     pub path: PathBuf,
-    /// The module, linked once; each process instantiates this.
-    pub pre: InstancePre<ProcessState>,
+    /// The module or component, linked once; each process instantiates this.
+    pub guest: Guest,
     /// Limits, environment, grants and mode, as loaded.
     pub settings: AppSettings,
     /// Live processes against `limits.max_processes`, and who waits for one
@@ -87,25 +89,110 @@ pub struct App {
     pub heap: Arc<AppHeap>,
 }
 
+/// What an app's processes are instances of.
+pub enum Guest {
+    /// A `wasm32-wasip1` core module (layers 0 and 1), linked once.
+    Module(InstancePre<ProcessState>),
+    /// A WASI 0.2 component (`wasi:http/proxy` or `wasi:cli/command`).
+    Component(ComponentGuest),
+}
+
 impl App {
-    /// Compiles (or loads from `cache`) and links the module at `path`.
+    /// Compiles (or loads from `cache`) and links the module or component
+    /// at `path`. A `wasi:http/proxy` component is served over HTTP (its
+    /// mode becomes `http` unless the settings chose another, which is an
+    /// error but for `http`).
     ///
     /// # Errors
-    /// When the file is missing or not a Wasm module, when it imports what the
-    /// host does not provide, or when it has no `_start` command entry.
+    /// When the file is missing or not Wasm, when it imports what the host
+    /// does not provide, when a module has no `_start` command entry, or a
+    /// component exports neither `wasi:http/incoming-handler` nor `wasi:cli/run`.
     pub fn load(
         engine: &Engine,
         linker: &Linker<ProcessState>,
         path: &Path,
-        settings: AppSettings,
+        mut settings: AppSettings,
         cache: Option<&ModuleCache>,
     ) -> anyhow::Result<App> {
         let shown = path.display();
         let name: Arc<str> = app_name(path)?.into();
         let bytes = std::fs::read(path).with_context(|| format!("failed to read `{shown}`"))?;
         let started = Instant::now();
-        let (module, outcome) = to_binary(path, &bytes)
-            .and_then(|wasm| module_cache::load(engine, &wasm, cache))
+        let wasm = to_binary(path, &bytes)
+            .with_context(|| format!("`{shown}` is not a valid WebAssembly module"))?;
+        let guest = if wasm.starts_with(COMPONENT_HEADER) {
+            let (guest, outcome) = component::load(engine, &wasm, cache)
+                .with_context(|| format!("failed to load the component `{shown}`"))?;
+            settings.mode = component_mode(guest.world(), settings.mode)
+                .with_context(|| format!("cannot serve the component `{shown}`"))?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(app = %name, ms = %format_args!("{ms:.1}"), cache = %outcome, world = guest.world().name(), "compiled component");
+            Guest::Component(guest)
+        } else {
+            Guest::Module(link_module(
+                engine, linker, &wasm, cache, &name, path, started,
+            )?)
+        };
+        Ok(App {
+            processes: Arc::new(ProcessLimit::new(
+                Arc::clone(&name),
+                settings.limits.max_processes,
+            )),
+            name,
+            path: path.to_path_buf(),
+            guest,
+            log_limit: Arc::new(LogLimit::new(settings.limits.log_rate)),
+            metrics: Arc::default(),
+            heap: Arc::default(),
+            settings,
+        })
+    }
+
+    /// Its core module's pre-instance; `None` for a component.
+    pub fn module(&self) -> Option<&InstancePre<ProcessState>> {
+        match &self.guest {
+            Guest::Module(pre) => Some(pre),
+            Guest::Component(_) => None,
+        }
+    }
+
+    /// The engine its guest was compiled for.
+    pub fn engine(&self) -> &Engine {
+        match &self.guest {
+            Guest::Module(pre) => pre.module().engine(),
+            Guest::Component(guest) => guest.engine(),
+        }
+    }
+}
+
+/// The mode a component of `world` is served in when the settings asked
+/// for `asked`: a proxy speaks HTTP (the default `connection` becomes
+/// `http`); a command reads its connection as stdin and stdout (inetd) or a
+/// request CGI-style (`http`); neither has a listener-mode process.
+fn component_mode(world: World, asked: Mode) -> anyhow::Result<Mode> {
+    match (world, asked) {
+        (_, Mode::Listener) => bail!(
+            "a component has no listener mode (kind = \"listener\" needs the mnvkd imports of a core module)"
+        ),
+        (World::Proxy, Mode::Connection | Mode::Http) => Ok(Mode::Http),
+        (World::Command, mode) => Ok(mode),
+    }
+}
+
+/// Compiles (or loads from `cache`) and links the core module `wasm`,
+/// checking its `_start`.
+fn link_module(
+    engine: &Engine,
+    linker: &Linker<ProcessState>,
+    wasm: &[u8],
+    cache: Option<&ModuleCache>,
+    name: &str,
+    path: &Path,
+    started: Instant,
+) -> anyhow::Result<InstancePre<ProcessState>> {
+    let shown = path.display();
+    {
+        let (module, outcome) = module_cache::load::<Module>(engine, wasm, cache)
             .with_context(|| format!("`{shown}` is not a valid WebAssembly module"))?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match module.get_export("_start") {
@@ -120,19 +207,7 @@ impl App {
             .with_context(|| format!("failed to link `{shown}` against the host's imports"))?;
         // Logged once the app is good, so a bad module's one line is its error.
         tracing::info!(app = %name, ms = %format_args!("{ms:.1}"), cache = %outcome, "compiled module");
-        Ok(App {
-            processes: Arc::new(ProcessLimit::new(
-                Arc::clone(&name),
-                settings.limits.max_processes,
-            )),
-            name,
-            path: path.to_path_buf(),
-            pre,
-            log_limit: Arc::new(LogLimit::new(settings.limits.log_rate)),
-            metrics: Arc::default(),
-            heap: Arc::default(),
-            settings,
-        })
+        Ok(pre)
     }
 }
 
@@ -177,9 +252,10 @@ impl CurrentApp {
 
 /// How a component binary starts: the magic, then version 13 of layer 1
 /// (a core module has version 1 of layer 0).
-const COMPONENT_HEADER: &[u8] = b"\0asm\x0d\x00\x01\x00";
+pub const COMPONENT_HEADER: &[u8] = b"\0asm\x0d\x00\x01\x00";
 
-/// The module binary in `bytes`: as is, or from text when the file ends in `.wat`.
+/// The module or component binary in `bytes`: as is, or from text when the
+/// file ends in `.wat`.
 fn to_binary<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Cow<'a, [u8]>> {
     if path.extension().is_some_and(|ext| ext == "wat") {
         // The first line of a wat error says what and where; the rest is a picture.
@@ -188,11 +264,6 @@ fn to_binary<'a>(path: &Path, bytes: &'a [u8]) -> anyhow::Result<Cow<'a, [u8]>> 
             let message = err.to_string();
             anyhow::anyhow!("{}", message.lines().next().unwrap_or_default().to_owned())
         })?))
-    } else if bytes.starts_with(COMPONENT_HEADER) {
-        bail!(
-            "it is a WebAssembly component (WASI 0.2); the host serves core modules: \
-             build for wasm32-wasip1 (components are not served yet)"
-        );
     } else if bytes.starts_with(b"\0asm") {
         Ok(Cow::Borrowed(bytes))
     } else {
@@ -211,11 +282,21 @@ pub fn app_name(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot name an app after `{}`", path.display()))
 }
 
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Guest::Module(_) => f.write_str("Module"),
+            Guest::Component(guest) => write!(f, "Component({})", guest.world().name()),
+        }
+    }
+}
+
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("name", &self.name)
             .field("path", &self.path)
+            .field("guest", &self.guest)
             .field("settings", &self.settings)
             .field("processes", &self.processes)
             .finish_non_exhaustive()

@@ -3,8 +3,9 @@
 //!
 //! Sizing arithmetic (docs/kernel.md has the measurements):
 //! - A pooled process holds one memory slot, one instance slot, one table slot
-//!   and one fiber-stack slot. Slots are reserved up front for
-//!   `slots` processes.
+//!   and one fiber-stack slot (a component's process up to
+//!   [`CORE_INSTANCES_PER_COMPONENT`] instance and table slots). Slots are
+//!   reserved up front for `slots` processes.
 //! - A memory slot costs `max_memory + GUARD` of address space: 10 000 slots of
 //!   16 MiB + 2 MiB are 180 GiB of the 128 TiB a process may map, so address
 //!   space is not the limit; explicit bounds checks are the price of slots
@@ -33,6 +34,11 @@ const WASM_STACK: usize = 256 << 10;
 /// shoot-downs on exit). Measured: spawn of the Rust echo 15.5 → 3.6 µs
 /// median, same RSS per live process (docs/benchmarks.md).
 const KEEP_RESIDENT: usize = 64 << 10;
+/// Core instances and tables a component's process may take from the pool:
+/// a component links its main module with small shim modules (indirect
+/// call tables), each a core instance, most with a table. Instance and
+/// table slots cost no mappings of their own (each pool is one reservation).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 4;
 /// Mappings one pooled process may need at most: 2 for its stack slot, up to
 /// 4 for its memory (image, heap, reserved tail) and table.
 pub const MAPPINGS_PER_PROCESS: usize = 6;
@@ -73,9 +79,11 @@ pub fn pool_slots(wanted: usize, max_memory: u64) -> PoolSizing {
 pub fn new(sizing: &PoolSizing) -> anyhow::Result<Engine> {
     let slots = u32::try_from(sizing.slots).context("too many process slots")?;
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(slots)
+    let core_slots = slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT);
+    pool.total_component_instances(slots)
+        .total_core_instances(core_slots)
         .total_memories(slots)
-        .total_tables(slots)
+        .total_tables(core_slots)
         .total_stacks(slots)
         .max_memory_size(sizing.max_memory as usize)
         .table_elements(MAX_TABLE_ELEMENTS)

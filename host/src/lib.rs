@@ -19,6 +19,7 @@ pub mod abi;
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod component;
 pub mod config;
 pub mod conn;
 pub mod drain;

@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _};
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 /// Cached modules kept at most; past it the least recently used are removed.
@@ -93,17 +94,17 @@ impl ModuleCache {
 ///
 /// # Errors
 /// When `wasm` is not a valid module (or uses features the engine lacks).
-pub fn load(
+pub fn load<A: Artifact>(
     engine: &Engine,
     wasm: &[u8],
     cache: Option<&ModuleCache>,
-) -> anyhow::Result<(Module, Outcome)> {
+) -> anyhow::Result<(A, Outcome)> {
     let Some(cache) = cache else {
-        return Ok((compile(engine, wasm)?, Outcome::Off));
+        return Ok((A::compile(engine, wasm)?, Outcome::Off));
     };
     if let Err(err) = cache.prepare_dir() {
         tracing::warn!("module cache off: {err:#}");
-        return Ok((compile(engine, wasm)?, Outcome::Off));
+        return Ok((A::compile(engine, wasm)?, Outcome::Off));
     }
     let path = cache.path_for(engine, wasm);
     match cache.read(engine, &path) {
@@ -111,7 +112,7 @@ pub fn load(
         Ok(None) => {}
         Err(err) => tracing::warn!("compiling again: {err:#}"),
     }
-    let module = compile(engine, wasm)?;
+    let module = A::compile(engine, wasm)?;
     if let Err(err) = cache.write(&path, &module).and_then(|()| cache.evict()) {
         tracing::warn!("failed to write the module cache: {err:#}");
     }
@@ -150,10 +151,68 @@ fn key(engine: &Engine, wasm: &[u8]) -> String {
     sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The one place modules are compiled.
-fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Module> {
-    // wasmtime's message names the problem and its offset; its chain adds nothing.
-    Module::from_binary(engine, wasm).map_err(|err| anyhow::anyhow!("{err}"))
+/// What the cache keeps: a core module or a component, compiled by one
+/// engine. Their binaries differ from the first bytes, so one key space
+/// serves both.
+pub trait Artifact: Sized {
+    /// Compiles `wasm`: the one place each kind is compiled.
+    ///
+    /// # Errors
+    /// When `wasm` is not valid (wasmtime's message, one line).
+    fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Self>;
+
+    /// The compiled artifact as bytes for the cache file.
+    ///
+    /// # Errors
+    /// When wasmtime cannot serialize it.
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+
+    /// Loads an artifact from a cache file.
+    ///
+    /// # Errors
+    /// When the file is not an artifact of this engine's build and settings.
+    ///
+    /// # Safety
+    /// The file runs as machine code: it must have been written by
+    /// [`Artifact::serialize`] of this build, and not change while in use.
+    unsafe fn deserialize(engine: &Engine, file: File) -> anyhow::Result<Self>;
+}
+
+impl Artifact for Module {
+    fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Module> {
+        // wasmtime's message names the problem and its offset; its chain adds nothing.
+        Module::from_binary(engine, wasm).map_err(|err| anyhow::anyhow!("{err}"))
+    }
+
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+
+    unsafe fn deserialize(engine: &Engine, file: File) -> anyhow::Result<Module> {
+        // SAFETY: the caller's contract ([`Artifact::deserialize`]); the file
+        // is mapped, and files are replaced by rename, never changed in place.
+        Ok(unsafe { Module::deserialize_open_file(engine, file) }?)
+    }
+}
+
+impl Artifact for Component {
+    fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
+        Component::from_binary(engine, wasm).map_err(|err| anyhow::anyhow!("{err}"))
+    }
+
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+
+    unsafe fn deserialize(engine: &Engine, mut file: File) -> anyhow::Result<Component> {
+        // Read from the file already checked, not reopened by path: no
+        // window for another file to take its place.
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes)?;
+        // SAFETY: the caller's contract ([`Artifact::deserialize`]); the
+        // bytes are a private copy.
+        Ok(unsafe { Component::deserialize(engine, &bytes) }?)
+    }
 }
 
 impl ModuleCache {
@@ -171,7 +230,7 @@ impl ModuleCache {
     }
 
     /// The cached module at `path`; `None` if there is none.
-    fn read(&self, engine: &Engine, path: &Path) -> anyhow::Result<Option<Module>> {
+    fn read<A: Artifact>(&self, engine: &Engine, path: &Path) -> anyhow::Result<Option<A>> {
         let file = match File::open(path) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -185,8 +244,8 @@ impl ModuleCache {
             .and_then(|meta| only_trusted_can_write(&meta))
             .with_context(unusable)?;
         let mapped = file.try_clone().with_context(unusable)?;
-        // SAFETY: `Module::deserialize_open_file` runs the file's machine code
-        // and maps it for the module's lifetime. The file was written only by
+        // SAFETY: the artifact's machine code comes from this file (a
+        // module maps it for its lifetime, a component copies it). The file was written only by
         // this host (`write`) into a directory that only this user (or root)
         // can write, as `prepare_dir` and the check above made sure, with the
         // same wasmtime version and engine settings (they are in the name;
@@ -194,9 +253,7 @@ impl ModuleCache {
         // replaced by rename or unlinked, never modified in place, so a mapped
         // file does not change under us. A file that fails to load is
         // compiled again by the caller.
-        let module = unsafe { Module::deserialize_open_file(engine, mapped) }
-            .map_err(anyhow::Error::from)
-            .with_context(unusable)?;
+        let module = unsafe { A::deserialize(engine, mapped) }.with_context(unusable)?;
         // Marks it recently used for eviction; a failure only ages it early.
         let _ = file.set_modified(SystemTime::now());
         Ok(Some(module))
@@ -204,7 +261,7 @@ impl ModuleCache {
 
     /// Writes `module` to `path` atomically: a temp file beside it, synced,
     /// then renamed over it.
-    fn write(&self, path: &Path, module: &Module) -> anyhow::Result<()> {
+    fn write<A: Artifact>(&self, path: &Path, module: &A) -> anyhow::Result<()> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let bytes = module
             .serialize()
@@ -353,14 +410,14 @@ mod tests {
         let cache = ModuleCache::new(&dir);
         let engine = engine_with(16 << 20, 4);
         let wasm = wat::parse_str(WAT).unwrap();
-        let (_, outcome) = load(&engine, &wasm, Some(&cache)).unwrap();
+        let (_, outcome) = load::<Module>(&engine, &wasm, Some(&cache)).unwrap();
         assert_eq!(outcome, Outcome::Miss);
         let mode = fs::metadata(&dir).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let path = cache.path_for(&engine, &wasm);
         let long_ago = SystemTime::now() - Duration::from_secs(1000);
         File::open(&path).unwrap().set_modified(long_ago).unwrap();
-        let (module, outcome) = load(&engine, &wasm, Some(&cache)).unwrap();
+        let (module, outcome) = load::<Module>(&engine, &wasm, Some(&cache)).unwrap();
         assert_eq!(outcome, Outcome::Hit);
         assert!(module.get_export("_start").is_some());
         let used = fs::metadata(&path).unwrap().modified().unwrap();
@@ -369,9 +426,9 @@ mod tests {
         drop(module);
 
         fs::write(&path, b"not a compiled module").unwrap();
-        let (_, outcome) = load(&engine, &wasm, Some(&cache)).unwrap();
+        let (_, outcome) = load::<Module>(&engine, &wasm, Some(&cache)).unwrap();
         assert_eq!(outcome, Outcome::Miss, "a corrupt file is compiled again");
-        let (_, outcome) = load(&engine, &wasm, Some(&cache)).unwrap();
+        let (_, outcome) = load::<Module>(&engine, &wasm, Some(&cache)).unwrap();
         assert_eq!(outcome, Outcome::Hit, "and overwritten");
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -384,10 +441,10 @@ mod tests {
         let cache = ModuleCache::new(&dir);
         let engine = engine_with(16 << 20, 4);
         let wasm = wat::parse_str(WAT).unwrap();
-        load(&engine, &wasm, Some(&cache)).unwrap();
+        load::<Module>(&engine, &wasm, Some(&cache)).unwrap();
         let path = cache.path_for(&engine, &wasm);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
-        let (_, outcome) = load(&engine, &wasm, Some(&cache)).unwrap();
+        let (_, outcome) = load::<Module>(&engine, &wasm, Some(&cache)).unwrap();
         assert_eq!(outcome, Outcome::Miss);
         let mode = fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600, "the new file is private");
@@ -398,9 +455,9 @@ mod tests {
     fn no_cache_compiles() {
         let engine = engine_with(16 << 20, 4);
         let wasm = wat::parse_str(WAT).unwrap();
-        let (_, outcome) = load(&engine, &wasm, None).unwrap();
+        let (_, outcome) = load::<Module>(&engine, &wasm, None).unwrap();
         assert_eq!(outcome, Outcome::Off);
-        assert!(load(&engine, b"\0asm junk", None).is_err());
+        assert!(load::<Module>(&engine, b"\0asm junk", None).is_err());
     }
 
     #[test]
@@ -410,7 +467,7 @@ mod tests {
         fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         let engine = engine_with(16 << 20, 4);
         let wasm = wat::parse_str(WAT).unwrap();
-        let (_, outcome) = load(&engine, &wasm, Some(&ModuleCache::new(&dir))).unwrap();
+        let (_, outcome) = load::<Module>(&engine, &wasm, Some(&ModuleCache::new(&dir))).unwrap();
         assert_eq!(outcome, Outcome::Off);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
         fs::remove_dir_all(&dir).unwrap();

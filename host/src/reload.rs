@@ -72,13 +72,6 @@ impl Reloader<'_> {
     /// The next version of `old`, read from its files.
     fn reload(&self, old: &App) -> anyhow::Result<App> {
         let mut settings = (self.reread.0)(&old.path, &old.name)?;
-        if settings.mode != old.settings.mode {
-            bail!(
-                "its kind changed from `{}` to `{}`: restart the host to apply that",
-                old.settings.mode.name(),
-                settings.mode.name()
-            );
-        }
         if settings.limits.max_memory > self.max_memory {
             bail!(
                 "max_memory {} is above the {} the host's process slots were made for: restart the host to apply that",
@@ -89,6 +82,14 @@ impl Reloader<'_> {
         // The share of the pool was fixed at start-up.
         settings.limits.max_processes = old.settings.limits.max_processes;
         let new = App::load(self.engine, self.linker, &old.path, settings, self.cache)?;
+        // Compared as loaded: a proxy component's `connection` became `http`.
+        if new.settings.mode != old.settings.mode {
+            bail!(
+                "its kind changed from `{}` to `{}`: restart the host to apply that",
+                old.settings.mode.name(),
+                new.settings.mode.name()
+            );
+        }
         Ok(new.succeeding(old))
     }
 }

@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::thread;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
-use crate::app::{App, AppSettings};
+use crate::app::{App, AppSettings, Guest};
 use crate::cli::EXIT_GUEST_FAILED;
+use crate::component::World;
 use crate::conn::{Connection, Socket};
 use crate::engine;
 use crate::kernel::Kernel;
@@ -48,6 +49,14 @@ pub fn run(config: RunConfig) -> anyhow::Result<u8> {
         config.settings,
         config.cache.as_ref(),
     )?;
+    if let Guest::Component(guest) = &app.guest {
+        if guest.world() == World::Proxy {
+            bail!(
+                "`{}` is a wasi:http/proxy component: it has no connection to run with; serve it with `mnvkd-host serve`",
+                config.path.display()
+            );
+        }
+    }
     let (guest_end, host_end) = UnixStream::pair().context("failed to create a socket pair")?;
     guest_end
         .set_nonblocking(true)

@@ -78,23 +78,13 @@ pub async fn respond(
         Body::Memory(bytes) => bytes.len() as u64,
         Body::Stream(n) => *n,
     };
-    let input = Arc::new(Mutex::new(Input {
-        reader,
-        body,
-        offset: 0,
-        waiting_since: None,
-    }));
-    let output = Arc::new(Mutex::new(Output {
-        conn: Arc::clone(&conn),
-        http10: head.minor_version == 0,
-        keep_alive: head.keep_alive,
-        prefix: out,
-        head_bytes: Vec::new(),
-        head: None,
-        invalid: None,
-        body: Vec::new(),
-        streaming: false,
-    }));
+    let input = Arc::new(Mutex::new(Input::new(reader, body)));
+    let output = Arc::new(Mutex::new(Output::new(
+        Arc::clone(&conn),
+        head,
+        out,
+        Status::BAD_GATEWAY,
+    )));
     let start = Start {
         stdio: Some(Stdio {
             stdin: Box::new(CgiStdin(Arc::clone(&input))),
@@ -106,7 +96,10 @@ pub async fn respond(
     };
     let pid = Pid::next();
     let run = process::run(Arc::clone(app), runtime.clone(), start, pid);
-    let end = supervise(run, &input, clock).await;
+    let end = match supervise(run, &input, clock).await {
+        Ok(exit) => End::Exited(exit),
+        Err(kill) => End::Killed(kill),
+    };
     if let End::Killed(kill) = &end {
         if app.log_limit.admit(&app.name) {
             tracing::warn!(app = %app.name, %pid, "process killed: {kill}");
@@ -130,7 +123,7 @@ pub async fn respond(
 
 /// How a request's process ended.
 #[derive(Debug)]
-enum End {
+pub(super) enum End {
     /// It ran to its end (or was killed by the process layer: a trap, the CPU budget).
     Exited(Exit),
     /// The front ended it.
@@ -139,7 +132,7 @@ enum End {
 
 /// Why the front ended a process.
 #[derive(Debug, Clone, Copy)]
-enum Kill {
+pub(super) enum Kill {
     /// It waited this long for request body bytes that did not come (`body_timeout`).
     BodyStalled(Duration),
     /// The request outlived its `request_timeout` (this long).
@@ -183,30 +176,30 @@ impl fmt::Display for Kill {
 
 /// Runs the process future `run` until it ends or the request's clock ends
 /// it (dropping it ends the process and gives its place back).
-async fn supervise(
-    run: impl Future<Output = Exit>,
+pub(super) async fn supervise<F: Future>(
+    run: F,
     input: &Mutex<Input>,
     clock: &RequestClock,
-) -> End {
+) -> Result<F::Output, Kill> {
     let mut run = pin!(run);
     let mut request_timer = clock.timer();
     let mut body_timer = clock.timer();
     poll_fn(|cx| {
         if let Poll::Ready(exit) = run.as_mut().poll(cx) {
-            return Poll::Ready(End::Exited(exit));
+            return Poll::Ready(Ok(exit));
         }
         // The process is suspended: whether it waits for body bytes is
         // what its stdin recorded while it was polled.
         let waiting_since = input.lock().unwrap().waiting_since;
         if request_timer.poll_at(cx, Some(clock.deadline())).is_ready() {
-            return Poll::Ready(End::Killed(Kill::RequestTimeout {
+            return Poll::Ready(Err(Kill::RequestTimeout {
                 timeout: clock.request_timeout(),
                 waiting_for_body: waiting_since.is_some(),
             }));
         }
         let stalled_at = waiting_since.map(|since| since + clock.body_timeout());
         if body_timer.poll_at(cx, stalled_at).is_ready() {
-            return Poll::Ready(End::Killed(Kill::BodyStalled(clock.body_timeout())));
+            return Poll::Ready(Err(Kill::BodyStalled(clock.body_timeout())));
         }
         Poll::Pending
     })
@@ -286,11 +279,14 @@ fn environment(head: &RequestHead, conn: &Connection, length: u64) -> Vec<(EnvTe
     env
 }
 
-/// The request body as the guest reads it, shared by the front and stdin.
+/// The request body as the guest reads it, shared by the front and stdin
+/// (or a component's incoming body).
 #[derive(Debug)]
-struct Input {
-    reader: ConnReader,
-    body: Body,
+pub(super) struct Input {
+    /// The connection's reader, for a streamed body and the next request.
+    pub(super) reader: ConnReader,
+    /// The body: in memory, or the bytes still to come.
+    pub(super) body: Body,
     /// Bytes of a `Memory` body already read.
     offset: usize,
     /// Since when the guest has waited for body bytes that have not come
@@ -299,8 +295,18 @@ struct Input {
 }
 
 impl Input {
+    /// The input of a request whose body is `body`, read through `reader`.
+    pub(super) fn new(reader: ConnReader, body: Body) -> Input {
+        Input {
+            reader,
+            body,
+            offset: 0,
+            waiting_since: None,
+        }
+    }
+
     /// Takes up to `size` body bytes; `Ok(None)` at the end of the body.
-    fn poll_take(
+    pub(super) fn poll_take(
         &mut self,
         cx: Option<&Context<'_>>,
         size: usize,
@@ -418,9 +424,10 @@ impl InputStream for CgiInput {
     }
 }
 
-/// The guest's CGI output and how much of the response has gone out.
+/// The guest's CGI output (or a component's response) and how much of the
+/// response has gone out.
 #[derive(Debug)]
-struct Output {
+pub(super) struct Output {
     conn: Arc<Connection>,
     /// The client spoke HTTP/1.0: no chunked encoding.
     http10: bool,
@@ -438,10 +445,57 @@ struct Output {
     body: Vec<u8>,
     /// The response head is on the wire; the body follows as it comes.
     streaming: bool,
+    /// What a guest that failed gets (502 from a CGI program).
+    failed: Status,
+    /// The request is a HEAD: the response has a head and no body.
+    head_only: bool,
+    /// Body bytes of a HEAD response, counted for its Content-Length and dropped.
+    skipped: usize,
 }
 
 impl Output {
-    fn feed(&mut self, mut bytes: &[u8]) {
+    /// The output of the response to `head`, after the earlier pipelined
+    /// responses in `prefix`; a failed guest's response is `failed`.
+    pub(super) fn new(
+        conn: Arc<Connection>,
+        head: &RequestHead,
+        prefix: Vec<u8>,
+        failed: Status,
+    ) -> Output {
+        Output {
+            conn,
+            http10: head.minor_version == 0,
+            keep_alive: head.keep_alive,
+            prefix,
+            head_bytes: Vec::new(),
+            head: None,
+            invalid: None,
+            body: Vec::new(),
+            streaming: false,
+            failed,
+            head_only: head.method == "HEAD",
+            skipped: 0,
+        }
+    }
+
+    /// Sets the response's status and header fields at once (a component's
+    /// response, not a CGI head to parse); framing fields are the host's
+    /// and are dropped. The body follows with [`Output::feed`].
+    pub(super) fn set_head(&mut self, status: Status, headers: Vec<(String, String)>) {
+        let headers = headers
+            .into_iter()
+            .filter(|(name, _)| !is_framing(name))
+            .collect();
+        self.head = Some((status, status.reason().to_owned(), headers));
+    }
+
+    /// The client connection.
+    pub(super) fn conn(&self) -> &Arc<Connection> {
+        &self.conn
+    }
+
+    /// Adds bytes the guest wrote: CGI head bytes until its blank line, then body.
+    pub(super) fn feed(&mut self, mut bytes: &[u8]) {
         if self.invalid.is_some() {
             return;
         }
@@ -464,11 +518,15 @@ impl Output {
             bytes = &bytes[end.1 - before..];
             self.head_bytes = Vec::new();
         }
-        self.body.extend_from_slice(bytes);
+        if self.head_only {
+            self.skipped += bytes.len();
+        } else {
+            self.body.extend_from_slice(bytes);
+        }
     }
 
     /// Bytes to write now because the body outgrew the buffer.
-    fn take_streamed(&mut self) -> Option<Vec<u8>> {
+    pub(super) fn take_streamed(&mut self) -> Option<Vec<u8>> {
         if self.invalid.is_some() || self.head.is_none() {
             return None;
         }
@@ -524,7 +582,7 @@ impl Output {
 
     /// The bytes that complete the response after the process ended, and
     /// whether the connection can be reused; `None` if it must be dropped now.
-    fn finish(mut self, end: &End, app: &App, pid: Pid) -> Option<(Vec<u8>, bool)> {
+    pub(super) fn finish(mut self, end: &End, app: &App, pid: Pid) -> Option<(Vec<u8>, bool)> {
         let failure = match end {
             End::Killed(kill) => {
                 // The front stopped reading the request: close after the answer.
@@ -534,7 +592,7 @@ impl Output {
             End::Exited(Exit::Failed(failure)) => Some(if failure.over_time() {
                 Status::GATEWAY_TIMEOUT
             } else {
-                Status::BAD_GATEWAY
+                self.failed
             }),
             End::Exited(Exit::Exited(_)) if self.invalid.is_some() || self.head.is_none() => {
                 let why = self.invalid.take().unwrap_or_else(|| {
@@ -566,7 +624,7 @@ impl Output {
             bytes.extend_from_slice(&error_response(status, self.keep_alive));
             return Some((bytes, self.keep_alive));
         }
-        let length = self.body.len();
+        let length = self.body.len() + self.skipped;
         self.response_head(&mut bytes, Some(length));
         bytes.append(&mut self.body);
         Some((bytes, self.keep_alive))
@@ -575,6 +633,13 @@ impl Output {
 
 /// A guest's CGI head: the status, its reason phrase, and the other header lines.
 type CgiHead = (Status, String, Vec<(String, String)>);
+
+/// Whether the header field `name` frames the message: the host's to set.
+fn is_framing(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection"]
+        .iter()
+        .any(|framing| name.eq_ignore_ascii_case(framing))
+}
 
 /// Where the CGI head ends: (end of the header lines, start of the body).
 fn head_end(bytes: &[u8]) -> Option<(usize, usize)> {
@@ -618,10 +683,7 @@ fn parse_cgi_head(bytes: &[u8]) -> Result<CgiHead, String> {
                 .filter(|c| (100..=999).contains(c))
                 .ok_or_else(|| format!("an invalid CGI status `{value}`"))?;
             status = Some((Status(code), reason.trim().to_owned()));
-        } else if name.eq_ignore_ascii_case("content-length")
-            || name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("connection")
-        {
+        } else if is_framing(name) {
             // Framing is the host's job.
         } else {
             headers.push((name.to_owned(), value.to_owned()));

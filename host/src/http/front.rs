@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use mnvkd_http1::Framing;
 
-use crate::app::App;
+use crate::app::{App, Guest};
+use crate::component::World;
 use crate::conn::Connection;
 use crate::kernel::Kernel;
 use crate::process::Runtime;
@@ -18,6 +19,7 @@ use crate::process::Runtime;
 use super::body;
 use super::cgi;
 use super::clock::RequestClock;
+use super::proxy;
 use super::reader::{parse_head, ConnReader, Filled, RequestHead};
 use super::status::{error_response, Status, CONTINUE};
 
@@ -128,7 +130,13 @@ async fn serve_request(
         }
         out.clear();
     }
-    let Some(finished) = cgi::respond(app, runtime, &clock, &head, body, reader, out).await else {
+    let finished = match &app.guest {
+        Guest::Component(guest) if guest.world() == World::Proxy => {
+            proxy::respond(app, runtime, &clock, &head, body, reader, out).await
+        }
+        _ => cgi::respond(app, runtime, &clock, &head, body, reader, out).await,
+    };
+    let Some(finished) = finished else {
         return After::Gone; // the connection broke mid-response
     };
     let (mut reader, mut out) = (finished.reader, finished.out);

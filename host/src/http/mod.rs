@@ -13,12 +13,14 @@
 //! - `body`: chunked bodies and skipped bodies.
 //! - `clock`: one request's timeouts.
 //! - `cgi`: the per-request process (environment, stdin, stdout → response).
+//! - `proxy`: the per-request process of a wasi:http/proxy component.
 //! - `status`: status codes and the front's own responses.
 
 mod body;
 mod cgi;
 mod clock;
 mod front;
+mod proxy;
 mod reader;
 mod status;
 

@@ -17,6 +17,8 @@ impl Status {
     pub const PAYLOAD_TOO_LARGE: Status = Status(413);
     /// 431: the head is over 16 KiB.
     pub const HEADERS_TOO_LARGE: Status = Status(431);
+    /// 500: a component trapped, set an error as its response, or set none.
+    pub const INTERNAL_SERVER_ERROR: Status = Status(500);
     /// 501: a transfer coding other than chunked.
     pub const NOT_IMPLEMENTED: Status = Status(501);
     /// 502: the guest trapped or wrote no valid CGI response.

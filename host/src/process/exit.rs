@@ -65,7 +65,10 @@ impl std::fmt::Display for Failure {
 }
 
 impl Exit {
-    pub(super) fn from_result(result: wasmtime::Result<()>, heap: &HeapLimiter) -> Exit {
+    /// How a process whose guest call returned `result` ended; `heap` tells
+    /// whether the micro-heap cap refused a growth (the usual cause of the
+    /// trap that follows).
+    pub fn from_result(result: wasmtime::Result<()>, heap: &HeapLimiter) -> Exit {
         let err = match result {
             Ok(()) => return Exit::Exited(0),
             Err(err) => err,

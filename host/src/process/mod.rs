@@ -35,7 +35,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::abi::handles::{Handle, IoCtx};
-use crate::app::{App, Mode};
+use crate::app::{App, Guest, Mode};
 use crate::conn::Connection;
 use crate::host_memory::HostMemory;
 use crate::kernel::{self, compute::ComputeTime, Kernel};
@@ -113,6 +113,13 @@ impl Start {
 /// a normal exit, tells a waiting parent, and gives back the app's process slot
 /// (which the caller took from `App::processes`).
 pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exit {
+    let module = match &app.guest {
+        Guest::Module(pre) => pre.clone(),
+        // A wasi:cli/command component: the same life, its own store type.
+        Guest::Component(_) => {
+            return crate::component::command::run(app, runtime, start, pid).await
+        }
+    };
     let started = Instant::now();
     app.metrics.started.fetch_add(1, Ordering::Relaxed);
     let listed = table::Listed::enter(pid, Arc::clone(&app.name), peer(&start), started);
@@ -136,7 +143,7 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
         // Dropped at the end of this block, even half-way (a limit ended it),
         // so the store is free again.
         let life = std::pin::pin!(async {
-            let instance = app.pre.instantiate_async(&mut store).await?;
+            let instance = module.instantiate_async(&mut store).await?;
             let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             app.metrics.count_spawn(started.elapsed());
             main.call_async(&mut store, ()).await
@@ -202,7 +209,7 @@ fn store_with_info(
     pid: Pid,
     info: Arc<table::ProcessInfo>,
 ) -> Store<ProcessState> {
-    let engine = app.pre.module().engine();
+    let engine = app.engine();
     let mut store = Store::new(engine, new_state(app, runtime, start, pid, info));
     store.limiter(|state| &mut state.heap);
     store.epoch_deadline_callback(on_epoch_deadline);
@@ -229,59 +236,16 @@ fn new_state(
         Mode::Listener => TreeMember::listener_root(limits.max_children),
         Mode::Connection | Mode::Http => TreeMember::root(limits.max_children),
     });
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.monotonic_clock(clock::HostMonotonic);
     // WASI's environment is served by `environ.rs`, not by wasmtime-wasi.
     let mut env = start.env;
-    let stderr = stdio::GuestLog {
-        app: Arc::clone(&app.name),
-        limit: Arc::clone(&app.log_limit),
-        pid,
-        stream: "stderr",
-        terminal: app.settings.terminal,
-    };
-    let mut stdio_link = None;
-    match (start.stdio, start.handles.first()) {
-        (Some(stdio), _) => {
-            wasi.stdin(stdio::BoxedStdin(stdio.stdin))
-                .stdout(stdio::BoxedStdout(stdio.stdout));
-        }
-        (None, Some(Handle::Connection(conn))) => {
-            let peers = conn.peers();
-            let log = stdio::GuestLog {
-                stream: "stdout",
-                ..stderr.clone()
-            };
-            let link = stdio::StdioLink::new(Arc::clone(conn), log, Arc::clone(&host_memory));
-            wasi.stdin(stdio::ConnectionStdio(Arc::clone(&link)))
-                .stdout(stdio::ConnectionStdio(Arc::clone(&link)));
-            stdio_link = Some(link);
-            if let Some(remote) = peers.remote {
-                env.push(("REMOTE_ADDR".into(), remote.ip().to_string().into()));
-                env.push(("REMOTE_PORT".into(), remote.port().to_string().into()));
-            }
-            if let Some(local) = peers.local {
-                env.push(("SERVER_ADDR".into(), local.ip().to_string().into()));
-                env.push(("SERVER_PORT".into(), local.port().to_string().into()));
-            }
-        }
-        // No connection: stdin is empty, stdout goes to the log like stderr.
-        _ => {
-            wasi.stdout(stdio::GuestLog {
-                stream: "stdout",
-                ..stderr.clone()
-            });
-        }
-    }
-    wasi.stderr(stderr)
-        .arg(&*app.name)
-        .args(&app.settings.args)
-        .args(&start.args);
+    env.extend(peer_env(start.handles.first()));
+    let (wasi, stdio_link) =
+        wasi_builder(app, start.stdio, start.handles.first(), pid, &host_memory);
     ProcessState {
         pid,
         app: Arc::clone(app),
         runtime,
-        wasi: wasi.build_p1(),
+        wasi: { wasi }.args(&start.args).build_p1(),
         env,
         io: IoCtx::new(start.handles, limits.max_handles, stdio_link),
         heap: HeapLimiter::new(
@@ -297,6 +261,88 @@ fn new_state(
     }
 }
 
+/// The WASI context of a new process of `app` (layer 0, and a component's
+/// WASI 0.2): stdin and stdout are `stdio` if the starter chose them, else
+/// the connection in handle 0 (`first`), else nothing in and the log out;
+/// stderr goes to the log. Arguments are the app's name and its own. The
+/// caller adds the process's own arguments, and a component's environment
+/// ([`add_environment`]; a core module's is served by `environ.rs`).
+pub fn wasi_builder(
+    app: &Arc<App>,
+    stdio: Option<Stdio>,
+    first: Option<&Handle>,
+    pid: Pid,
+    host_memory: &Arc<HostMemory>,
+) -> (WasiCtxBuilder, Option<Arc<StdioLink>>) {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.monotonic_clock(clock::HostMonotonic);
+    let stderr = stdio::GuestLog {
+        app: Arc::clone(&app.name),
+        limit: Arc::clone(&app.log_limit),
+        pid,
+        stream: "stderr",
+        terminal: app.settings.terminal,
+    };
+    let mut stdio_link = None;
+    match (stdio, first) {
+        (Some(stdio), _) => {
+            wasi.stdin(stdio::BoxedStdin(stdio.stdin))
+                .stdout(stdio::BoxedStdout(stdio.stdout));
+        }
+        (None, Some(Handle::Connection(conn))) => {
+            let log = stdio::GuestLog {
+                stream: "stdout",
+                ..stderr.clone()
+            };
+            let link = stdio::StdioLink::new(Arc::clone(conn), log, Arc::clone(host_memory));
+            wasi.stdin(stdio::ConnectionStdio(Arc::clone(&link)))
+                .stdout(stdio::ConnectionStdio(Arc::clone(&link)));
+            stdio_link = Some(link);
+        }
+        // No connection: stdin is empty, stdout goes to the log like stderr.
+        _ => {
+            wasi.stdout(stdio::GuestLog {
+                stream: "stdout",
+                ..stderr.clone()
+            });
+        }
+    }
+    wasi.stderr(stderr).arg(&*app.name).args(&app.settings.args);
+    (wasi, stdio_link)
+}
+
+/// The variables naming the peers of the connection in handle 0 (`first`),
+/// if it is one: `REMOTE_ADDR`, `REMOTE_PORT`, `SERVER_ADDR`, `SERVER_PORT`.
+fn peer_env(first: Option<&Handle>) -> Vec<(EnvText, EnvText)> {
+    let mut env = Vec::new();
+    if let Some(Handle::Connection(conn)) = first {
+        let peers = conn.peers();
+        if let Some(remote) = peers.remote {
+            env.push(("REMOTE_ADDR".into(), remote.ip().to_string().into()));
+            env.push(("REMOTE_PORT".into(), remote.port().to_string().into()));
+        }
+        if let Some(local) = peers.local {
+            env.push(("SERVER_ADDR".into(), local.ip().to_string().into()));
+            env.push(("SERVER_PORT".into(), local.port().to_string().into()));
+        }
+    }
+    env
+}
+
+/// Adds a component's environment to its WASI context: the app's
+/// variables, the peers of the connection in handle 0 (`first`), then
+/// `own` (wasmtime-wasi serves WASI 0.2's environment from its context).
+pub fn add_environment(
+    wasi: &mut WasiCtxBuilder,
+    app: &App,
+    first: Option<&Handle>,
+    own: &[(EnvText, EnvText)],
+) {
+    wasi.envs(&app.settings.env)
+        .envs(&peer_env(first))
+        .envs(own);
+}
+
 /// A name or value of an environment variable: most are fixed strings.
 pub type EnvText = std::borrow::Cow<'static, str>;
 
@@ -306,6 +352,19 @@ pub type EnvText = std::borrow::Cow<'static, str>;
 /// was blocked) go on.
 fn on_epoch_deadline(
     store: wasmtime::StoreContextMut<'_, ProcessState>,
+) -> wasmtime::Result<UpdateDeadline> {
+    epoch_deadline(&store.data().app.settings.limits, store.data().cpu_start)
+}
+
+/// The decision of [`on_epoch_deadline`] for a process of an app with
+/// `limits` whose CPU clock started at `cpu_start`: shared by every store
+/// type (a component's too).
+///
+/// # Errors
+/// The process is over its CPU budget or its CPU time in all: it ends.
+pub fn epoch_deadline(
+    limits: &crate::config::Limits,
+    cpu_start: std::time::Duration,
 ) -> wasmtime::Result<UpdateDeadline> {
     let Some(ComputeTime {
         slice,
@@ -317,12 +376,12 @@ fn on_epoch_deadline(
     else {
         return Ok(UpdateDeadline::Yield(1));
     };
-    if let Some(limit) = store.data().app.settings.limits.max_cpu {
-        if cpu_time(store.data().cpu_start, polled) > limit {
+    if let Some(limit) = limits.max_cpu {
+        if cpu_time(cpu_start, polled) > limit {
             return Err(wasmtime::Error::new(CpuLimitExceeded { limit }));
         }
     }
-    let budget = store.data().app.settings.limits.cpu_budget;
+    let budget = limits.cpu_budget;
     if since_block > budget {
         return Err(wasmtime::Error::new(CpuBudgetExceeded { budget }));
     }

@@ -1,0 +1,154 @@
+//! A `wasi:http/proxy` component (WASI 0.2, built for `wasm32-wasip2`), the
+//! shape `wasmtime serve`, Spin and wasmCloud run: `GET /` (and any other
+//! GET but those below) answers `hello from hello-http-p2`, `POST /echo`
+//! streams the request body back, `GET /outbound?AUTHORITY` makes an
+//! outgoing `GET http://AUTHORITY/` and answers what came of it, `GET
+//! /count` how many requests this instance has seen, and four
+//! paths misbehave on purpose for the host's tests: `/trap` panics, `/spin`
+//! loops forever, `/grow` allocates without bound, `/deep` recurses without
+//! end.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
+};
+use wasi::io::streams::StreamError;
+
+wasi::http::proxy::export!(Hello);
+
+/// Requests this instance has handled (`/count`).
+static SEEN: AtomicU32 = AtomicU32::new(0);
+
+struct Hello;
+
+impl wasi::exports::http::incoming_handler::Guest for Hello {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        match (request.method(), path.as_str()) {
+            (Method::Post, "/echo") => echo(request, out),
+            (Method::Get, path) if path.starts_with("/outbound?") => {
+                let text = outbound(&path["/outbound?".len()..]);
+                respond(out, 200, text.as_bytes())
+            }
+            (Method::Get, "/count") => {
+                // Counts the requests this instance has seen: always 1 with a
+                // fresh instance per request.
+                let seen = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+                respond(out, 200, format!("{seen}\n").as_bytes())
+            }
+            (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
+            (_, "/spin") => spin(),
+            (_, "/grow") => grow(),
+            (_, "/deep") => {
+                let depth = deep(std::hint::black_box(0));
+                respond(out, 200, format!("{depth}\n").as_bytes())
+            }
+            // Any other GET (or HEAD): the hello (the conformance checks ask
+            // several paths; the host drops a HEAD response's body).
+            (Method::Get | Method::Head, _) => respond(out, 200, b"hello from hello-http-p2\n"),
+            _ => respond(out, 404, b"not found\n"),
+        }
+    }
+}
+
+/// Sends a whole response with a Content-Length.
+fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
+    let headers = Fields::from_list(&[
+        ("content-type".into(), b"text/plain".to_vec()),
+        ("content-length".into(), body.len().to_string().into_bytes()),
+    ])
+    .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    response.set_status_code(status).expect("valid status");
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    {
+        let mut stream = outgoing.write().expect("stream taken once");
+        stream.write_all(body).expect("write body");
+        stream.flush().expect("flush body");
+    }
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// Streams the request body back as it arrives (no length known up front:
+/// the host frames it, chunked on HTTP/1.1).
+fn echo(request: IncomingRequest, out: ResponseOutparam) {
+    let Ok(incoming) = request.consume() else {
+        ResponseOutparam::set(out, Err(ErrorCode::InternalError(None)));
+        return;
+    };
+    let input = incoming.stream().expect("stream taken once");
+    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
+        .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let output = outgoing.write().expect("stream taken once");
+    loop {
+        match input.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                // blocking_write_and_flush takes at most 4096 bytes a call.
+                for piece in chunk.chunks(4096) {
+                    output.blocking_write_and_flush(piece).expect("write body");
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                panic!("reading the request body: {}", e.to_debug_string())
+            }
+        }
+    }
+    drop(input);
+    drop(output);
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// `GET http://AUTHORITY/` through wasi:http/outgoing-handler: `status N`
+/// with the response's status, or `error E` with the error code.
+fn outbound(authority: &str) -> String {
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&Scheme::Http)).expect("valid scheme");
+    if request.set_authority(Some(authority)).is_err() {
+        return "error invalid authority\n".to_owned();
+    }
+    request.set_path_with_query(Some("/")).expect("valid path");
+    let future = match outgoing_handler::handle(request, None) {
+        Ok(future) => future,
+        Err(code) => return format!("error {code:?}\n"),
+    };
+    future.subscribe().block();
+    match future.get() {
+        Some(Ok(Ok(response))) => format!("status {}\n", response.status()),
+        Some(Ok(Err(code))) => format!("error {code:?}\n"),
+        Some(Err(())) | None => "error no response\n".to_owned(),
+    }
+}
+
+/// Never returns: the host's CPU budget or request timeout must end it.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Recurses without end: a stack limit must stop it (here Rust's shadow
+/// stack in linear memory runs out first: an out-of-bounds access).
+#[allow(unconditional_recursion)]
+fn deep(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 64]);
+    deep(frame[n as usize % 64] + 1) + frame[0]
+}
+
+/// Allocates and touches memory until the host's memory cap stops it.
+fn grow() -> ! {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(vec![1; 1 << 20]);
+        std::hint::black_box(&held);
+    }
+}

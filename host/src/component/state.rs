@@ -1,0 +1,112 @@
+//! The store data of a component's micro-process: WASI 0.2 and wasi:http
+//! over one resource table, the micro-heap cap, and its CPU clock. The
+//! store is limited and preempted exactly as a core module's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::Store;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::app::App;
+use crate::kernel;
+use crate::process::table::ProcessInfo;
+use crate::process::{self, HeapLimiter, Pid, StdioLink};
+
+/// Everything a component's host imports can reach: its WASI context (no
+/// preopened directory, no sockets), its HTTP context and their resources.
+pub struct ComponentState {
+    /// This process's id, for logs.
+    pub pid: Pid,
+    /// The app this process is an instance of: its limits and grants.
+    pub app: Arc<App>,
+    /// WASI 0.2: stdio, clocks, random, environment.
+    pub wasi: WasiCtx,
+    /// wasi:http's per-store settings.
+    pub http: WasiHttpCtx,
+    /// The resources of both (streams, requests, responses, pollables).
+    pub table: ResourceTable,
+    /// The micro-heap cap, and whether the guest ran into it.
+    pub heap: HeapLimiter,
+    /// Its kernel task's polled time when it started (`process::cpu_time`).
+    pub cpu_start: Duration,
+    /// The connection behind stdin and stdout (inetd mode), kept while the
+    /// process lives.
+    _stdio: Option<Arc<StdioLink>>,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+/// Finishes a WASI context for a component: sockets and name lookups off
+/// (outbound HTTP goes through `allow_outbound`, nothing else leaves).
+pub fn build_wasi(mut builder: WasiCtxBuilder) -> WasiCtx {
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
+/// A store for a new process of the component `app`, with the micro-heap
+/// cap and the epoch callback every process has.
+pub fn new_store(
+    app: &Arc<App>,
+    pid: Pid,
+    wasi: WasiCtx,
+    info: Arc<ProcessInfo>,
+    stdio: Option<Arc<StdioLink>>,
+) -> Store<ComponentState> {
+    let limits = &app.settings.limits;
+    let state = ComponentState {
+        pid,
+        app: Arc::clone(app),
+        wasi,
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        heap: HeapLimiter::new(
+            limits.max_memory as usize,
+            limits.max_app_memory,
+            Arc::clone(&app.heap),
+            info,
+        ),
+        cpu_start: kernel::compute::polled_before().unwrap_or_default(),
+        _stdio: stdio,
+    };
+    let mut store = Store::new(app.engine(), state);
+    store.limiter(|state| &mut state.heap);
+    store.epoch_deadline_callback(|store| {
+        let state = store.data();
+        process::epoch_deadline(&state.app.settings.limits, state.cpu_start)
+    });
+    store.set_epoch_deadline(1);
+    store
+}
+
+impl std::fmt::Debug for ComponentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentState")
+            .field("pid", &self.pid)
+            .field("app", &self.app.name)
+            .field("heap", &self.heap)
+            .finish_non_exhaustive()
+    }
+}
