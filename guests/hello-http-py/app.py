@@ -6,7 +6,7 @@ request body; /trap raises, so that the host's answer to a guest that fails
 mid-request (500, and the next request served) can be checked.
 """
 
-from componentize_py_types import Ok
+from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.imports.types import (
     Fields,
@@ -16,6 +16,7 @@ from wit_world.imports.types import (
     OutgoingResponse,
     ResponseOutparam,
 )
+from wit_world.imports.streams import StreamError_Closed
 
 GREETING = b"hello from hello-http-py\n"
 # The most bytes one blocking-read or blocking-write-and-flush may move
@@ -38,18 +39,18 @@ class IncomingHandler(exports.IncomingHandler):
 def read_body(request: IncomingRequest) -> bytes:
     """The whole request body, read with blocking reads (the host wakes the
     instance when bytes arrive)."""
-    incoming = request.consume()
-    stream = incoming.stream()
     chunks = []
-    try:
+    # The stream is a child of the body: `with` drops it first.
+    with request.consume() as incoming, incoming.stream() as stream:
         while True:
-            chunks.append(stream.blocking_read(65536))
-    except Exception:
-        # wasi:io/streams reports the end of the body as `closed`, raised as
-        # an Err; anything else ends the body too (the host has answered it).
-        pass
-    stream.__exit__(None, None, None)
-    incoming.__exit__(None, None, None)
+            try:
+                chunks.append(stream.blocking_read(65536))
+            except Err as err:
+                # wasi:io/streams ends a body with `closed`; a failed read is
+                # a failure of the request (raised: the host answers 500).
+                if isinstance(err.value, StreamError_Closed):
+                    break
+                raise
     return b"".join(chunks)
 
 
@@ -64,8 +65,8 @@ def respond(response_out: ResponseOutparam, status: int, body: bytes) -> None:
     response.set_status_code(status)
     outgoing = response.body()
     ResponseOutparam.set(response_out, Ok(response))
-    stream = outgoing.write()
-    for start in range(0, len(body), CHUNK):
-        stream.blocking_write_and_flush(body[start : start + CHUNK])
-    stream.__exit__(None, None, None)
+    # The stream must be dropped before its body is finished.
+    with outgoing.write() as stream:
+        for start in range(0, len(body), CHUNK):
+            stream.blocking_write_and_flush(body[start : start + CHUNK])
     OutgoingBody.finish(outgoing, None)
