@@ -93,6 +93,10 @@ pub fn new(sizing: &PoolSizing) -> anyhow::Result<Engine> {
         .async_stack_size(ASYNC_STACK)
         .max_wasm_stack(WASM_STACK)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Names guest functions for `perf` (docs/benchmarks.md, "Profiling").
+    if std::env::var_os("MNVKD_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .with_context(|| {
