@@ -59,7 +59,9 @@ build() {
 snapshot() {
     mkdir -p "$BENCH_TMP/bin" "$BENCH_TMP/guests"
     local file
-    for file in "$HOST_BIN" "$LOADGEN" "$REPO/target/release/examples/spawn"; do
+    # HOST_BIN may be another build (bench-instr's BIN): copied under its usual name.
+    cp "$HOST_BIN" "$BENCH_TMP/bin/mnvkd-host"
+    for file in "$LOADGEN" "$REPO/target/release/examples/spawn"; do
         [[ -f $file ]] && cp "$file" "$BENCH_TMP/bin/"
     done
     HOST_BIN=$BENCH_TMP/bin/mnvkd-host

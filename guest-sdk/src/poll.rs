@@ -165,7 +165,10 @@ pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
     match timeout {
         None => -1,
         Some(timeout) => {
-            let ms = timeout.as_nanos().div_ceil(1_000_000);
+            // In u64, not `as_nanos`'s u128: wasm32 has no 128-bit
+            // arithmetic, and the division was a third of a wait's cost.
+            let whole = timeout.as_secs().saturating_mul(1000);
+            let ms = whole.saturating_add(u64::from(timeout.subsec_nanos().div_ceil(1_000_000)));
             i32::try_from(ms).unwrap_or(i32::MAX)
         }
     }

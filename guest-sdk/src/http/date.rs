@@ -28,10 +28,7 @@ impl Date {
     /// Reads the clock (one host call) and reformats the line if the
     /// second changed.
     pub(crate) fn refresh(&mut self) {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        self.set(secs);
+        self.set(unix_secs());
     }
 
     /// Shows the Unix second `secs`.
@@ -46,6 +43,28 @@ impl Date {
     pub(crate) fn line(&self) -> &[u8] {
         &self.line
     }
+}
+
+/// The Unix second now. On WASI preview 1, one `clock_time_get` straight
+/// to the host: std's `SystemTime` path (libc's `clock_gettime`, then
+/// `Timespec` arithmetic) cost more than the call itself, once per request.
+fn unix_secs() -> u64 {
+    #[cfg(all(target_os = "wasi", target_env = "p1"))]
+    {
+        #[link(wasm_import_module = "wasi_snapshot_preview1")]
+        extern "C" {
+            fn clock_time_get(id: u32, precision: u64, time: *mut u64) -> u16;
+        }
+        const REALTIME: u32 = 0;
+        let mut nanos = 0u64;
+        // SAFETY: `nanos` is valid for an aligned 8-byte write.
+        if unsafe { clock_time_get(REALTIME, 1_000_000_000, &mut nanos) } == 0 {
+            return nanos / 1_000_000_000;
+        }
+    }
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// Writes `secs` (Unix time) as `Sun, 06 Nov 1994 08:49:37 GMT`.

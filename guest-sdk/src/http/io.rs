@@ -29,13 +29,42 @@ fn poll_readable(raw: i32, timeout: Duration) -> io::Result<bool> {
     Ok(poll(&mut fds, Some(timeout))? > 0)
 }
 
+/// Reads from handle `raw`: `try-read` first, the blocking `read` only if
+/// nothing is there. The loop reads after `poll` said readable, so the
+/// first almost always succeeds, and a non-blocking import is a plain call
+/// where a blocking one is an async host call (a boxed future and a fiber
+/// context in the host).
+fn read_handle(raw: i32, buf: &mut [u8]) -> io::Result<usize> {
+    match crate::handle::try_read(raw, buf)? {
+        Some(n) => Ok(n),
+        None => crate::handle::read(raw, buf),
+    }
+}
+
+/// Writes all of `buf` to handle `raw`: `try-write` first (a response
+/// almost always fits the socket's buffer), then the blocking `write` for
+/// what it did not take.
+fn write_all_handle(raw: i32, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = match crate::handle::try_write(raw, buf)? {
+            Some(n) if n > 0 => n,
+            _ => crate::handle::write(raw, buf)?,
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
 impl Io for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Read::read(self, buf)
+        read_handle(0, buf)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        Write::write_all(self, buf)
+        write_all_handle(0, buf)
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
@@ -57,15 +86,15 @@ pub(crate) struct Owned(pub(crate) Option<Handle>);
 
 impl Io for Owned {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.0 {
-            Some(handle) => handle.read(buf),
+        match &self.0 {
+            Some(handle) => read_handle(handle.as_raw(), buf),
             None => Ok(0),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match &mut self.0 {
-            Some(handle) => handle.write_all(buf),
+        match &self.0 {
+            Some(handle) => write_all_handle(handle.as_raw(), buf),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }

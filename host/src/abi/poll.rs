@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use wasmtime::{Caller, Linker};
 
 use super::handles::Handle;
@@ -24,6 +25,8 @@ pub const INVALID: u16 = 8;
 pub const MAX_ENTRIES: u32 = 1024;
 /// Bytes per entry: handle (s32), events (u16), revents (u16).
 const ENTRY_SIZE: u32 = 8;
+/// Entries kept without allocating: a server loop waits on one or two.
+const INLINE_ENTRIES: usize = 4;
 
 /// Registers `poll`.
 ///
@@ -53,21 +56,22 @@ async fn poll(
             return Err(Errno::Inval);
         }
         let buffer = guest_buffer(&mut caller, "poll", fds, (count * ENTRY_SIZE) as i32)?;
-        let entries: Vec<(Option<Handle>, u16)> = buffer.memory.data(&caller)[buffer.range.clone()]
-            .chunks_exact(ENTRY_SIZE as usize)
-            .map(|entry| {
-                let handle = i32::from_le_bytes(entry[..4].try_into().unwrap());
-                let events = u16::from_le_bytes(entry[4..6].try_into().unwrap());
-                (caller.data().io.get(handle).ok().cloned(), events)
-            })
-            .collect();
+        let entries: SmallVec<[(Option<Handle>, u16); INLINE_ENTRIES]> =
+            buffer.memory.data(&caller)[buffer.range.clone()]
+                .chunks_exact(ENTRY_SIZE as usize)
+                .map(|entry| {
+                    let handle = i32::from_le_bytes(entry[..4].try_into().unwrap());
+                    let events = u16::from_le_bytes(entry[4..6].try_into().unwrap());
+                    (caller.data().io.get(handle).ok().cloned(), events)
+                })
+                .collect();
         let deadline = u64::try_from(timeout_ms)
             .ok()
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         let mut timer = deadline.map(|at| caller.data().runtime.kernel.sleep_until(at));
         let revents = poll_fn(|cx| {
             let park = (timeout_ms != 0).then_some(&*cx);
-            let revents: Vec<u16> = entries
+            let revents: SmallVec<[u16; INLINE_ENTRIES]> = entries
                 .iter()
                 .map(|(handle, events)| readiness(handle.as_ref(), *events, park))
                 .collect();

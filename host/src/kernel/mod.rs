@@ -31,6 +31,18 @@ use runq::RunQueue;
 use task::Task;
 use timer::{Sleep, Timers};
 
+/// The epoch ticker's period: [`TICK`], unless `MNVKD_TICK_MS` says
+/// otherwise. That is for measuring only (`scripts/bench-instr`): under
+/// valgrind guest code runs some 50 times slower, so a 1 ms tick preempts it
+/// every few requests, as often as the machine's load makes it, and the
+/// instruction count per request would move with the load.
+fn ticker_period() -> Duration {
+    std::env::var("MNVKD_TICK_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(TICK, Duration::from_millis)
+}
+
 /// Period of the epoch ticker: the longest a guest computes before it yields
 /// to other processes waiting for a worker.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -114,10 +126,11 @@ impl Kernel {
             .spawn(move || watched.watch())
             .context("failed to start the watch thread")?;
         let engine = engine.clone();
+        let tick = ticker_period();
         thread::Builder::new()
             .name("mnvkd-ticker".into())
             .spawn(move || loop {
-                thread::sleep(TICK);
+                thread::sleep(tick);
                 engine.increment_epoch();
             })
             .context("failed to start the epoch ticker")?;

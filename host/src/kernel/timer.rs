@@ -2,8 +2,9 @@
 //!
 //! Timers are kept in a map ordered by (deadline, id), so equal deadlines stay
 //! distinct and the earliest is the first entry. The thread sleeps on a
-//! condition variable until the earliest deadline or until an earlier timer is
-//! added. A [`Sleep`] removes its entry when dropped, so a cancelled wait (a
+//! condition variable until the earliest deadline (a second at most) or until
+//! a timer due before it wakes up anyway is added: the long timeouts of idle
+//! connections, set and cancelled once per request, never wake it. A [`Sleep`] removes its entry when dropped, so a cancelled wait (a
 //! `poll` that returned on I/O, a killed process) leaves nothing behind.
 
 use std::collections::BTreeMap;
@@ -17,15 +18,26 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
+/// Longest the timer thread sleeps without looking at its table.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The timer table and its thread.
 #[derive(Debug)]
 pub struct Timers {
-    /// Pending timers by (deadline, id); each waker is woken once, at its deadline.
-    pending: Mutex<BTreeMap<(Instant, u64), Waker>>,
+    pending: Mutex<Table>,
     /// Signalled when a timer earlier than all others is added.
     changed: Condvar,
     /// Next timer id; only grows.
     next_id: AtomicU64,
+}
+
+/// The timers and when the thread will look at them next.
+#[derive(Debug, Default)]
+struct Table {
+    /// Pending timers by (deadline, id); each waker is woken once, at its deadline.
+    timers: BTreeMap<(Instant, u64), Waker>,
+    /// When the thread, asleep, wakes up on its own; `None` while it works.
+    wakes_at: Option<Instant>,
 }
 
 impl Timers {
@@ -35,7 +47,7 @@ impl Timers {
     /// When the thread cannot be started.
     pub fn start() -> anyhow::Result<Arc<Timers>> {
         let timers = Arc::new(Timers {
-            pending: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(Table::default()),
             changed: Condvar::new(),
             next_id: AtomicU64::new(0),
         });
@@ -82,10 +94,9 @@ impl Future for Sleep {
                 id
             }
         };
-        let mut pending = self.timers.pending.lock().unwrap();
-        let earliest = pending.keys().next().map(|(deadline, _)| *deadline);
-        pending.insert((self.deadline, id), cx.waker().clone());
-        if earliest.is_none_or(|earliest| self.deadline < earliest) {
+        let mut table = self.timers.pending.lock().unwrap();
+        table.timers.insert((self.deadline, id), cx.waker().clone());
+        if table.wakes_at.is_none_or(|at| self.deadline < at) {
             self.timers.changed.notify_one();
         }
         Poll::Pending
@@ -99,6 +110,7 @@ impl Sleep {
                 .pending
                 .lock()
                 .unwrap()
+                .timers
                 .remove(&(self.deadline, id));
         }
     }
@@ -119,24 +131,27 @@ fn fire(timers: std::sync::Weak<Timers>) {
             return;
         };
         {
-            let mut pending = timers.pending.lock().unwrap();
+            let mut table = timers.pending.lock().unwrap();
+            table.wakes_at = None;
             let now = Instant::now();
-            while let Some(entry) = pending.first_entry() {
+            while let Some(entry) = table.timers.first_entry() {
                 if entry.key().0 > now {
                     break;
                 }
                 due.push(entry.remove());
             }
             if due.is_empty() {
-                // Wait for the next deadline (or a second at most, so a dropped
-                // table ends the thread).
-                let wait = pending
+                // Wait for the next deadline, a second at most, so a dropped
+                // table ends the thread.
+                let wait = table
+                    .timers
                     .keys()
                     .next()
-                    .map_or(std::time::Duration::from_secs(1), |(deadline, _)| {
-                        deadline.saturating_duration_since(now)
+                    .map_or(MAX_WAIT, |(deadline, _)| {
+                        deadline.saturating_duration_since(now).min(MAX_WAIT)
                     });
-                drop(timers.changed.wait_timeout(pending, wait).unwrap());
+                table.wakes_at = Some(now + wait);
+                drop(timers.changed.wait_timeout(table, wait).unwrap());
             }
         }
         for waker in due.drain(..) {

@@ -5,7 +5,8 @@ use wasmtime::{Engine, Linker};
 use super::ProcessState;
 use crate::abi;
 
-/// WASI preview 1 (layer 0) plus every `mnvkd` group (layer 1).
+/// WASI preview 1 (layer 0, its `clock_time_get` from [`super::clock`])
+/// plus every `mnvkd` group (layer 1).
 ///
 /// # Errors
 /// When two groups define the same name (a bug in this crate).
@@ -14,6 +15,7 @@ pub fn new(engine: &Engine) -> anyhow::Result<Linker<ProcessState>> {
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut ProcessState| {
         &mut state.wasi
     })?;
+    super::clock::add_to_linker(&mut linker)?;
     abi::add_all(&mut linker)?;
     Ok(linker)
 }

@@ -6,6 +6,7 @@
 //! copy-on-write memory image), call `_start` on a fiber, and say how it ended.
 
 mod child;
+mod clock;
 mod exit;
 mod limits;
 pub mod linker;
@@ -228,6 +229,7 @@ fn new_state(
         Mode::Connection | Mode::Http => TreeMember::root(limits.max_children),
     });
     let mut wasi = WasiCtxBuilder::new();
+    wasi.monotonic_clock(clock::HostMonotonic);
     let stderr = stdio::GuestLog {
         app: Arc::clone(&app.name),
         limit: Arc::clone(&app.log_limit),
