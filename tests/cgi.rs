@@ -267,3 +267,23 @@ fn http_1_0_gets_one_response_and_a_close() {
     assert!(got.contains("Connection: close\r\n"), "{got}");
     assert!(got.ends_with("\r\n\r\nhello\n"), "{got}");
 }
+
+/// The environment as the guest reads it: the app's variables first, then
+/// the request's, a repeated header joined with ", ", and the HTTP/1.0
+/// protocol named as such.
+#[test]
+fn cgi_environment_has_the_apps_variables_and_joins_repeated_headers() {
+    let (_dir, server) = probe_with_manifest("[env]\nAPP_GREETING = \"hi there\"\n");
+    let req = "GET /env HTTP/1.0\r\nX-Twice: one\r\nX-Twice: two\r\n\r\n";
+    let response = request(server.addr("cgi-probe"), req.as_bytes());
+    let text = response.text();
+    for expected in [
+        "APP_GREETING=hi there\n",
+        "HTTP_X_TWICE=one, two\n",
+        "SERVER_PROTOCOL=HTTP/1.0\n",
+        "SCRIPT_NAME=\n",
+        "QUERY_STRING=\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

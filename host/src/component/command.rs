@@ -38,7 +38,8 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
     let host_memory = HostMemory::new(app.settings.limits.host_memory());
     let (mut wasi, stdio) =
         process::wasi_builder(&app, start.stdio, start.handles.first(), pid, &host_memory);
-    wasi.args(&start.args).envs(&start.env);
+    wasi.args(&start.args);
+    process::add_environment(&mut wasi, &app, start.handles.first(), &start.env);
     let mut store = state::new_store(&app, pid, state::build_wasi(wasi), life.info(), stdio);
     let cpu_start = store.data().cpu_start;
     let started = life.started();

@@ -51,7 +51,8 @@ where
     };
     // No connection as stdio: stdin is empty, stdout and stderr go to the log.
     let host_memory = HostMemory::new(app.settings.limits.host_memory());
-    let (wasi, _) = process::wasi_builder(app, None, None, pid, &host_memory);
+    let (mut wasi, _) = process::wasi_builder(app, None, None, pid, &host_memory);
+    process::add_environment(&mut wasi, app, None, &[]);
     let mut store = state::new_store(app, pid, state::build_wasi(wasi), life.info(), None);
     let cpu_start = store.data().cpu_start;
     let started = life.started();

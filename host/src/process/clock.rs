@@ -68,7 +68,7 @@ fn clock_time_get(
         PROCESS_CPUTIME | THREAD_CPUTIME => return Ok(ERRNO_BADF),
         _ => return Ok(ERRNO_INVAL),
     };
-    if result % 8 != 0 {
+    if !(result as u32).is_multiple_of(8) {
         return Err(wasmtime::format_err!(
             "clock_time_get: result pointer {result:#x} is not 8-byte aligned"
         ));

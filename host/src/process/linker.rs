@@ -5,7 +5,8 @@ use wasmtime::{Engine, Linker};
 use super::ProcessState;
 use crate::abi;
 
-/// WASI preview 1 (layer 0, its `clock_time_get` from [`super::clock`])
+/// WASI preview 1 (layer 0; `clock_time_get` from [`super::clock`], the
+/// environment from [`super::environ`])
 /// plus every `mnvkd` group (layer 1).
 ///
 /// # Errors
@@ -16,6 +17,7 @@ pub fn new(engine: &Engine) -> anyhow::Result<Linker<ProcessState>> {
         &mut state.wasi
     })?;
     super::clock::add_to_linker(&mut linker)?;
+    super::environ::add_to_linker(&mut linker)?;
     abi::add_all(&mut linker)?;
     Ok(linker)
 }

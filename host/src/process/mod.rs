@@ -7,6 +7,7 @@
 
 mod child;
 mod clock;
+mod environ;
 mod exit;
 mod limits;
 pub mod linker;
@@ -89,7 +90,7 @@ pub struct Start {
     /// handle 0, if any.
     pub stdio: Option<Stdio>,
     /// Environment variables on top of the app's.
-    pub env: Vec<(String, String)>,
+    pub env: Vec<(EnvText, EnvText)>,
     /// Its place in its parent's process tree, for a spawned child; `None`
     /// makes the process the root of a new tree.
     pub tree: Option<TreeMember>,
@@ -235,13 +236,17 @@ fn new_state(
         Mode::Listener => TreeMember::listener_root(limits.max_children),
         Mode::Connection | Mode::Http => TreeMember::root(limits.max_children),
     });
+    // WASI's environment is served by `environ.rs`, not by wasmtime-wasi.
+    let mut env = start.env;
+    env.extend(peer_env(start.handles.first()));
     let (wasi, stdio_link) =
         wasi_builder(app, start.stdio, start.handles.first(), pid, &host_memory);
     ProcessState {
         pid,
         app: Arc::clone(app),
         runtime,
-        wasi: { wasi }.args(&start.args).envs(&start.env).build_p1(),
+        wasi: { wasi }.args(&start.args).build_p1(),
+        env,
         io: IoCtx::new(start.handles, limits.max_handles, stdio_link),
         heap: HeapLimiter::new(
             limits.max_memory as usize,
@@ -258,10 +263,10 @@ fn new_state(
 
 /// The WASI context of a new process of `app` (layer 0, and a component's
 /// WASI 0.2): stdin and stdout are `stdio` if the starter chose them, else
-/// the connection in handle 0 (`first`) with its addresses in the
-/// environment, else nothing in and the log out; stderr goes to the log.
-/// Arguments are the app's name and its own; environment the app's. The
-/// caller adds the process's own arguments and environment.
+/// the connection in handle 0 (`first`), else nothing in and the log out;
+/// stderr goes to the log. Arguments are the app's name and its own. The
+/// caller adds the process's own arguments, and a component's environment
+/// ([`add_environment`]; a core module's is served by `environ.rs`).
 pub fn wasi_builder(
     app: &Arc<App>,
     stdio: Option<Stdio>,
@@ -285,7 +290,6 @@ pub fn wasi_builder(
                 .stdout(stdio::BoxedStdout(stdio.stdout));
         }
         (None, Some(Handle::Connection(conn))) => {
-            let peers = conn.peers();
             let log = stdio::GuestLog {
                 stream: "stdout",
                 ..stderr.clone()
@@ -294,14 +298,6 @@ pub fn wasi_builder(
             wasi.stdin(stdio::ConnectionStdio(Arc::clone(&link)))
                 .stdout(stdio::ConnectionStdio(Arc::clone(&link)));
             stdio_link = Some(link);
-            if let Some(remote) = peers.remote {
-                wasi.env("REMOTE_ADDR", remote.ip().to_string())
-                    .env("REMOTE_PORT", remote.port().to_string());
-            }
-            if let Some(local) = peers.local {
-                wasi.env("SERVER_ADDR", local.ip().to_string())
-                    .env("SERVER_PORT", local.port().to_string());
-            }
         }
         // No connection: stdin is empty, stdout goes to the log like stderr.
         _ => {
@@ -312,11 +308,43 @@ pub fn wasi_builder(
         }
     }
     wasi.stderr(stderr).arg(&*app.name).args(&app.settings.args);
-    for (key, value) in &app.settings.env {
-        wasi.env(key, value);
-    }
     (wasi, stdio_link)
 }
+
+/// The variables naming the peers of the connection in handle 0 (`first`),
+/// if it is one: `REMOTE_ADDR`, `REMOTE_PORT`, `SERVER_ADDR`, `SERVER_PORT`.
+fn peer_env(first: Option<&Handle>) -> Vec<(EnvText, EnvText)> {
+    let mut env = Vec::new();
+    if let Some(Handle::Connection(conn)) = first {
+        let peers = conn.peers();
+        if let Some(remote) = peers.remote {
+            env.push(("REMOTE_ADDR".into(), remote.ip().to_string().into()));
+            env.push(("REMOTE_PORT".into(), remote.port().to_string().into()));
+        }
+        if let Some(local) = peers.local {
+            env.push(("SERVER_ADDR".into(), local.ip().to_string().into()));
+            env.push(("SERVER_PORT".into(), local.port().to_string().into()));
+        }
+    }
+    env
+}
+
+/// Adds a component's environment to its WASI context: the app's
+/// variables, the peers of the connection in handle 0 (`first`), then
+/// `own` (wasmtime-wasi serves WASI 0.2's environment from its context).
+pub fn add_environment(
+    wasi: &mut WasiCtxBuilder,
+    app: &App,
+    first: Option<&Handle>,
+    own: &[(EnvText, EnvText)],
+) {
+    wasi.envs(&app.settings.env)
+        .envs(&peer_env(first))
+        .envs(own);
+}
+
+/// A name or value of an environment variable: most are fixed strings.
+pub type EnvText = std::borrow::Cow<'static, str>;
 
 /// Called by wasmtime when the epoch passes the store's deadline: end a
 /// runaway process or one past its CPU time in all, yield one that has had

@@ -24,6 +24,9 @@ pub struct ProcessState {
     pub runtime: Runtime,
     /// Layer 0: WASI preview 1 with the connection as stdin/stdout.
     pub wasi: WasiP1Ctx,
+    /// Its environment variables after the app's (CGI's, the peers'),
+    /// served by `environ.rs`.
+    pub env: Vec<(super::EnvText, super::EnvText)>,
     /// Layer 1: the handle table.
     pub io: IoCtx,
     /// The micro-heap cap, and whether the guest ran into it.
