@@ -183,6 +183,12 @@ fn a_trap_gets_500_and_the_connection_goes_on() {
         "{line}"
     );
     server.wait_for_log("/trap asked for a trap", DEADLINE);
+    // Returning without a response is the guest's failure too.
+    writer.write_all(&get("/noresponse")).unwrap();
+    assert_eq!(read_response(&mut reader).status, 500);
+    writer.write_all(&get("/")).unwrap();
+    assert_hello(&read_response(&mut reader));
+    server.wait_for_log("the guest returned without setting a response", DEADLINE);
     server.assert_alive();
 }
 

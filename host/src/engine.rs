@@ -4,7 +4,7 @@
 //! Sizing arithmetic (docs/kernel.md has the measurements):
 //! - A pooled process holds one memory slot, one instance slot, one table slot
 //!   and one fiber-stack slot (a component's process up to
-//!   [`CORE_INSTANCES_PER_COMPONENT`] instance and table slots). Slots are
+//!   `CORE_INSTANCES_PER_COMPONENT` instance and table slots). Slots are
 //!   reserved up front for `slots` processes.
 //! - A memory slot costs `max_memory + GUARD` of address space: 10 000 slots of
 //!   16 MiB + 2 MiB are 180 GiB of the 128 TiB a process may map, so address

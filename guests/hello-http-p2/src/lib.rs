@@ -1,12 +1,12 @@
 //! A `wasi:http/proxy` component (WASI 0.2, built for `wasm32-wasip2`), the
-//! shape `wasmtime serve`, Spin and wasmCloud run: `GET /` (and any other
-//! GET but those below) answers `hello from hello-http-p2`, `POST /echo`
-//! streams the request body back, `GET /outbound?AUTHORITY` makes an
-//! outgoing `GET http://AUTHORITY/` and answers what came of it, `GET
-//! /count` how many requests this instance has seen, and four
-//! paths misbehave on purpose for the host's tests: `/trap` panics, `/spin`
-//! loops forever, `/grow` allocates without bound, `/deep` recurses without
-//! end.
+//! shape `wasmtime serve`, Spin and wasmCloud run. `GET /` (and any other
+//! GET or HEAD but those below) answers `hello from hello-http-p2`;
+//! `POST /echo` streams the request body back; `GET /outbound?AUTHORITY`
+//! makes an outgoing `GET http://AUTHORITY/` and answers what came of it;
+//! `GET /count` answers how many requests this instance has seen. Five
+//! paths misbehave on purpose for the host's tests: `/noresponse` sets no
+//! response, `/trap` panics, `/spin` loops forever, `/grow` allocates
+//! without bound, `/deep` recurses without end.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +40,8 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
                 let seen = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
                 respond(out, 200, format!("{seen}\n").as_bytes())
             }
+            // Returns without a response: the host answers 500.
+            (_, "/noresponse") => drop(out),
             (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
             (_, "/spin") => spin(),
             (_, "/grow") => grow(),
