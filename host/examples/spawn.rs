@@ -24,7 +24,7 @@
 //!   `instantiate_*` (`InstancePre::instantiate_async`), `call_*`
 //!   (`_start` on its fiber to its first read);
 //! - a third pass that keeps `HELD` = 1000 processes blocked at once and
-//!   divides the growth of the host's malloc heap (glibc `mallinfo2`) and of
+//!   divides the growth of the host's heap (bytes allocated and not freed) and of
 //!   its VmRSS by their number: `heap_per_process_bytes` is the host-side
 //!   state (store, WASI context, instance, connection, suspended call),
 //!   `rss_per_process_kib` adds the touched pages of the pooled slots (fiber
@@ -32,6 +32,39 @@
 //!   heap of [`process::new_store`] alone (WASI context, `Store`, connection).
 //!
 //! Exit codes: 0 ok, 1 the guest could not be loaded or did not block, 2 usage.
+
+/// The host binary's allocator (host/src/main.rs), so that what is
+/// measured here is what the host does, counting the bytes it holds.
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// mimalloc, with a count of the bytes allocated and not yet freed.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed on to mimalloc unchanged; the count only
+// watches.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
 
 use std::future::Future;
 use std::os::unix::net::UnixStream;
@@ -314,10 +347,10 @@ impl Bench {
     }
 }
 
-/// Bytes the C allocator has handed out and not had back, in all arenas.
+/// Bytes the host's Rust code holds on the heap (wasmtime's included; the
+/// allocator's own overhead not).
 fn heap_in_use() -> usize {
-    // SAFETY: mallinfo2 only reads the allocator's own statistics.
-    unsafe { libc::mallinfo2() }.uordblks
+    LIVE_BYTES.load(Ordering::Relaxed)
 }
 
 /// This process's resident set in KiB.

@@ -1,5 +1,13 @@
 //! The `mnvkd-host` binary: parse the command line, start logging, run.
 
+/// mimalloc rather than glibc's malloc: a process start allocates some
+/// eighty blocks (store, instance, WASI context) and frees them at its end,
+/// and glibc spent 17,600 instructions of a CGI request's 54,300 in malloc
+/// and free; with mimalloc the request takes 46,000 (`scripts/bench-instr`,
+/// docs/benchmarks.md), for about 1 KiB more per idle connection.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;
