@@ -9,6 +9,7 @@ mod admin;
 mod cache;
 mod cgi;
 mod components;
+mod components_hostile;
 mod conformance;
 mod coroutines;
 mod deploy;

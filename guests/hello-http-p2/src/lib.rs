@@ -3,10 +3,14 @@
 //! GET or HEAD but those below) answers `hello from hello-http-p2`;
 //! `POST /echo` streams the request body back; `GET /outbound?AUTHORITY`
 //! makes an outgoing `GET http://AUTHORITY/` and answers what came of it;
-//! `GET /count` answers how many requests this instance has seen. Five
-//! paths misbehave on purpose for the host's tests: `/noresponse` sets no
-//! response, `/trap` panics, `/spin` loops forever, `/grow` allocates
-//! without bound, `/deep` recurses without end.
+//! `GET /count` answers how many requests this instance has seen;
+//! `GET /big/N` streams N bytes. More paths misbehave on purpose for the
+//! host's tests: `/noresponse` sets no response, `/trap` panics, `/spin`
+//! loops forever, `/grow` allocates without bound, `/deep` recurses without
+//! end, `/endless` streams a body without end, `/spinwrite` streams one
+//! without end and without ever waiting (it polls `check-write` in a busy
+//! loop), and `/leak/fields`, `/leak/pollables` and `/leak/streams` create
+//! resources without end and never drop them.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -41,6 +45,13 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
                 respond(out, 200, format!("{seen}\n").as_bytes())
             }
             // Returns without a response: the host answers 500.
+            (Method::Get, path) if path.starts_with("/big/") => {
+                let size = path["/big/".len()..].parse().unwrap_or(0);
+                stream(out, Some(size), false)
+            }
+            (_, "/endless") => stream(out, None, false),
+            (_, "/spinwrite") => stream(out, None, true),
+            (_, path) if path.starts_with("/leak/") => leak(&path["/leak/".len()..]),
             (_, "/noresponse") => drop(out),
             (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
             (_, "/spin") => spin(),
@@ -107,6 +118,59 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     drop(input);
     drop(output);
     OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// Streams `size` bytes (`None`: without end) with no length up front: with
+/// `blocking_write_and_flush` (the guest waits while the client does not
+/// read), or, when `spin`, with `check-write` polled in a busy loop (the
+/// guest never waits: only the host's CPU budget stops it).
+fn stream(out: ResponseOutparam, size: Option<u64>, spin: bool) {
+    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
+        .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let output = outgoing.write().expect("stream taken once");
+    let chunk = [b'x'; 4096];
+    let mut left = size.unwrap_or(u64::MAX);
+    while left > 0 {
+        let n = left.min(chunk.len() as u64);
+        if spin {
+            let permitted = output.check_write().expect("check-write");
+            if permitted == 0 {
+                continue;
+            }
+            let n = n.min(permitted);
+            output.write(&chunk[..n as usize]).expect("write body");
+            left -= n;
+        } else {
+            output.blocking_write_and_flush(&chunk[..n as usize]).expect("write body");
+            left -= n;
+        }
+    }
+    drop(output);
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// Creates resources of the `kind` asked for (`fields`, `pollables`,
+/// `streams`: a response, its body and the body's stream) without end and
+/// never drops them: the host's resource limit must stop it.
+fn leak(kind: &str) -> ! {
+    loop {
+        match kind {
+            "pollables" => {
+                std::mem::forget(wasi::clocks::monotonic_clock::subscribe_duration(1 << 40))
+            }
+            "streams" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().expect("body taken once");
+                std::mem::forget(body.write().expect("stream taken once"));
+                std::mem::forget(body);
+                std::mem::forget(response);
+            }
+            _ => std::mem::forget(Fields::new()),
+        }
+    }
 }
 
 /// `GET http://AUTHORITY/` through wasi:http/outgoing-handler: `status N`
