@@ -215,6 +215,49 @@ fn readers_that_never_read_a_large_streamed_response_leave_host_memory_bounded()
 }
 
 #[test]
+fn guests_writing_megabytes_at_once_to_clients_that_never_read_leave_host_memory_bounded() {
+    const BIG: u64 = 100 << 20;
+    const CLIENTS: usize = 20;
+    let (_dir, server) = serve("", &[]);
+    let addr = server.addr(HELLO);
+    for _ in 0..5 {
+        assert_served(addr);
+    }
+    let before = vm_rss(server.pid());
+    let done = AtomicBool::new(false);
+    let max = thread::scope(|scope| {
+        let sampler = scope.spawn(|| max_rss_until(&server, &done));
+        // Each guest writes as much at once as `check-write` permits: what
+        // the host buffers per process is that permit.
+        let stalled: Vec<TcpStream> = (0..CLIENTS)
+            .map(|_| {
+                let mut stream = connect(addr);
+                stream.write_all(&get(&format!("/bulk/{BIG}"))).unwrap();
+                stream
+            })
+            .collect();
+        thread::sleep(Duration::from_secs(3));
+        assert_served(addr);
+        done.store(true, Ordering::Relaxed);
+        let max = sampler.join().unwrap();
+        let stream = stalled.into_iter().next().unwrap();
+        let mut reader = BufReader::new(stream);
+        let response = read_response(&mut reader);
+        assert_eq!(response.body.len() as u64, BIG);
+        max
+    });
+    let grown = max.saturating_sub(before);
+    eprintln!(
+        "component bulk writers: RSS {} MiB before, at most {} MiB with {CLIENTS} x 100 MiB unread (+{} MiB)",
+        before >> 20,
+        max >> 20,
+        grown >> 20
+    );
+    assert!(grown < 32 << 20, "RSS grew by {} MiB", grown >> 20);
+    server.assert_alive();
+}
+
+#[test]
 fn resets_mid_request_and_mid_response_leave_the_host_serving() {
     let (_dir, server) = serve("", &[]);
     let addr = server.addr(HELLO);

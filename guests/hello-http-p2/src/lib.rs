@@ -4,7 +4,8 @@
 //! `POST /echo` streams the request body back; `GET /outbound?AUTHORITY`
 //! makes an outgoing `GET http://AUTHORITY/` and answers what came of it;
 //! `GET /count` answers how many requests this instance has seen;
-//! `GET /big/N` streams N bytes. More paths misbehave on purpose for the
+//! `GET /big/N` streams N bytes (4 KiB writes), `GET /bulk/N` too in
+//! writes as large as the host permits. More paths misbehave on purpose for the
 //! host's tests: `/noresponse` sets no response, `/trap` panics, `/spin`
 //! loops forever, `/grow` allocates without bound, `/deep` recurses without
 //! end, `/endless` streams a body without end, `/spinwrite` streams one
@@ -48,6 +49,9 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
             (Method::Get, path) if path.starts_with("/big/") => {
                 let size = path["/big/".len()..].parse().unwrap_or(0);
                 stream(out, Some(size), false)
+            }
+            (Method::Get, path) if path.starts_with("/bulk/") => {
+                bulk(out, path["/bulk/".len()..].parse().unwrap_or(0))
             }
             (_, "/endless") => stream(out, None, false),
             (_, "/spinwrite") => stream(out, None, true),
@@ -150,6 +154,47 @@ fn stream(out: ResponseOutparam, size: Option<u64>, spin: bool) {
     }
     drop(output);
     OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// Streams `size` bytes in writes as large as `check-write` permits,
+/// waiting on the stream's pollable in between.
+fn bulk(out: ResponseOutparam, size: u64) {
+    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
+        .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let output = outgoing.write().expect("stream taken once");
+    let chunk = zeros();
+    let ready = output.subscribe();
+    let mut left = size;
+    while left > 0 {
+        ready.block();
+        let n = output
+            .check_write()
+            .expect("check-write")
+            .min(left)
+            .min(chunk.len() as u64);
+        if n > 0 {
+            output.write(&chunk[..n as usize]).expect("write body");
+            left -= n;
+        }
+    }
+    drop(ready);
+    output.blocking_flush().expect("flush body");
+    drop(output);
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// One MiB of zeros that nothing writes: pages only read cost no host
+/// memory, so the host's own buffering is what `/bulk` measures.
+fn zeros() -> &'static [u8] {
+    const PAGES: usize = 16;
+    let first = core::arch::wasm32::memory_grow(0, PAGES);
+    assert_ne!(first, usize::MAX, "memory.grow failed");
+    // SAFETY: the pages just grown are zero (the Wasm spec), no allocator
+    // owns them, and nothing writes them.
+    unsafe { std::slice::from_raw_parts((first * 65536) as *const u8, PAGES * 65536) }
 }
 
 /// Creates resources of the `kind` asked for (`fields`, `pollables`,
