@@ -10,6 +10,7 @@ mod cache;
 mod cgi;
 mod components;
 mod components_hostile;
+mod components_lang;
 mod conformance;
 mod coroutines;
 mod deploy;

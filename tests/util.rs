@@ -318,7 +318,7 @@ impl Server {
             log,
             log_reader: Some(log_reader),
         };
-        let deadline = Instant::now() + DEADLINE;
+        let deadline = Instant::now() + START_DEADLINE.with(std::cell::Cell::get);
         // With --admin, its `admin ADDR` line too (the last of them).
         let admin = extra
             .iter()
@@ -785,4 +785,22 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Response {
 #[track_caller]
 pub fn http_get(addr: SocketAddr, path: &str) -> Response {
     http_request(addr, "GET", path)
+}
+
+thread_local! {
+    /// How long [`Server::start`] and its variants wait on this thread for
+    /// the `listening` lines: [`DEADLINE`], unless [`with_start_deadline`]
+    /// raised it.
+    static START_DEADLINE: std::cell::Cell<Duration> = const { std::cell::Cell::new(DEADLINE) };
+}
+
+/// Runs `start` (which starts a [`Server`]) with the start deadline raised to
+/// `deadline`, for apps whose first start compiles for long (a CPython or a
+/// SpiderMonkey inside a component). Only a bound against hangs, as
+/// [`DEADLINE`] is.
+pub fn with_start_deadline<T>(deadline: Duration, start: impl FnOnce() -> T) -> T {
+    let before = START_DEADLINE.with(|cell| cell.replace(deadline));
+    let started = start();
+    START_DEADLINE.with(|cell| cell.set(before));
+    started
 }
