@@ -9,6 +9,7 @@ mod admin;
 mod cache;
 mod cgi;
 mod components;
+mod components_hostile;
 mod components_lang;
 mod conformance;
 mod coroutines;

@@ -3,10 +3,15 @@
 //! GET or HEAD but those below) answers `hello from hello-http-p2`;
 //! `POST /echo` streams the request body back; `GET /outbound?AUTHORITY`
 //! makes an outgoing `GET http://AUTHORITY/` and answers what came of it;
-//! `GET /count` answers how many requests this instance has seen. Five
-//! paths misbehave on purpose for the host's tests: `/noresponse` sets no
-//! response, `/trap` panics, `/spin` loops forever, `/grow` allocates
-//! without bound, `/deep` recurses without end.
+//! `GET /count` answers how many requests this instance has seen;
+//! `GET /big/N` streams N bytes (4 KiB writes), `GET /bulk/N` too in
+//! writes as large as the host permits. More paths misbehave on purpose for the
+//! host's tests: `/noresponse` sets no response, `/trap` panics, `/spin`
+//! loops forever, `/grow` allocates without bound, `/deep` recurses without
+//! end, `/endless` streams a body without end, `/spinwrite` streams one
+//! without end and without ever waiting (it polls `check-write` in a busy
+//! loop), and `/leak/fields`, `/leak/pollables` and `/leak/streams` create
+//! resources without end and never drop them.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -41,6 +46,16 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
                 respond(out, 200, format!("{seen}\n").as_bytes())
             }
             // Returns without a response: the host answers 500.
+            (Method::Get, path) if path.starts_with("/big/") => {
+                let size = path["/big/".len()..].parse().unwrap_or(0);
+                stream(out, Some(size), false)
+            }
+            (Method::Get, path) if path.starts_with("/bulk/") => {
+                bulk(out, path["/bulk/".len()..].parse().unwrap_or(0))
+            }
+            (_, "/endless") => stream(out, None, false),
+            (_, "/spinwrite") => stream(out, None, true),
+            (_, path) if path.starts_with("/leak/") => leak(&path["/leak/".len()..]),
             (_, "/noresponse") => drop(out),
             (_, "/trap") => panic!("hello-http-p2: /trap asked for a trap"),
             (_, "/spin") => spin(),
@@ -107,6 +122,100 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     drop(input);
     drop(output);
     OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// Streams `size` bytes (`None`: without end) with no length up front: with
+/// `blocking_write_and_flush` (the guest waits while the client does not
+/// read), or, when `spin`, with `check-write` polled in a busy loop (the
+/// guest never waits: only the host's CPU budget stops it).
+fn stream(out: ResponseOutparam, size: Option<u64>, spin: bool) {
+    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
+        .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let output = outgoing.write().expect("stream taken once");
+    let chunk = [b'x'; 4096];
+    let mut left = size.unwrap_or(u64::MAX);
+    while left > 0 {
+        let n = left.min(chunk.len() as u64);
+        if spin {
+            let permitted = output.check_write().expect("check-write");
+            if permitted == 0 {
+                continue;
+            }
+            let n = n.min(permitted);
+            output.write(&chunk[..n as usize]).expect("write body");
+            left -= n;
+        } else {
+            output.blocking_write_and_flush(&chunk[..n as usize]).expect("write body");
+            left -= n;
+        }
+    }
+    drop(output);
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// Streams `size` bytes in writes as large as `check-write` permits,
+/// waiting on the stream's pollable in between.
+fn bulk(out: ResponseOutparam, size: u64) {
+    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
+        .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let output = outgoing.write().expect("stream taken once");
+    let chunk = zeros();
+    let ready = output.subscribe();
+    let mut left = size;
+    while left > 0 {
+        ready.block();
+        let n = output
+            .check_write()
+            .expect("check-write")
+            .min(left)
+            .min(chunk.len() as u64);
+        if n > 0 {
+            output.write(&chunk[..n as usize]).expect("write body");
+            left -= n;
+        }
+    }
+    drop(ready);
+    output.blocking_flush().expect("flush body");
+    drop(output);
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+/// One MiB of zeros that nothing writes: pages only read cost no host
+/// memory, so the host's own buffering is what `/bulk` measures.
+fn zeros() -> &'static [u8] {
+    const PAGES: usize = 16;
+    let first = core::arch::wasm32::memory_grow(0, PAGES);
+    assert_ne!(first, usize::MAX, "memory.grow failed");
+    // SAFETY: the pages just grown are zero (the Wasm spec), no allocator
+    // owns them, and nothing writes them.
+    unsafe { std::slice::from_raw_parts((first * 65536) as *const u8, PAGES * 65536) }
+}
+
+/// Creates resources of the `kind` asked for (`fields`, `pollables`,
+/// `streams`: a response, its body and the body's stream) without end and
+/// never drops them: the host's resource limit must stop it.
+fn leak(kind: &str) -> ! {
+    loop {
+        match kind {
+            "pollables" => {
+                std::mem::forget(wasi::clocks::monotonic_clock::subscribe_duration(1 << 40))
+            }
+            "streams" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().expect("body taken once");
+                std::mem::forget(body.write().expect("stream taken once"));
+                std::mem::forget(body);
+                std::mem::forget(response);
+            }
+            _ => std::mem::forget(Fields::new()),
+        }
+    }
 }
 
 /// `GET http://AUTHORITY/` through wasi:http/outgoing-handler: `status N`

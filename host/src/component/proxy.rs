@@ -56,9 +56,12 @@ where
     let mut store = state::new_store(app, pid, state::build_wasi(wasi), life.info(), None);
     let cpu_start = store.data().cpu_start;
     let started = life.started();
+    // Boxed: wasmtime's instantiate and call futures are kilobytes, and
+    // every future above this one would otherwise copy them on each move
+    // (a memcpy of several KiB per request, measured by scripts/bench-instr).
     let result = life
         .limit(
-            async {
+            Box::pin(async {
                 let mut http = store.data_mut().http();
                 let request = http.new_incoming_request(Scheme::Http, request)?;
                 let out = http.new_response_outparam(respond)?;
@@ -68,7 +71,7 @@ where
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, out)
                     .await
-            },
+            }),
             cpu_start,
         )
         .await;

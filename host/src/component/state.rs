@@ -8,7 +8,7 @@ use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime::Store;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::app::App;
 use crate::kernel;
@@ -28,6 +28,8 @@ pub struct ComponentState {
     pub http: WasiHttpCtx,
     /// The resources of both (streams, requests, responses, pollables).
     pub table: ResourceTable,
+    /// wasi:http's settings that are not in its context.
+    hooks: Hooks,
     /// The micro-heap cap, and whether the guest ran into it.
     pub heap: HeapLimiter,
     /// Its kernel task's polled time when it started (`process::cpu_time`).
@@ -51,8 +53,26 @@ impl WasiHttpView for ComponentState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.hooks,
         }
+    }
+}
+
+/// The most bytes a guest may write to a body stream at once (its
+/// `check-write` permit): the response buffer's size (`http/cgi.rs`'s
+/// `STREAM_AT`). With wasmtime-wasi-http's default of 1 MiB, 20 guests
+/// writing to clients that did not read held 132 MiB of host memory; with
+/// this, 8 MiB (tests/components_hostile.rs).
+const BODY_CHUNK: usize = 64 * 1024;
+
+/// wasi:http's hooks: wasmtime-wasi-http's defaults (its sender for the
+/// outgoing requests `allow_outbound` lets through) but for [`BODY_CHUNK`].
+#[derive(Debug, Default)]
+struct Hooks;
+
+impl WasiHttpHooks for Hooks {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
     }
 }
 
@@ -81,7 +101,8 @@ pub fn new_store(
         app: Arc::clone(app),
         wasi,
         http: WasiHttpCtx::new(),
-        table: ResourceTable::new(),
+        table: resource_table(limits.max_handles),
+        hooks: Hooks,
         heap: HeapLimiter::new(
             limits.max_memory as usize,
             limits.max_app_memory,
@@ -92,6 +113,9 @@ pub fn new_store(
         _stdio: stdio,
     };
     let mut store = Store::new(app.engine(), state);
+    // The guest's own handles to resources (wasmtime's default is 100 000 a
+    // store) under the same cap as the host's table behind them.
+    store.set_max_component_handles(limits.max_handles);
     store.limiter(|state| &mut state.heap);
     store.epoch_deadline_callback(|store| {
         let state = store.data();
@@ -99,6 +123,17 @@ pub fn new_store(
     });
     store.set_epoch_deadline(1);
     store
+}
+
+/// The resource table of one process: at most `max_handles` (`--max-handles`)
+/// fields, requests, responses, bodies, streams and pollables at once. A
+/// guest that creates more traps (500) instead of growing host memory:
+/// wasmtime's default of a million entries (and 100 000 guest handles) let
+/// one request take about 25 MiB of host memory with `wasi:http` fields.
+fn resource_table(max_handles: usize) -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(max_handles);
+    table
 }
 
 impl std::fmt::Debug for ComponentState {
