@@ -23,13 +23,13 @@ use crate::util::{
 
 /// How long a cold start may take to compile a component: a bound against a
 /// hang, far above the 25 s one took on a loaded 2-core machine.
-const COMPILE_DEADLINE: Duration = Duration::from_secs(300);
+pub(crate) const COMPILE_DEADLINE: Duration = Duration::from_secs(300);
 
 /// The cache home these tests share across runs (`XDG_CACHE_HOME`): the host
 /// keys a compiled component by its bytes, the host's and wasmtime's versions
 /// and the engine's settings, so a rebuilt guest or a changed engine compiles
 /// once more, then hits again.
-fn cache_home() -> PathBuf {
+pub(crate) fn cache_home() -> PathBuf {
     repo_root().join("target").join("e2e-component-cache")
 }
 

@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    self, assert_bytes_eq, connect, guest, read_response, read_until_closed, roundtrip, Response,
-    Server, DEADLINE,
+    self, assert_bytes_eq, connect, guest, read_response, read_until_closed, roundtrip,
+    with_start_deadline, Response, Server, DEADLINE,
 };
 
 /// What a guest is, and so which checks apply to it.
@@ -40,6 +40,8 @@ const GUESTS: &[(&str, &str, Kind)] = &[
     ("rust", "hello-http", Kind::Http),
     ("rust", "trap", Kind::Trap),
     ("rust", "hello-http-p2", Kind::Proxy),
+    ("python", "hello-http-py", Kind::Proxy),
+    ("js", "hello-http-js", Kind::Proxy),
     ("wat", "echo-wat", Kind::Echo),
     ("wat", "hello-cgi-wat", Kind::Cgi),
     ("c", "echo-c", Kind::Echo),
@@ -102,7 +104,17 @@ fn every_language_passes_the_same_checks() {
     };
     let conn_apps = apps(&[Kind::Echo, Kind::Http, Kind::Trap, Kind::Proxy]);
     let cgi_apps = apps(&[Kind::Cgi]);
-    let conn_server = Server::start(&conn_apps, &[]);
+    // The Python and JavaScript components take seconds to compile: the
+    // compiled-module cache and start deadline of `components_lang`.
+    let cache = crate::components_lang::cache_home();
+    std::fs::create_dir_all(&cache).unwrap();
+    let conn_server = with_start_deadline(crate::components_lang::COMPILE_DEADLINE, || {
+        Server::start_with_env(
+            &conn_apps,
+            &[],
+            &[("XDG_CACHE_HOME", cache.as_os_str() as &std::ffi::OsStr)],
+        )
+    });
     let http_flags: Vec<_> = cgi_apps
         .iter()
         .flat_map(|(name, _)| args!["--http", name])

@@ -45,6 +45,13 @@ fn variables(state: &ProcessState) -> impl Iterator<Item = (&str, &str)> {
         .chain(own.map(|(name, value)| (&**name, &**value)))
 }
 
+/// How many variables, and the bytes of their `name=value\0` strings.
+fn sizes(state: &ProcessState) -> (usize, usize) {
+    variables(state).fold((0, 0), |(count, size), (name, value)| {
+        (count + 1, size + name.len() + value.len() + 2)
+    })
+}
+
 /// `environ_sizes_get(count_ptr, size_ptr) -> errno`: how many variables,
 /// and the bytes `environ_get` writes for them.
 fn environ_sizes_get(
@@ -52,10 +59,7 @@ fn environ_sizes_get(
     count_ptr: i32,
     size_ptr: i32,
 ) -> wasmtime::Result<i32> {
-    let (count, size) = variables(caller.data())
-        .fold((0usize, 0usize), |(count, size), (name, value)| {
-            (count + 1, size + name.len() + value.len() + 2)
-        });
+    let (count, size) = sizes(caller.data());
     let (Ok(count), Ok(size)) = (u32::try_from(count), u32::try_from(size)) else {
         return Ok(ERRNO_OVERFLOW);
     };
@@ -71,10 +75,7 @@ fn environ_get(
     environ_ptr: i32,
     buf_ptr: i32,
 ) -> wasmtime::Result<i32> {
-    let (count, size) = variables(caller.data())
-        .fold((0usize, 0usize), |(count, size), (name, value)| {
-            (count + 1, size + name.len() + value.len() + 2)
-        });
+    let (count, size) = sizes(caller.data());
     if count == 0 {
         // Nothing to write, so nothing to check (as in wasmtime-wasi).
         return Ok(ERRNO_SUCCESS);
