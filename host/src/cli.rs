@@ -62,7 +62,7 @@ struct LimitArgs {
     /// CPU time a process may compute without blocking before it is killed, e.g. 5s or 250ms [default: 5s]
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     cpu_budget: Option<std::time::Duration>,
-    /// Handles one process may have open at once [default: 1024]
+    /// Handles one process may have open at once; for a component, its WASI resources [default: 1024]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_handles: Option<u32>,
     /// Bytes a pipe holds before its writer blocks, e.g. 64KiB [default: 64KiB]
