@@ -161,7 +161,15 @@ fn ten_mib_body_is_streamed_to_the_guest() {
 #[test]
 fn bad_requests_get_their_status_and_close() {
     let server = probe(&[]);
-    let addr = server.addr("cgi-probe");
+    assert_bad_requests_refused(server.addr("cgi-probe"), "/env");
+    server.assert_alive();
+}
+
+/// Sends the HTTP front's bad requests to `addr` (`post_path` takes a POST)
+/// and checks each gets its status, `Connection: close` and nothing after:
+/// the same for CGI apps and components (tests/components.rs).
+#[track_caller]
+pub(crate) fn assert_bad_requests_refused(addr: SocketAddr, post_path: &str) {
     let mut huge_head = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
     huge_head.resize(20 * 1024, b'a');
     huge_head.extend_from_slice(b"\r\n\r\n");
@@ -174,12 +182,14 @@ fn bad_requests_get_their_status_and_close() {
         ("head over 16 KiB", huge_head, 431),
         (
             "body over the limit",
-            b"POST /env HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n".to_vec(),
+            format!("POST {post_path} HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n")
+                .into_bytes(),
             413,
         ),
         (
             "unsupported transfer coding",
-            b"POST /env HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+            format!("POST {post_path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n")
+                .into_bytes(),
             501,
         ),
     ];
@@ -193,7 +203,6 @@ fn bad_requests_get_their_status_and_close() {
         let rest = read_until_closed(reader.get_mut());
         assert!(rest.is_empty(), "{what}: bytes after the error response");
     }
-    server.assert_alive();
 }
 
 #[test]

@@ -128,39 +128,7 @@ fn keep_alive_and_pipelining_serve_every_request_on_one_connection() {
 #[test]
 fn bad_requests_get_the_status_of_cgi_mode_and_a_close() {
     let server = hello(&[]);
-    let addr = server.addr(HELLO);
-    let mut huge_head = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
-    huge_head.resize(20 * 1024, b'a');
-    huge_head.extend_from_slice(b"\r\n\r\n");
-    // The same cases and statuses as tests/cgi.rs.
-    let cases: [(&str, Vec<u8>, u16); 4] = [
-        (
-            "malformed request line",
-            b"GET\x01 / nonsense\r\n\r\n".to_vec(),
-            400,
-        ),
-        ("head over 16 KiB", huge_head, 431),
-        (
-            "body over the limit",
-            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n".to_vec(),
-            413,
-        ),
-        (
-            "unsupported transfer coding",
-            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
-            501,
-        ),
-    ];
-    for (what, req, status) in cases {
-        let mut stream = connect(addr);
-        stream.write_all(&req).unwrap();
-        let mut reader = BufReader::new(stream);
-        let response = read_response(&mut reader);
-        assert_eq!(response.status, status, "{what}");
-        assert_eq!(response.header("connection"), Some("close"), "{what}");
-        let rest = read_until_closed(reader.get_mut());
-        assert!(rest.is_empty(), "{what}: bytes after the error response");
-    }
+    crate::cgi::assert_bad_requests_refused(server.addr(HELLO), "/echo");
     server.assert_alive();
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::hostile_clients::flood;
+use crate::hostile_clients::{flood, max_rss_until, reset, slowloris};
 use crate::util::*;
 
 const HELLO: &str = "hello-http-p2";
@@ -76,17 +76,6 @@ fn drain_until_closed(stream: &mut TcpStream) -> (Vec<u8>, u64, bool) {
     (first, total, tail == b"0\r\n\r\n")
 }
 
-/// Samples the server's RSS every 100 ms while `done` is false; returns the
-/// largest.
-fn max_rss_until(server: &Server, done: &AtomicBool) -> u64 {
-    let mut max = 0;
-    while !done.load(Ordering::Relaxed) {
-        max = max.max(vm_rss(server.pid()));
-        thread::sleep(Duration::from_millis(100));
-    }
-    max
-}
-
 /// Asserts that no host thread panicked (the guest's own panics arrive on
 /// its stderr, logged as `stderr:` lines).
 #[track_caller]
@@ -96,36 +85,6 @@ fn assert_no_host_panic(server: &Server) {
         .lines()
         .find(|line| line.contains("panicked") && !line.contains("stderr:"));
     assert!(host_panic.is_none(), "{log}");
-}
-
-/// Closes `stream` with a reset (SO_LINGER 0) instead of a FIN.
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(stream);
-}
-
-/// Sends a request head one byte every `pause`, never finishing it, and
-/// returns what the host sent before it closed the connection.
-fn slowloris(addr: SocketAddr, pause: Duration) -> Vec<u8> {
-    let stream = connect(addr);
-    let mut writer = stream.try_clone().unwrap();
-    let sender = thread::spawn(move || {
-        let head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ".iter();
-        for &byte in head.chain(std::iter::repeat(&b'a')) {
-            // Ends when the host has closed (a reset or a broken pipe).
-            if writer.write_all(&[byte]).is_err() {
-                return;
-            }
-            thread::sleep(pause);
-        }
-    });
-    let mut stream = stream;
-    let got = read_until_closed(&mut stream);
-    let _ = stream.shutdown(Shutdown::Both);
-    let _ = sender.join();
-    got
 }
 
 #[test]

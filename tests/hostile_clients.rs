@@ -32,7 +32,7 @@ fn serve_cgi(name: &str, guest_name: &str, manifest: &str) -> (TempDir, Server) 
 
 /// Sends a request head one byte every `pause`, never finishing it, and
 /// returns what the host sent before it closed the connection.
-fn slowloris(addr: SocketAddr, pause: Duration) -> Vec<u8> {
+pub(crate) fn slowloris(addr: SocketAddr, pause: Duration) -> Vec<u8> {
     let stream = connect(addr);
     let mut writer = stream.try_clone().unwrap();
     let sender = thread::spawn(move || {
@@ -107,7 +107,7 @@ fn slowloris_on_guest_side_http_is_timed_out_while_others_are_served() {
 
 /// Samples the server's RSS every 100 ms while `done` is false; returns the
 /// largest.
-fn max_rss_until(server: &Server, done: &AtomicBool) -> u64 {
+pub(crate) fn max_rss_until(server: &Server, done: &AtomicBool) -> u64 {
     let mut max = 0;
     while !done.load(Ordering::Relaxed) {
         max = max.max(vm_rss(server.pid()));
@@ -198,7 +198,7 @@ fn a_writer_that_never_reads_its_echo_leaves_host_memory_bounded() {
 }
 
 /// Closes `stream` with a reset (SO_LINGER 0) instead of a FIN.
-fn reset(stream: TcpStream) {
+pub(crate) fn reset(stream: TcpStream) {
     socket2::SockRef::from(&stream)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
