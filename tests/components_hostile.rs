@@ -130,53 +130,24 @@ fn a_stalled_request_body_gets_408_and_a_close_while_others_are_served() {
 
 #[test]
 fn readers_that_never_read_a_large_streamed_response_leave_host_memory_bounded() {
-    const BIG: u64 = 100 << 20;
-    let (_dir, server) = serve("", &[]);
-    let addr = server.addr(HELLO);
-    for _ in 0..5 {
-        assert_served(addr);
-    }
-    let before = vm_rss(server.pid());
-    let done = AtomicBool::new(false);
-    let max = thread::scope(|scope| {
-        let sampler = scope.spawn(|| max_rss_until(&server, &done));
-        // Ten clients ask for 100 MiB each and read nothing: each guest
-        // blocks in its body write once the socket buffers are full.
-        let stalled: Vec<TcpStream> = (0..10)
-            .map(|_| {
-                let mut stream = connect(addr);
-                stream.write_all(&get(&format!("/big/{BIG}"))).unwrap();
-                stream
-            })
-            .collect();
-        thread::sleep(Duration::from_secs(3));
-        assert_served(addr);
-        done.store(true, Ordering::Relaxed);
-        let max = sampler.join().unwrap();
-        // Nothing was lost: one stalled client reads its whole body.
-        let stream = stalled.into_iter().next().unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
-        let mut reader = BufReader::new(stream);
-        let response = read_response(&mut reader);
-        assert_eq!(response.status, 200);
-        assert_eq!(response.body.len() as u64, BIG);
-        max
-    });
-    let grown = max.saturating_sub(before);
-    eprintln!(
-        "component slow readers: RSS {} MiB before, at most {} MiB with 10 x 100 MiB unread (+{} MiB)",
-        before >> 20,
-        max >> 20,
-        grown >> 20
-    );
+    // Each guest blocks in its body write once the socket buffers are full.
+    let grown = rss_growth_with_unread_responses("big", 10);
     assert!(grown < 100 << 20, "RSS grew by {} MiB", grown >> 20);
-    server.assert_alive();
 }
 
 #[test]
 fn guests_writing_megabytes_at_once_to_clients_that_never_read_leave_host_memory_bounded() {
+    // Each guest writes as much at once as `check-write` permits: what the
+    // host buffers per process is that permit.
+    let grown = rss_growth_with_unread_responses("bulk", 20);
+    assert!(grown < 32 << 20, "RSS grew by {} MiB", grown >> 20);
+}
+
+/// Serves `clients` clients that ask `/<path>/<100 MiB>` and read nothing
+/// for 3 s while another client is served; then one of them reads its whole
+/// body (nothing was lost). Returns how much the host's RSS grew at most.
+fn rss_growth_with_unread_responses(path: &str, clients: usize) -> u64 {
     const BIG: u64 = 100 << 20;
-    const CLIENTS: usize = 20;
     let (_dir, server) = serve("", &[]);
     let addr = server.addr(HELLO);
     for _ in 0..5 {
@@ -186,12 +157,10 @@ fn guests_writing_megabytes_at_once_to_clients_that_never_read_leave_host_memory
     let done = AtomicBool::new(false);
     let max = thread::scope(|scope| {
         let sampler = scope.spawn(|| max_rss_until(&server, &done));
-        // Each guest writes as much at once as `check-write` permits: what
-        // the host buffers per process is that permit.
-        let stalled: Vec<TcpStream> = (0..CLIENTS)
+        let stalled: Vec<TcpStream> = (0..clients)
             .map(|_| {
                 let mut stream = connect(addr);
-                stream.write_all(&get(&format!("/bulk/{BIG}"))).unwrap();
+                stream.write_all(&get(&format!("/{path}/{BIG}"))).unwrap();
                 stream
             })
             .collect();
@@ -200,20 +169,22 @@ fn guests_writing_megabytes_at_once_to_clients_that_never_read_leave_host_memory
         done.store(true, Ordering::Relaxed);
         let max = sampler.join().unwrap();
         let stream = stalled.into_iter().next().unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
         let mut reader = BufReader::new(stream);
         let response = read_response(&mut reader);
-        assert_eq!(response.body.len() as u64, BIG);
+        assert_eq!(response.status, 200, "/{path}");
+        assert_eq!(response.body.len() as u64, BIG, "/{path}");
         max
     });
     let grown = max.saturating_sub(before);
     eprintln!(
-        "component bulk writers: RSS {} MiB before, at most {} MiB with {CLIENTS} x 100 MiB unread (+{} MiB)",
+        "/{path}: RSS {} MiB before, at most {} MiB with {clients} x 100 MiB unread (+{} MiB)",
         before >> 20,
         max >> 20,
         grown >> 20
     );
-    assert!(grown < 32 << 20, "RSS grew by {} MiB", grown >> 20);
     server.assert_alive();
+    grown
 }
 
 #[test]
