@@ -143,6 +143,33 @@ fn guests_writing_megabytes_at_once_to_clients_that_never_read_leave_host_memory
     assert!(grown < 32 << 20, "RSS grew by {} MiB", grown >> 20);
 }
 
+/// Warms `server`'s hello app up, then runs `work` while sampling the
+/// host's RSS: returns the RSS before, the most seen, and `work`'s result.
+fn rss_while<T>(server: &Server, work: impl FnOnce() -> T) -> (u64, u64, T) {
+    let addr = server.addr(HELLO);
+    for _ in 0..5 {
+        assert_served(addr);
+    }
+    let before = vm_rss(server.pid());
+    let done = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let sampler = scope.spawn(|| max_rss_until(server, &done));
+        // Stops the sampler even when `work` panics, so the test fails
+        // instead of waiting for it forever.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let result = {
+            let _stop = Stop(&done);
+            work()
+        };
+        (before, sampler.join().unwrap(), result)
+    })
+}
+
 /// Serves `clients` clients that ask `/<path>/<100 MiB>` and read nothing
 /// for 3 s while another client is served; then one of them reads its whole
 /// body (nothing was lost). Returns how much the host's RSS grew at most.
@@ -150,13 +177,7 @@ fn rss_growth_with_unread_responses(path: &str, clients: usize) -> u64 {
     const BIG: u64 = 100 << 20;
     let (_dir, server) = serve("", &[]);
     let addr = server.addr(HELLO);
-    for _ in 0..5 {
-        assert_served(addr);
-    }
-    let before = vm_rss(server.pid());
-    let done = AtomicBool::new(false);
-    let max = thread::scope(|scope| {
-        let sampler = scope.spawn(|| max_rss_until(&server, &done));
+    let (before, max, stalled) = rss_while(&server, || {
         let stalled: Vec<TcpStream> = (0..clients)
             .map(|_| {
                 let mut stream = connect(addr);
@@ -166,16 +187,14 @@ fn rss_growth_with_unread_responses(path: &str, clients: usize) -> u64 {
             .collect();
         thread::sleep(Duration::from_secs(3));
         assert_served(addr);
-        done.store(true, Ordering::Relaxed);
-        let max = sampler.join().unwrap();
-        let stream = stalled.into_iter().next().unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
-        let mut reader = BufReader::new(stream);
-        let response = read_response(&mut reader);
-        assert_eq!(response.status, 200, "/{path}");
-        assert_eq!(response.body.len() as u64, BIG, "/{path}");
-        max
+        stalled
     });
+    let stream = stalled.into_iter().next().unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut reader = BufReader::new(stream);
+    let response = read_response(&mut reader);
+    assert_eq!(response.status, 200, "/{path}");
+    assert_eq!(response.body.len() as u64, BIG, "/{path}");
     let grown = max.saturating_sub(before);
     eprintln!(
         "/{path}: RSS {} MiB before, at most {} MiB with {clients} x 100 MiB unread (+{} MiB)",
@@ -283,20 +302,12 @@ fn a_guest_spinning_in_its_body_write_is_ended_by_its_cpu_budget() {
 fn a_guest_creating_resources_without_end_gets_500_and_host_memory_stays_bounded() {
     let (_dir, server) = serve("", &[]);
     let addr = server.addr(HELLO);
-    for _ in 0..5 {
-        assert_served(addr);
-    }
-    let before = vm_rss(server.pid());
-    let done = AtomicBool::new(false);
-    let max = thread::scope(|scope| {
-        let sampler = scope.spawn(|| max_rss_until(&server, &done));
+    let (before, max, ()) = rss_while(&server, || {
         for kind in ["fields", "pollables", "streams"] {
             let response = http_get(addr, &format!("/leak/{kind}"));
             assert_eq!(response.status, 500, "{kind}");
             assert_served(addr);
         }
-        done.store(true, Ordering::Relaxed);
-        sampler.join().unwrap()
     });
     let grown = max.saturating_sub(before);
     eprintln!(

@@ -29,6 +29,25 @@ fn value<'a>(line: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
+/// A connection to `microheap` that has sent `command`, and its reader.
+fn command(server: &Server, command: &str) -> (TcpStream, BufReader<TcpStream>) {
+    let mut conn = connect(server.addr("microheap"));
+    let reader = BufReader::new(conn.try_clone().unwrap());
+    conn.write_all(format!("{command}\n").as_bytes()).unwrap();
+    (conn, reader)
+}
+
+/// A subscriber of `fanout`: its connection, reader and the number the hub
+/// welcomed it with.
+fn subscribe(server: &Server) -> (TcpStream, BufReader<TcpStream>, String) {
+    let conn = connect(server.addr("fanout"));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut welcome = String::new();
+    reader.read_line(&mut welcome).unwrap();
+    assert!(welcome.starts_with("welcome "), "{welcome:?}");
+    (conn, reader, welcome.trim()["welcome ".len()..].to_owned())
+}
+
 #[test]
 fn microheap_coroutines_run_in_spawn_and_wake_order() {
     let server = serve();
@@ -221,10 +240,7 @@ fn microheap_shutdown_half_closes_while_reading_goes_on() {
 #[test]
 fn microheap_dup_shares_a_connection_between_parent_and_child() {
     let server = serve();
-    let conn = connect(server.addr("microheap"));
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
-    conn.write_all(b"dup\n").unwrap();
+    let (mut conn, mut reader) = command(&server, "dup");
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "child hello\n", "the child writes through its handle");
@@ -281,16 +297,7 @@ fn microheap_proxy_coro_copies_both_ways_and_passes_the_half_close_on() {
 #[test]
 fn microheap_fanout_serves_every_subscriber_from_one_process() {
     let server = Server::start(&[("fanout", guest("fanout"))], &[]);
-    let mut clients: Vec<_> = (0..3)
-        .map(|_| {
-            let conn = connect(server.addr("fanout"));
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut welcome = String::new();
-            reader.read_line(&mut welcome).unwrap();
-            assert!(welcome.starts_with("welcome "), "{welcome:?}");
-            (conn, reader, welcome.trim()["welcome ".len()..].to_owned())
-        })
-        .collect();
+    let mut clients: Vec<_> = (0..3).map(|_| subscribe(&server)).collect();
     let sender = clients[0].2.clone();
     clients[0].0.write_all(b"hello all\n").unwrap();
     for (_, reader, number) in &mut clients[1..] {
@@ -336,10 +343,7 @@ fn microheap_http_coro_in_c_answers_1000_pipelined_requests_in_order() {
 #[test]
 fn microheap_sleepers_wake_in_deadline_order_beside_a_waiting_reader() {
     let server = serve();
-    let conn = connect(server.addr("microheap"));
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
-    conn.write_all(b"timers\n").unwrap();
+    let (mut conn, mut reader) = command(&server, "timers");
     let mut got = String::new();
     for _ in 0..3 {
         reader.read_line(&mut got).unwrap();
@@ -366,16 +370,8 @@ fn microheap_c_coroutines_yield_in_turn_wait_and_echo() {
 #[test]
 fn microheap_fanout_serves_its_subscribers_through_a_drain_then_ends() {
     let server = Server::start(&[("fanout", guest("fanout"))], &[]);
-    let subscribe = || {
-        let conn = connect(server.addr("fanout"));
-        let mut reader = BufReader::new(conn.try_clone().unwrap());
-        let mut welcome = String::new();
-        reader.read_line(&mut welcome).unwrap();
-        assert!(welcome.starts_with("welcome "), "{welcome:?}");
-        (conn, reader, welcome.trim()["welcome ".len()..].to_owned())
-    };
-    let (mut first, first_reader, number) = subscribe();
-    let (second, mut second_reader, _) = subscribe();
+    let (mut first, first_reader, number) = subscribe(&server);
+    let (second, mut second_reader, _) = subscribe(&server);
     server.signal(libc::SIGTERM);
     server.wait_for_log("stopped accepting", DEADLINE);
     // The hub's accept coroutine learns of the drain; the others go on.
