@@ -21,7 +21,7 @@ use wasi::http::types::{
     ErrorCode, Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
-use wasi::io::streams::StreamError;
+use wasi::io::streams::{OutputStream, StreamError};
 
 wasi::http::proxy::export!(Hello);
 
@@ -99,12 +99,7 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
         return;
     };
     let input = incoming.stream().expect("stream taken once");
-    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
-        .expect("valid headers");
-    let response = OutgoingResponse::new(headers);
-    let outgoing = response.body().expect("body taken once");
-    ResponseOutparam::set(out, Ok(response));
-    let output = outgoing.write().expect("stream taken once");
+    let (outgoing, output) = start_octet_stream(out);
     loop {
         match input.blocking_read(64 * 1024) {
             Ok(chunk) => {
@@ -124,17 +119,25 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     OutgoingBody::finish(outgoing, None).expect("finish body");
 }
 
+/// Sets a 200 `application/octet-stream` response on `out` and returns
+/// its body and the body's stream, for the caller to write and finish.
+fn start_octet_stream(out: ResponseOutparam) -> (OutgoingBody, OutputStream) {
+    let headers =
+        Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
+            .expect("valid headers");
+    let response = OutgoingResponse::new(headers);
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let output = outgoing.write().expect("stream taken once");
+    (outgoing, output)
+}
+
 /// Streams `size` bytes (`None`: without end) with no length up front: with
 /// `blocking_write_and_flush` (the guest waits while the client does not
 /// read), or, when `spin`, with `check-write` polled in a busy loop (the
 /// guest never waits: only the host's CPU budget stops it).
 fn stream(out: ResponseOutparam, size: Option<u64>, spin: bool) {
-    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
-        .expect("valid headers");
-    let response = OutgoingResponse::new(headers);
-    let outgoing = response.body().expect("body taken once");
-    ResponseOutparam::set(out, Ok(response));
-    let output = outgoing.write().expect("stream taken once");
+    let (outgoing, output) = start_octet_stream(out);
     let chunk = [b'x'; 4096];
     let mut left = size.unwrap_or(u64::MAX);
     while left > 0 {
@@ -148,7 +151,9 @@ fn stream(out: ResponseOutparam, size: Option<u64>, spin: bool) {
             output.write(&chunk[..n as usize]).expect("write body");
             left -= n;
         } else {
-            output.blocking_write_and_flush(&chunk[..n as usize]).expect("write body");
+            output
+                .blocking_write_and_flush(&chunk[..n as usize])
+                .expect("write body");
             left -= n;
         }
     }
@@ -159,12 +164,7 @@ fn stream(out: ResponseOutparam, size: Option<u64>, spin: bool) {
 /// Streams `size` bytes in writes as large as `check-write` permits,
 /// waiting on the stream's pollable in between.
 fn bulk(out: ResponseOutparam, size: u64) {
-    let headers = Fields::from_list(&[("content-type".into(), b"application/octet-stream".to_vec())])
-        .expect("valid headers");
-    let response = OutgoingResponse::new(headers);
-    let outgoing = response.body().expect("body taken once");
-    ResponseOutparam::set(out, Ok(response));
-    let output = outgoing.write().expect("stream taken once");
+    let (outgoing, output) = start_octet_stream(out);
     let chunk = zeros();
     let ready = output.subscribe();
     let mut left = size;
@@ -222,7 +222,9 @@ fn leak(kind: &str) -> ! {
 /// with the response's status, or `error E` with the error code.
 fn outbound(authority: &str) -> String {
     let request = OutgoingRequest::new(Fields::new());
-    request.set_scheme(Some(&Scheme::Http)).expect("valid scheme");
+    request
+        .set_scheme(Some(&Scheme::Http))
+        .expect("valid scheme");
     if request.set_authority(Some(authority)).is_err() {
         return "error invalid authority\n".to_owned();
     }
