@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport};
 
 use crate::component::{self, ComponentGuest, World};
 
@@ -92,9 +92,20 @@ pub struct App {
 /// What an app's processes are instances of.
 pub enum Guest {
     /// A `wasm32-wasip1` core module (layers 0 and 1), linked once.
-    Module(InstancePre<ProcessState>),
+    Module(ModuleGuest),
     /// A WASI 0.2 component (`wasi:http/proxy` or `wasi:cli/command`).
     Component(ComponentGuest),
+}
+
+/// A core module linked against the host's imports, with its `_start`
+/// found once: looking the export up by name cost each process about 600
+/// instructions (hashing the name, searching the module's exports).
+#[derive(Clone)]
+pub struct ModuleGuest {
+    /// The module's pre-instance.
+    pub pre: InstancePre<ProcessState>,
+    /// Its `_start` export, checked at load to take and return nothing.
+    pub start: ModuleExport,
 }
 
 impl App {
@@ -151,7 +162,7 @@ impl App {
     /// Its core module's pre-instance; `None` for a component.
     pub fn module(&self) -> Option<&InstancePre<ProcessState>> {
         match &self.guest {
-            Guest::Module(pre) => Some(pre),
+            Guest::Module(guest) => Some(&guest.pre),
             Guest::Component(_) => None,
         }
     }
@@ -159,7 +170,7 @@ impl App {
     /// The engine its guest was compiled for.
     pub fn engine(&self) -> &Engine {
         match &self.guest {
-            Guest::Module(pre) => pre.module().engine(),
+            Guest::Module(guest) => guest.pre.module().engine(),
             Guest::Component(guest) => guest.engine(),
         }
     }
@@ -189,17 +200,17 @@ fn link_module(
     name: &str,
     path: &Path,
     started: Instant,
-) -> anyhow::Result<InstancePre<ProcessState>> {
+) -> anyhow::Result<ModuleGuest> {
     let shown = path.display();
     {
         let (module, outcome) = module_cache::load::<Module>(engine, wasm, cache)
             .with_context(|| format!("`{shown}` is not a valid WebAssembly module"))?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        match module.get_export("_start") {
-            Some(ExternType::Func(func)) if func.params().len() == 0 && func.results().len() == 0 => {}
-            Some(_) => bail!("`{shown}` exports `_start` with the wrong type (want a func with no params or results)"),
-            None => bail!("`{shown}` has no `_start` export: build it as a wasm32-wasip1 command (a bin crate)"),
-        }
+        let start = match (module.get_export("_start"), module.get_export_index("_start")) {
+            (Some(ExternType::Func(func)), Some(start)) if func.params().len() == 0 && func.results().len() == 0 => start,
+            (Some(_), _) => bail!("`{shown}` exports `_start` with the wrong type (want a func with no params or results)"),
+            _ => bail!("`{shown}` has no `_start` export: build it as a wasm32-wasip1 command (a bin crate)"),
+        };
         let pre = linker
             .instantiate_pre(&module)
             .map_err(anyhow::Error::from)
@@ -207,7 +218,7 @@ fn link_module(
             .with_context(|| format!("failed to link `{shown}` against the host's imports"))?;
         // Logged once the app is good, so a bad module's one line is its error.
         tracing::info!(app = %name, ms = %format_args!("{ms:.1}"), cache = %outcome, "compiled module");
-        Ok(pre)
+        Ok(ModuleGuest { pre, start })
     }
 }
 
@@ -280,6 +291,12 @@ pub fn app_name(path: &Path) -> anyhow::Result<String> {
         .and_then(|stem| stem.to_str())
         .map(str::to_owned)
         .with_context(|| format!("cannot name an app after `{}`", path.display()))
+}
+
+impl std::fmt::Debug for ModuleGuest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleGuest").finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Guest {

@@ -114,7 +114,7 @@ impl Start {
 /// (which the caller took from `App::processes`).
 pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exit {
     let module = match &app.guest {
-        Guest::Module(pre) => pre.clone(),
+        Guest::Module(guest) => guest.clone(),
         // A wasi:cli/command component: the same life, its own store type.
         // Boxed: inline, its state would double the size of every core
         // module's process future (1.7 -> 3.9 KiB per live process).
@@ -145,8 +145,12 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
         // Dropped at the end of this block, even half-way (a limit ended it),
         // so the store is free again.
         let life = std::pin::pin!(async {
-            let instance = module.instantiate_async(&mut store).await?;
-            let main = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            let instance = module.pre.instantiate_async(&mut store).await?;
+            let main = instance
+                .get_module_export(&mut store, &module.start)
+                .and_then(wasmtime::Extern::into_func)
+                .ok_or_else(|| wasmtime::Error::msg("the module's `_start` is gone"))?
+                .typed::<(), ()>(&store)?;
             app.metrics.count_spawn(started.elapsed());
             main.call_async(&mut store, ()).await
         });
