@@ -348,3 +348,104 @@ fn max_cpu_and_max_wall_end_a_component_process_with_504() {
         assert_hello(&request(addr, &get("/")));
     }
 }
+
+/// A reload swaps a CGI module for a proxy component and back: new requests
+/// get the new version, and none fails while the host switches.
+#[test]
+fn a_reload_swaps_a_cgi_module_for_a_proxy_component_and_back() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const CGI: &str = "hello-cgi-wat";
+    const CGI_BODY: &str = "Hello, World!\n";
+    let dir = TempDir::new();
+    let wasm = dir.join("app.wasm");
+    std::fs::copy(guest(CGI), &wasm).unwrap();
+    dir.write("app.toml", "kind = \"http\"\n");
+    let server = Server::start(&[("app", wasm.clone())], &[]);
+    let addr = server.addr("app");
+    assert_eq!(request(addr, &get("/")).text(), CGI_BODY);
+
+    // Requests keep coming, each on a new connection, while the app changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let (stop, served) = (Arc::clone(&stop), Arc::clone(&served));
+        std::thread::spawn(move || {
+            let mut bad = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let response = request(addr, &get("/"));
+                if response.status != 200 || ![CGI_BODY, HELLO_BODY].contains(&&*response.text()) {
+                    bad.push(format!("{response:?}"));
+                }
+                served.fetch_add(1, Ordering::SeqCst);
+            }
+            bad
+        })
+    };
+    let wait_for_requests = |count: usize| {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let until = served.load(Ordering::SeqCst) + count;
+        while served.load(Ordering::SeqCst) < until {
+            assert!(std::time::Instant::now() < deadline, "the client stalled");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    for (round, (from, body)) in [(HELLO, HELLO_BODY), (CGI, CGI_BODY)]
+        .into_iter()
+        .enumerate()
+    {
+        crate::reload::install(&guest(from), &wasm);
+        server.signal(libc::SIGHUP);
+        server.wait_for_logs("reloaded", round + 1, DEADLINE);
+        wait_for_requests(20);
+        assert_eq!(
+            request(addr, &get("/")).text(),
+            body,
+            "after reloading {from}"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let bad = client.join().unwrap();
+    assert!(
+        bad.is_empty(),
+        "requests failed across the reloads: {bad:?}"
+    );
+    server.assert_alive();
+}
+
+/// A guest's trailer fields follow its body's last chunk, on a small
+/// (otherwise buffered) body and on a streamed one alike; an HTTP/1.0
+/// client, which has no chunked framing, gets the body alone.
+#[test]
+fn trailers_follow_the_last_chunk_and_http10_gets_the_body_alone() {
+    let server = hello(&[]);
+    let addr = server.addr(HELLO);
+    let mut stream = connect(addr);
+    stream
+        .write_all(&[get("/trailers/5"), get("/trailers/70000")].concat())
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    for size in [5, 70_000] {
+        let response = read_response(&mut reader);
+        assert_eq!(response.status, 200, "{response:?}");
+        assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(response.body, vec![b'x'; size]);
+        assert_eq!(
+            response.trailers,
+            [("x-sent".to_owned(), size.to_string())],
+            "trailers after {size} bytes"
+        );
+    }
+    // The connection goes on after the trailers.
+    reader.get_mut().write_all(&get("/")).unwrap();
+    assert_hello(&read_response(&mut reader));
+
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /trailers/5 HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let got = String::from_utf8(read_until_closed(&mut stream)).unwrap();
+    assert!(got.ends_with("\r\n\r\nxxxxx"), "{got:?}");
+    assert!(!got.contains("x-sent"), "{got:?}");
+}

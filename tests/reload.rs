@@ -33,7 +33,7 @@ fn answer(addr: SocketAddr) -> Result<String, String> {
 }
 
 /// Replaces `to` with `from` at once (a rename), as a deploy would.
-fn install(from: &Path, to: &Path) {
+pub(crate) fn install(from: &Path, to: &Path) {
     let staged = to.with_extension("staged");
     std::fs::copy(from, &staged).unwrap();
     std::fs::rename(&staged, to).unwrap();

@@ -654,6 +654,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
+    /// Trailer fields after a chunked body.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -684,6 +686,22 @@ fn line(reader: &mut impl BufRead) -> String {
         .to_owned()
 }
 
+/// Reads header (or trailer) lines up to the blank line.
+#[track_caller]
+fn header_lines(reader: &mut impl BufRead) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    loop {
+        let field = line(reader);
+        if field.is_empty() {
+            return fields;
+        }
+        let (name, value) = field
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("bad header line {field:?}"));
+        fields.push((name.to_owned(), value.to_owned()));
+    }
+}
+
 /// Reads one response: status line, headers, and a body framed by
 /// `Content-Length`, chunked, or (with neither) the end of stream.
 #[track_caller]
@@ -699,32 +717,24 @@ pub fn read_response(reader: &mut impl BufRead) -> Response {
         .next()
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let header = line(reader);
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header
-            .split_once(": ")
-            .unwrap_or_else(|| panic!("bad header line {header:?}"));
-        headers.push((name.to_owned(), value.to_owned()));
-    }
     let mut response = Response {
         status,
-        headers,
+        headers: header_lines(reader),
         body: Vec::new(),
+        trailers: Vec::new(),
     };
     if response.header("Transfer-Encoding") == Some("chunked") {
         loop {
             let size = usize::from_str_radix(&line(reader), 16).expect("chunk size");
+            if size == 0 {
+                // The last chunk: trailer fields, then the blank line.
+                response.trailers = header_lines(reader);
+                break;
+            }
             let start = response.body.len();
             response.body.resize(start + size, 0);
             reader.read_exact(&mut response.body[start..]).unwrap();
             assert_eq!(line(reader), "", "CRLF after a chunk");
-            if size == 0 {
-                break;
-            }
         }
     } else if let Some(len) = response.header("Content-Length") {
         let len: usize = len.parse().expect("Content-Length");

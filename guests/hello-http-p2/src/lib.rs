@@ -53,6 +53,13 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
             (Method::Get, path) if path.starts_with("/bulk/") => {
                 bulk(out, path["/bulk/".len()..].parse().unwrap_or(0))
             }
+            // `size` bytes streamed, then a trailer field `x-sent: size`.
+            (Method::Get, path) if path.starts_with("/trailers/") => {
+                let size: u64 = path["/trailers/".len()..].parse().unwrap_or(0);
+                let trailers = Fields::from_list(&[("x-sent".into(), size.to_string().into())])
+                    .expect("valid trailers");
+                stream_then(out, Some(size), false, Some(trailers))
+            }
             (_, "/endless") => stream(out, None, false),
             (_, "/spinwrite") => stream(out, None, true),
             (_, path) if path.starts_with("/leak/") => leak(&path["/leak/".len()..]),
@@ -137,6 +144,11 @@ fn start_octet_stream(out: ResponseOutparam) -> (OutgoingBody, OutputStream) {
 /// read), or, when `spin`, with `check-write` polled in a busy loop (the
 /// guest never waits: only the host's CPU budget stops it).
 fn stream(out: ResponseOutparam, size: Option<u64>, spin: bool) {
+    stream_then(out, size, spin, None)
+}
+
+/// [`stream`], then finishes the body with `trailers`.
+fn stream_then(out: ResponseOutparam, size: Option<u64>, spin: bool, trailers: Option<Fields>) {
     let (outgoing, output) = start_octet_stream(out);
     let chunk = [b'x'; 4096];
     let mut left = size.unwrap_or(u64::MAX);
@@ -158,7 +170,7 @@ fn stream(out: ResponseOutparam, size: Option<u64>, spin: bool) {
         }
     }
     drop(output);
-    OutgoingBody::finish(outgoing, None).expect("finish body");
+    OutgoingBody::finish(outgoing, trailers).expect("finish body");
 }
 
 /// Streams `size` bytes in writes as large as `check-write` permits,

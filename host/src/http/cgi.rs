@@ -451,6 +451,8 @@ pub(super) struct Output {
     head_only: bool,
     /// Body bytes of a HEAD response, counted for its Content-Length and dropped.
     skipped: usize,
+    /// Trailer fields (a component's), sent after a chunked body.
+    trailers: Vec<(String, String)>,
 }
 
 impl Output {
@@ -475,6 +477,7 @@ impl Output {
             failed,
             head_only: head.method == "HEAD",
             skipped: 0,
+            trailers: Vec::new(),
         }
     }
 
@@ -487,6 +490,16 @@ impl Output {
             .filter(|(name, _)| !is_framing(name))
             .collect();
         self.head = Some((status, status.reason().to_owned(), headers));
+    }
+
+    /// Sets the trailer fields sent after the body (framing fields dropped).
+    /// They need chunked framing: a buffered body then goes chunked too; an
+    /// HTTP/1.0 client or a HEAD request gets none.
+    pub(super) fn set_trailers(&mut self, trailers: Vec<(String, String)>) {
+        self.trailers = trailers
+            .into_iter()
+            .filter(|(name, _)| !is_framing(name))
+            .collect();
     }
 
     /// The client connection.
@@ -612,10 +625,7 @@ impl Output {
                 return None;
             }
             let mut bytes = Vec::new();
-            self.frame_body(&mut bytes);
-            if !self.http10 {
-                bytes.extend_from_slice(b"0\r\n\r\n");
-            }
+            self.end_chunked(&mut bytes);
             let reusable = self.reusable_after(None);
             return Some((bytes, reusable));
         }
@@ -624,10 +634,29 @@ impl Output {
             bytes.extend_from_slice(&error_response(status, self.keep_alive));
             return Some((bytes, self.keep_alive));
         }
+        if !self.trailers.is_empty() && !self.http10 && !self.head_only {
+            self.response_head(&mut bytes, None);
+            self.end_chunked(&mut bytes);
+            return Some((bytes, self.reusable_after(None)));
+        }
         let length = self.body.len() + self.skipped;
         self.response_head(&mut bytes, Some(length));
         bytes.append(&mut self.body);
         Some((bytes, self.keep_alive))
+    }
+}
+
+impl Output {
+    /// The rest of a streamed body, and on HTTP/1.1 its last chunk and trailers.
+    fn end_chunked(&mut self, bytes: &mut Vec<u8>) {
+        self.frame_body(bytes);
+        if !self.http10 {
+            bytes.extend_from_slice(b"0\r\n");
+            for (name, value) in &self.trailers {
+                bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            }
+            bytes.extend_from_slice(b"\r\n");
+        }
     }
 }
 

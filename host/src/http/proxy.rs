@@ -160,24 +160,22 @@ async fn pump(
         Err(_) => return Pumped::Refused("returned without setting a response".to_owned()),
     };
     let (parts, mut body) = response.into_parts();
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            (name.as_str().to_owned(), value)
-        })
-        .collect();
     output
         .lock()
         .unwrap()
-        .set_head(Status(parts.status.as_u16()), headers);
+        .set_head(Status(parts.status.as_u16()), fields(&parts.headers));
     while let Some(frame) = body.frame().await {
         // An error ends the body where it is: the guest aborted it or trapped
         // (the process's exit says which and cuts a streamed response).
         let Ok(frame) = frame else { break };
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers: HTTP/1.1 chunked trailers are not sent
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    output.lock().unwrap().set_trailers(fields(&trailers));
+                }
+                continue;
+            }
         };
         let (conn, streamed) = {
             let mut output = output.lock().unwrap();
@@ -191,6 +189,16 @@ async fn pump(
         }
     }
     Pumped::Responded
+}
+
+/// Header or trailer fields as the response's lines print them.
+fn fields(map: &http::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
 }
 
 /// Polls `run` (the process) and `pump` (its response) together until both
