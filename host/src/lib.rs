@@ -36,4 +36,5 @@ pub mod reactor;
 pub mod reload;
 pub mod run_once;
 pub mod serve;
+pub mod text;
 pub mod waker_set;

@@ -31,6 +31,7 @@ use super::status::{error_response, Status};
 use crate::app::App;
 use crate::conn::Connection;
 use crate::process::{self, EnvText, Exit, Pid, Runtime, Start, Stdio, Unused};
+use crate::text::{self, push_number};
 
 /// Response body bytes buffered before the response starts streaming.
 const STREAM_AT: usize = 64 * 1024;
@@ -231,11 +232,14 @@ fn environment(head: &RequestHead, conn: &Connection, length: u64) -> Vec<(EnvTe
         ("QUERY_STRING".into(), query.to_owned().into()),
     ]);
     if length > 0 || head.header("content-length").is_some() {
-        env.push(("CONTENT_LENGTH".into(), length.to_string().into()));
+        env.push(("CONTENT_LENGTH".into(), text::decimal(length).into()));
     }
     if let Some(remote) = peers.remote {
-        env.push(("REMOTE_ADDR".into(), remote.ip().to_string().into()));
-        env.push(("REMOTE_PORT".into(), remote.port().to_string().into()));
+        env.push(("REMOTE_ADDR".into(), text::ip(remote.ip()).into()));
+        env.push((
+            "REMOTE_PORT".into(),
+            text::decimal(remote.port().into()).into(),
+        ));
     }
     let server_name = match (head.header("host"), peers.local) {
         (Some(host), _) => {
@@ -245,12 +249,15 @@ fn environment(head: &RequestHead, conn: &Connection, length: u64) -> Vec<(EnvTe
                 None => host.into_owned(),
             }
         }
-        (None, Some(local)) => local.ip().to_string(),
+        (None, Some(local)) => text::ip(local.ip()),
         (None, None) => String::new(),
     };
     env.push(("SERVER_NAME".into(), server_name.into()));
     if let Some(local) = peers.local {
-        env.push(("SERVER_PORT".into(), local.port().to_string().into()));
+        env.push((
+            "SERVER_PORT".into(),
+            text::decimal(local.port().into()).into(),
+        ));
     }
     for (name, value) in &head.headers {
         let value = String::from_utf8_lossy(value);
@@ -563,7 +570,8 @@ impl Output {
         if self.http10 {
             bytes.append(&mut self.body);
         } else {
-            bytes.extend_from_slice(format!("{:x}\r\n", self.body.len()).as_bytes());
+            push_number(bytes, self.body.len() as u64, 16);
+            bytes.extend_from_slice(b"\r\n");
             bytes.append(&mut self.body);
             bytes.extend_from_slice(b"\r\n");
         }
@@ -572,13 +580,17 @@ impl Output {
     /// The HTTP response head; `length` is the body length when known.
     fn response_head(&self, bytes: &mut Vec<u8>, length: Option<usize>) {
         let (status, reason, headers) = self.head.as_ref().expect("checked by callers");
-        bytes.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", status.0, reason).as_bytes());
-        for (name, value) in headers {
-            bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-        }
+        bytes.extend_from_slice(b"HTTP/1.1 ");
+        push_number(bytes, u64::from(status.0), 10);
+        bytes.push(b' ');
+        bytes.extend_from_slice(reason.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        push_fields(bytes, headers);
         match length {
             Some(length) => {
-                bytes.extend_from_slice(format!("Content-Length: {length}\r\n").as_bytes())
+                bytes.extend_from_slice(b"Content-Length: ");
+                push_number(bytes, length as u64, 10);
+                bytes.extend_from_slice(b"\r\n");
             }
             None if !self.http10 => bytes.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             None => {}
@@ -652,11 +664,19 @@ impl Output {
         self.frame_body(bytes);
         if !self.http10 {
             bytes.extend_from_slice(b"0\r\n");
-            for (name, value) in &self.trailers {
-                bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-            }
+            push_fields(bytes, &self.trailers);
             bytes.extend_from_slice(b"\r\n");
         }
+    }
+}
+
+/// Appends `name: value` lines, without `core::fmt` (`crate::text`).
+fn push_fields(bytes: &mut Vec<u8>, fields: &[(String, String)]) {
+    for (name, value) in fields {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(b": ");
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
     }
 }
 

@@ -114,7 +114,11 @@ fn to_request(
         _ => conn.peers().local?.to_string(),
     };
     let uri = if head.target.starts_with('/') {
-        format!("http://{authority}{}", head.target)
+        let mut uri = String::with_capacity(7 + authority.len() + head.target.len());
+        uri.push_str("http://");
+        uri.push_str(&authority);
+        uri.push_str(&head.target);
+        uri
     } else {
         // Absolute form (`http://host/path`) as is; `*` and the rest fail below.
         head.target.clone()

@@ -40,6 +40,7 @@ use crate::conn::Connection;
 use crate::host_memory::HostMemory;
 use crate::kernel::{self, compute::ComputeTime, Kernel};
 use crate::reactor::Reactor;
+use crate::text;
 
 /// A boxed future the kernel can run.
 pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -324,12 +325,18 @@ fn peer_env(first: Option<&Handle>) -> Vec<(EnvText, EnvText)> {
     if let Some(Handle::Connection(conn)) = first {
         let peers = conn.peers();
         if let Some(remote) = peers.remote {
-            env.push(("REMOTE_ADDR".into(), remote.ip().to_string().into()));
-            env.push(("REMOTE_PORT".into(), remote.port().to_string().into()));
+            env.push(("REMOTE_ADDR".into(), text::ip(remote.ip()).into()));
+            env.push((
+                "REMOTE_PORT".into(),
+                text::decimal(remote.port().into()).into(),
+            ));
         }
         if let Some(local) = peers.local {
-            env.push(("SERVER_ADDR".into(), local.ip().to_string().into()));
-            env.push(("SERVER_PORT".into(), local.port().to_string().into()));
+            env.push(("SERVER_ADDR".into(), text::ip(local.ip()).into()));
+            env.push((
+                "SERVER_PORT".into(),
+                text::decimal(local.port().into()).into(),
+            ));
         }
     }
     env
