@@ -24,8 +24,11 @@ use crate::process::MAX_TABLE_ELEMENTS;
 /// Address-space guard after each linear memory.
 const GUARD: u64 = 2 << 20;
 /// Fiber stack of a process: its Wasm stack plus room for host imports, which
-/// run on the same stack. Only touched pages cost memory.
-const ASYNC_STACK: usize = 1 << 20;
+/// run on the same stack (an idle process's host frames take 2-5 KiB). Only
+/// touched pages are resident, but the kernel's page tables cost about 4 KiB
+/// per 2 MiB of stack slots holding a live process: 1 MiB stacks cost an idle
+/// connection 2 KiB in page tables, 512 KiB stacks 1 KiB (docs/benchmarks.md).
+const ASYNC_STACK: usize = 512 << 10;
 /// The part of [`ASYNC_STACK`] the guest's own frames may use; deeper recursion traps.
 const WASM_STACK: usize = 256 << 10;
 /// Bytes at the start of a reused memory or table slot that are zeroed in

@@ -146,7 +146,9 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
         // Dropped at the end of this block, even half-way (a limit ended it),
         // so the store is free again.
         let life = std::pin::pin!(async {
-            let instance = module.pre.instantiate_async(&mut store).await?;
+            // Boxed: inline, instantiation's future (about 1 KiB) would be
+            // part of this one for the whole life of the process.
+            let instance = Box::pin(module.pre.instantiate_async(&mut store)).await?;
             let main = instance
                 .get_module_export(&mut store, &module.start)
                 .and_then(wasmtime::Extern::into_func)
