@@ -127,7 +127,7 @@ impl Read for &Connection {
 
 impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        handle::write(HANDLE, buf)
+        handle::write_now_or_wait(HANDLE, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -137,7 +137,7 @@ impl Write for Connection {
 
 impl Write for &Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        handle::write(HANDLE, buf)
+        handle::write_now_or_wait(HANDLE, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

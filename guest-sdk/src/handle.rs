@@ -174,7 +174,7 @@ impl Read for &Handle {
 
 impl Write for Handle {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write(self.raw, buf)
+        write_now_or_wait(self.raw, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -184,7 +184,7 @@ impl Write for Handle {
 
 impl Write for &Handle {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write(self.raw, buf)
+        write_now_or_wait(self.raw, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -232,6 +232,26 @@ pub(crate) fn write(raw: i32, buf: &[u8]) -> io::Result<usize> {
     let len = buf.len().min(MAX_LEN);
     // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
     errno::check(unsafe { sys::write(raw, buf.as_ptr(), len) })
+}
+
+/// Writes `buf` (all of it, up to `MAX_LEN`, as [`write`]) to handle
+/// `raw`: `try-write` first, the blocking `write` only for what it did not
+/// take. A pipe or socket with room takes it all at once, and the
+/// non-blocking import is a plain call where the blocking one is an async
+/// host call (a boxed future and a fiber context in the host, some 600
+/// instructions).
+pub(crate) fn write_now_or_wait(raw: i32, buf: &[u8]) -> io::Result<usize> {
+    let len = buf.len().min(MAX_LEN);
+    let taken = try_write(raw, &buf[..len])?.unwrap_or(0);
+    if taken == len {
+        return Ok(taken);
+    }
+    match write(raw, &buf[taken..len]) {
+        Ok(n) => Ok(taken + n),
+        // What was taken is gone; the error comes again at the next write.
+        Err(_) if taken > 0 => Ok(taken),
+        Err(err) => Err(err),
+    }
 }
 
 /// Reads from handle `raw` what is there now: `None` when nothing is yet
