@@ -35,6 +35,9 @@ pub(super) struct Slice {
     pub before: Duration,
     /// Time the task was polled in all before this poll; never reset.
     pub polled: Duration,
+    /// When the poll ended, if the task read the clock as it returned
+    /// ([`end_poll`]); the worker then reads it no more.
+    pub ended: Option<Instant>,
 }
 
 /// Compute time of the process currently running on this thread.
@@ -74,6 +77,20 @@ pub fn current() -> Option<ComputeTime> {
 /// its CPU time is this count now less this count when it started.
 pub fn polled_before() -> Option<Duration> {
     SLICE.with(Cell::get).map(|slice| slice.polled)
+}
+
+/// Time the task being polled on this thread has been polled in all, this
+/// poll included, read as the poll ends: the caller returns from the poll
+/// next, and the worker takes this reading as the poll's end instead of
+/// reading the clock again. `None` outside a poll.
+pub fn end_poll() -> Option<Duration> {
+    SLICE.with(|cell| {
+        let mut slice = cell.get()?;
+        let now = Instant::now();
+        slice.ended = Some(now);
+        cell.set(Some(slice));
+        Some(slice.polled + now.saturating_duration_since(slice.started))
+    })
 }
 
 pub(super) fn set_queue(queue: &Arc<RunQueue>) {

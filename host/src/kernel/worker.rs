@@ -20,7 +20,8 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
     Task::set_worker_queue(runq);
     loop {
         let task = runq.pop();
-        poll_once(task);
+        // One clock read per poll: a poll's end is the next one's start.
+        let mut now = poll_once(task, Instant::now());
         let mut streak = 0;
         while let Some(next) = Task::take_next() {
             if streak == NEXT_SLOT_STREAK {
@@ -28,7 +29,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
                 break;
             }
             streak += 1;
-            poll_once(next);
+            now = poll_once(next, now);
         }
         // Once per pop, not per poll: one relaxed add on a line only this
         // worker writes.
@@ -36,7 +37,8 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
     }
 }
 
-fn poll_once(task: Arc<Task>) {
+/// Polls `task` once, starting at `started`; returns when the poll ended.
+fn poll_once(task: Arc<Task>, started: Instant) -> Instant {
     task.state.store(RUNNING, Ordering::Release);
     let waker = Waker::from(Arc::clone(&task));
     let mut cx = Context::from_waker(&waker);
@@ -47,13 +49,13 @@ fn poll_once(task: Arc<Task>) {
     let (before, polled) = (slot.computed, slot.polled);
     let Some(future) = slot.future.as_mut() else {
         task.state.store(DONE, Ordering::Release);
-        return;
+        return started;
     };
-    let started = Instant::now();
     compute::enter(Slice {
         started,
         before,
         polled,
+        ended: None,
     });
     let hog = before > Duration::ZERO;
     if hog {
@@ -66,7 +68,8 @@ fn poll_once(task: Arc<Task>) {
         task.runq.hog_running(false);
     }
     let slice = compute::leave();
-    let elapsed = started.elapsed();
+    let ended = slice.and_then(|s| s.ended).unwrap_or_else(Instant::now);
+    let elapsed = ended.saturating_duration_since(started);
     slot.polled += elapsed;
     let computed = slice.map_or(Duration::ZERO, |s| s.before + elapsed);
     match result {
@@ -74,14 +77,14 @@ fn poll_once(task: Arc<Task>) {
         Ok(Poll::Ready(())) => {
             slot.future = None;
             task.state.store(DONE, Ordering::Release);
-            return;
+            return ended;
         }
         Err(_) => {
             // The panic message went to stderr through the panic hook.
             tracing::error!("a process panicked inside the host; it was ended");
             slot.future = None;
             task.state.store(DONE, Ordering::Release);
-            return;
+            return ended;
         }
     }
     let mut state = task.state.load(Ordering::Acquire);
@@ -108,7 +111,7 @@ fn poll_once(task: Arc<Task>) {
                 if let Some(priority) = requeue {
                     task.runq.push(Arc::clone(&task), priority);
                 }
-                return;
+                return ended;
             }
             Err(actual) => state = actual,
         }
@@ -143,7 +146,7 @@ mod tests {
             &runq,
         );
         for _ in 0..3 {
-            poll_once(runq.pop());
+            poll_once(runq.pop(), Instant::now());
             // Woken from outside the poll: the task blocked and is queued again.
             waker.lock().unwrap().take().unwrap().wake();
         }
