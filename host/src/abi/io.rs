@@ -12,7 +12,7 @@ use std::task::Poll;
 use wasmtime::{Caller, Linker};
 
 use super::handles::Handle;
-use super::{guest_buffer, Errno, MODULE};
+use super::{guest_buffer, transfer_bytes, Errno, MODULE};
 use crate::kernel;
 use crate::pipe;
 use crate::process::ProcessState;
@@ -55,16 +55,17 @@ async fn read(
 ) -> wasmtime::Result<i32> {
     let result = async {
         caller.data().io.get(h)?;
-        let buffer = guest_buffer(&mut caller, "read", ptr, len)?.for_transfer();
-        if buffer.range.is_empty() {
-            return Ok(0);
-        }
-        // The handle is looked up at each poll, not cloned out of the table
-        // (two atomic counts per call): only this process, suspended in
-        // this call, changes its table.
+        // The bytes and the handle are looked up again at each poll: they
+        // are borrowed from the caller, which the wait gives up meanwhile.
+        // Only this process, suspended in this call, changes its table.
         let n = poll_fn(|cx| {
-            let (memory, state) = buffer.memory.data_and_store_mut(&mut caller);
-            let bytes = &mut memory[buffer.range.clone()];
+            let (bytes, state) = match transfer_bytes(&mut caller, "read", ptr, len) {
+                Ok(found) => found,
+                Err(errno) => return Poll::Ready(Err(errno)),
+            };
+            if bytes.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
             match state.io.get(h) {
                 Ok(Handle::Connection(conn)) => conn.poll_read(cx, bytes).map_err(Errno::from),
                 Ok(Handle::PipeRead(pipe)) => pipe.poll_read(cx, bytes).map(Ok),
@@ -106,18 +107,19 @@ async fn write(
         ) {
             return Err(Errno::Badf);
         }
-        let buffer = guest_buffer(&mut caller, "write", ptr, len)?.for_transfer();
         let mut written = 0;
         // Moved in as `&mut`: a captured `&Caller` is not `Send`, the future must be.
         let caller = &mut caller;
-        // As in `read`, the handle is looked up at each poll.
+        // As in `read`, the bytes and the handle are looked up at each poll.
         let written = poll_fn(move |cx| loop {
-            let range = buffer.range.start + written..buffer.range.end;
-            if range.is_empty() {
+            let (bytes, state) = match transfer_bytes(caller, "write", ptr, len) {
+                Ok(found) => found,
+                Err(errno) => return Poll::Ready(Err(errno)),
+            };
+            let bytes = &bytes[written..];
+            if bytes.is_empty() {
                 return Poll::Ready(Ok(written));
             }
-            let (memory, state) = buffer.memory.data_and_store_mut(&mut *caller);
-            let bytes = &memory[range];
             let step = match state.io.get(h) {
                 Ok(Handle::Connection(conn)) => conn.poll_write(cx, bytes),
                 Ok(Handle::PipeWrite(pipe)) => pipe.poll_write(cx, bytes),
@@ -153,12 +155,10 @@ async fn write(
 fn try_read(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -> i32 {
     let result = (|| {
         caller.data().io.get(h)?;
-        let buffer = guest_buffer(&mut caller, "try-read", ptr, len)?.for_transfer();
-        if buffer.range.is_empty() {
+        let (bytes, state) = transfer_bytes(&mut caller, "try-read", ptr, len)?;
+        if bytes.is_empty() {
             return Ok(0);
         }
-        let (memory, state) = buffer.memory.data_and_store_mut(&mut caller);
-        let bytes = &mut memory[buffer.range];
         let n = match state.io.get(h)? {
             Handle::Connection(conn) => conn.try_read(bytes).0.map_err(Errno::from)?,
             Handle::PipeRead(pipe) => pipe.try_read(bytes).ok_or(Errno::Again)?,
@@ -188,12 +188,10 @@ fn try_write(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -
         ) {
             return Err(Errno::Badf);
         }
-        let buffer = guest_buffer(&mut caller, "try-write", ptr, len)?.for_transfer();
-        if buffer.range.is_empty() {
+        let (bytes, state) = transfer_bytes(&mut caller, "try-write", ptr, len)?;
+        if bytes.is_empty() {
             return Ok(0);
         }
-        let (memory, state) = buffer.memory.data_and_store_mut(&mut caller);
-        let bytes = &memory[buffer.range];
         let n = match state.io.get(h)? {
             Handle::Connection(conn) => conn.try_write(bytes),
             Handle::PipeWrite(pipe) => pipe.try_write(bytes),

@@ -4,7 +4,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 use super::compute::{self, Slice};
 use super::runq::{Priority, RunQueue};
@@ -21,7 +20,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
     loop {
         let task = runq.pop();
         // One clock read per poll: a poll's end is the next one's start.
-        let mut now = poll_once(task, Instant::now());
+        let mut now = poll_once(task, compute::now());
         let mut streak = 0;
         while let Some(next) = Task::take_next() {
             if streak == NEXT_SLOT_STREAK {
@@ -37,8 +36,9 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
     }
 }
 
-/// Polls `task` once, starting at `started`; returns when the poll ended.
-fn poll_once(task: Arc<Task>, started: Instant) -> Instant {
+/// Polls `task` once, starting at `started` (nanoseconds of
+/// [`compute::now`]); returns when the poll ended.
+fn poll_once(task: Arc<Task>, started: u64) -> u64 {
     task.state.store(RUNNING, Ordering::Release);
     let waker = Waker::from(Arc::clone(&task));
     let mut cx = Context::from_waker(&waker);
@@ -57,7 +57,7 @@ fn poll_once(task: Arc<Task>, started: Instant) -> Instant {
         polled,
         ended: None,
     });
-    let hog = before > Duration::ZERO;
+    let hog = before > 0;
     if hog {
         task.runq.hog_running(true);
     }
@@ -68,10 +68,10 @@ fn poll_once(task: Arc<Task>, started: Instant) -> Instant {
         task.runq.hog_running(false);
     }
     let slice = compute::leave();
-    let ended = slice.and_then(|s| s.ended).unwrap_or_else(Instant::now);
-    let elapsed = ended.saturating_duration_since(started);
+    let ended = slice.and_then(|s| s.ended).unwrap_or_else(compute::now);
+    let elapsed = ended.saturating_sub(started);
     slot.polled += elapsed;
-    let computed = slice.map_or(Duration::ZERO, |s| s.before + elapsed);
+    let computed = slice.map_or(0, |s| s.before + elapsed);
     match result {
         Ok(Poll::Pending) => {}
         Ok(Poll::Ready(())) => {
@@ -105,7 +105,7 @@ fn poll_once(task: Arc<Task>, started: Instant) -> Instant {
                 // woken again): the process waited, so its clock starts over.
                 slot.computed = match requeue {
                     Some(Priority::Yielded) => computed,
-                    _ => Duration::ZERO,
+                    _ => 0,
                 };
                 drop(slot);
                 if let Some(priority) = requeue {
@@ -124,6 +124,7 @@ mod tests {
     use std::future::poll_fn;
     use std::sync::Mutex;
     use std::thread;
+    use std::time::Duration;
 
     #[test]
     fn polled_time_grows_across_blocks_while_the_budget_starts_over() {
@@ -146,7 +147,7 @@ mod tests {
             &runq,
         );
         for _ in 0..3 {
-            poll_once(runq.pop(), Instant::now());
+            poll_once(runq.pop(), compute::now());
             // Woken from outside the poll: the task blocked and is queued again.
             waker.lock().unwrap().take().unwrap().wake();
         }
