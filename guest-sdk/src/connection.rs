@@ -130,6 +130,10 @@ impl Write for Connection {
         handle::write_now_or_wait(HANDLE, buf)
     }
 
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        handle::write_all(HANDLE, buf)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -138,6 +142,10 @@ impl Write for Connection {
 impl Write for &Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         handle::write_now_or_wait(HANDLE, buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        handle::write_all(HANDLE, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

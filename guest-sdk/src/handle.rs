@@ -177,6 +177,10 @@ impl Write for Handle {
         write_now_or_wait(self.raw, buf)
     }
 
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        write_all(self.raw, buf)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -185,6 +189,10 @@ impl Write for Handle {
 impl Write for &Handle {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         write_now_or_wait(self.raw, buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        write_all(self.raw, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -214,7 +222,11 @@ pub const SHUT_WRITE: i32 = 2;
 /// a count must never reach 2^31, where it would read as an error code.
 pub(crate) const MAX_LEN: usize = 1 << 30;
 
-/// Reads from handle `raw` into `buf`; 0 is end of stream.
+/// Reads from handle `raw` into `buf`; 0 is end of stream. Straight to the
+/// blocking import, unlike writes: a reader in an exchange (a request, a
+/// reply from a peer process) most often finds nothing there yet, and a
+/// `try-read` first would only add a call. Loops that know bytes wait
+/// (after `poll`) use `try-read` themselves.
 pub(crate) fn read(raw: i32, buf: &mut [u8]) -> io::Result<usize> {
     if buf.is_empty() {
         // The import would block for a byte it has no room for.
@@ -252,6 +264,31 @@ pub(crate) fn write_now_or_wait(raw: i32, buf: &[u8]) -> io::Result<usize> {
         Err(_) if taken > 0 => Ok(taken),
         Err(err) => Err(err),
     }
+}
+
+/// Writes all of `buf` to handle `raw`, as `Write::write_all` does (less
+/// its retry on `Interrupted`, which no import returns): most often one
+/// `try-write` that takes it all.
+pub(crate) fn write_all(raw: i32, mut buf: &[u8]) -> io::Result<()> {
+    // The usual case, kept free of `io::Result`s (returned through memory
+    // on wasm32): one `try-write` takes it all.
+    if !buf.is_empty() && buf.len() <= MAX_LEN {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+        let taken = unsafe { sys::try_write(raw, buf.as_ptr(), buf.len()) };
+        if taken as usize == buf.len() {
+            return Ok(());
+        }
+        if taken > 0 {
+            buf = &buf[taken as usize..];
+        }
+    }
+    while !buf.is_empty() {
+        match write_now_or_wait(raw, buf)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => buf = &buf[n..],
+        }
+    }
+    Ok(())
 }
 
 /// Reads from handle `raw` what is there now: `None` when nothing is yet
