@@ -268,19 +268,26 @@ pub(crate) fn write_now_or_wait(raw: i32, buf: &[u8]) -> io::Result<usize> {
 
 /// Writes all of `buf` to handle `raw`, as `Write::write_all` does (less
 /// its retry on `Interrupted`, which no import returns): most often one
-/// `try-write` that takes it all.
-pub(crate) fn write_all(raw: i32, mut buf: &[u8]) -> io::Result<()> {
-    // The usual case, kept free of `io::Result`s (returned through memory
-    // on wasm32): one `try-write` takes it all.
+/// `try-write` that takes it all. That case is inlined and kept free of
+/// `io::Result`s, which wasm32 returns through the stack in guest memory.
+#[inline]
+pub(crate) fn write_all(raw: i32, buf: &[u8]) -> io::Result<()> {
+    let mut taken = 0;
     if !buf.is_empty() && buf.len() <= MAX_LEN {
         // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
-        let taken = unsafe { sys::try_write(raw, buf.as_ptr(), buf.len()) };
+        taken = unsafe { sys::try_write(raw, buf.as_ptr(), buf.len()) };
         if taken as usize == buf.len() {
             return Ok(());
         }
-        if taken > 0 {
-            buf = &buf[taken as usize..];
-        }
+    }
+    write_rest(raw, buf, taken)
+}
+
+/// [`write_all`] past a first `try-write` that returned `taken`.
+#[inline(never)]
+fn write_rest(raw: i32, mut buf: &[u8], taken: i32) -> io::Result<()> {
+    if taken > 0 {
+        buf = &buf[taken as usize..];
     }
     while !buf.is_empty() {
         match write_now_or_wait(raw, buf)? {

@@ -155,6 +155,7 @@ pub fn guest_buffer(
 ///
 /// # Errors
 /// `fault`, as [`guest_buffer`].
+#[inline]
 pub fn transfer_bytes<'a>(
     caller: &'a mut Caller<'_, ProcessState>,
     import: &str,
@@ -168,11 +169,18 @@ pub fn transfer_bytes<'a>(
 }
 
 /// The caller's exported `memory`; `fault` when it has none.
+#[inline]
 fn memory(caller: &mut Caller<'_, ProcessState>, import: &str) -> Result<Memory, Errno> {
-    if let Some(memory) = caller.data().memory {
-        return Ok(memory);
+    match caller.data().memory {
+        Some(memory) => Ok(memory),
+        None => find_memory(caller, import),
     }
-    // Looked up once: a name lookup per import call is measurable.
+}
+
+/// [`memory`]'s first call in a process: looked up by name once, as a name
+/// lookup per import call is measurable.
+#[cold]
+fn find_memory(caller: &mut Caller<'_, ProcessState>, import: &str) -> Result<Memory, Errno> {
     let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
         tracing::debug!(pid = %caller.data().pid, import, "the guest exports no `memory`");
         return Err(Errno::Fault);
@@ -184,6 +192,7 @@ fn memory(caller: &mut Caller<'_, ProcessState>, import: &str) -> Result<Memory,
 /// The range of `len` bytes at `ptr` (both read as u32, as the guest
 /// passes them) in a micro-heap of `size` bytes; `fault`, logged at debug
 /// for `state`'s process, when it does not lie wholly inside.
+#[inline]
 fn checked(
     state: &ProcessState,
     import: &str,
@@ -192,14 +201,18 @@ fn checked(
     size: usize,
 ) -> Result<Range<usize>, Errno> {
     let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
-    checked_range(ptr, len, size).ok_or_else(|| {
-        tracing::debug!(
-            pid = %state.pid,
-            import,
-            "{import}: buffer {ptr:#x}+{len} is outside the micro-heap ({size} bytes)"
-        );
-        Errno::Fault
-    })
+    checked_range(ptr, len, size).ok_or_else(|| fault(state, import, ptr, len, size))
+}
+
+/// Logs a guest buffer outside the micro-heap; returns `fault`.
+#[cold]
+fn fault(state: &ProcessState, import: &str, ptr: usize, len: usize, size: usize) -> Errno {
+    tracing::debug!(
+        pid = %state.pid,
+        import,
+        "{import}: buffer {ptr:#x}+{len} is outside the micro-heap ({size} bytes)"
+    );
+    Errno::Fault
 }
 
 #[cfg(test)]
