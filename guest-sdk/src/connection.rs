@@ -127,7 +127,11 @@ impl Read for &Connection {
 
 impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        handle::write(HANDLE, buf)
+        handle::write_now_or_wait(HANDLE, buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        handle::write_all(HANDLE, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -137,7 +141,11 @@ impl Write for Connection {
 
 impl Write for &Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        handle::write(HANDLE, buf)
+        handle::write_now_or_wait(HANDLE, buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        handle::write_all(HANDLE, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -174,7 +174,11 @@ impl Read for &Handle {
 
 impl Write for Handle {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write(self.raw, buf)
+        write_now_or_wait(self.raw, buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        write_all(self.raw, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -184,7 +188,11 @@ impl Write for Handle {
 
 impl Write for &Handle {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write(self.raw, buf)
+        write_now_or_wait(self.raw, buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        write_all(self.raw, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -214,7 +222,11 @@ pub const SHUT_WRITE: i32 = 2;
 /// a count must never reach 2^31, where it would read as an error code.
 pub(crate) const MAX_LEN: usize = 1 << 30;
 
-/// Reads from handle `raw` into `buf`; 0 is end of stream.
+/// Reads from handle `raw` into `buf`; 0 is end of stream. Straight to the
+/// blocking import, unlike writes: a reader in an exchange (a request, a
+/// reply from a peer process) most often finds nothing there yet, and a
+/// `try-read` first would only add a call. Loops that know bytes wait
+/// (after `poll`) use `try-read` themselves.
 pub(crate) fn read(raw: i32, buf: &mut [u8]) -> io::Result<usize> {
     if buf.is_empty() {
         // The import would block for a byte it has no room for.
@@ -232,6 +244,58 @@ pub(crate) fn write(raw: i32, buf: &[u8]) -> io::Result<usize> {
     let len = buf.len().min(MAX_LEN);
     // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
     errno::check(unsafe { sys::write(raw, buf.as_ptr(), len) })
+}
+
+/// Writes `buf` (all of it, up to `MAX_LEN`, as [`write`]) to handle
+/// `raw`: `try-write` first, the blocking `write` only for what it did not
+/// take. A pipe or socket with room takes it all at once, and the
+/// non-blocking import is a plain call where the blocking one is an async
+/// host call (a boxed future and a fiber context in the host, some 600
+/// instructions).
+pub(crate) fn write_now_or_wait(raw: i32, buf: &[u8]) -> io::Result<usize> {
+    let len = buf.len().min(MAX_LEN);
+    let taken = try_write(raw, &buf[..len])?.unwrap_or(0);
+    if taken == len {
+        return Ok(taken);
+    }
+    match write(raw, &buf[taken..len]) {
+        Ok(n) => Ok(taken + n),
+        // What was taken is gone; the error comes again at the next write.
+        Err(_) if taken > 0 => Ok(taken),
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes all of `buf` to handle `raw`, as `Write::write_all` does (less
+/// its retry on `Interrupted`, which no import returns): most often one
+/// `try-write` that takes it all. That case is inlined and kept free of
+/// `io::Result`s, which wasm32 returns through the stack in guest memory.
+#[inline]
+pub(crate) fn write_all(raw: i32, buf: &[u8]) -> io::Result<()> {
+    let mut taken = 0;
+    if !buf.is_empty() && buf.len() <= MAX_LEN {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+        taken = unsafe { sys::try_write(raw, buf.as_ptr(), buf.len()) };
+        if taken as usize == buf.len() {
+            return Ok(());
+        }
+    }
+    write_rest(raw, buf, taken)
+}
+
+/// [`write_all`] past a first `try-write` that returned `taken`.
+#[inline(never)]
+fn write_rest(raw: i32, mut buf: &[u8], taken: i32) -> io::Result<()> {
+    if taken > 0 {
+        buf = &buf[taken as usize..];
+    }
+    while !buf.is_empty() {
+        match write_now_or_wait(raw, buf)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => buf = &buf[n..],
+        }
+    }
+    Ok(())
 }
 
 /// Reads from handle `raw` what is there now: `None` when nothing is yet

@@ -14,48 +14,81 @@ use std::task::Waker;
 #[derive(Debug, Default)]
 pub struct WakerSet {
     /// The parked wakers; no two `will_wake` each other.
-    wakers: Vec<Waker>,
+    parked: Parked,
+}
+
+/// One waiter needs no allocation: a process parks and is woken once per
+/// message it waits for, and a `Vec` taken out on every wake would be
+/// allocated again on the next park (two allocator calls per message).
+/// Same size as a `Vec` (24 bytes): the sets live in every socket source.
+#[derive(Debug, Default)]
+enum Parked {
+    /// Nobody waits.
+    #[default]
+    None,
+    /// One task waits (the usual case).
+    One(Waker),
+    /// Two or more distinct tasks wait (a shared handle).
+    Many(Vec<Waker>),
 }
 
 impl WakerSet {
     /// An empty set.
     pub const fn new() -> WakerSet {
-        WakerSet { wakers: Vec::new() }
+        WakerSet {
+            parked: Parked::None,
+        }
     }
 
     /// Parks `waker` until the next [`WakerSet::take`], unless an equivalent
     /// one is parked already (a task polled twice stays one entry).
     pub fn register(&mut self, waker: &Waker) {
-        if !self.wakers.iter().any(|parked| parked.will_wake(waker)) {
-            self.wakers.push(waker.clone());
+        match &mut self.parked {
+            Parked::None => self.parked = Parked::One(waker.clone()),
+            Parked::One(parked) if parked.will_wake(waker) => {}
+            Parked::One(_) => {
+                let Parked::One(first) = std::mem::take(&mut self.parked) else {
+                    unreachable!("matched above")
+                };
+                self.parked = Parked::Many(vec![first, waker.clone()]);
+            }
+            Parked::Many(wakers) => {
+                if !wakers.iter().any(|parked| parked.will_wake(waker)) {
+                    wakers.push(waker.clone());
+                }
+            }
         }
     }
 
     /// Whether no waker is parked.
     pub fn is_empty(&self) -> bool {
-        self.wakers.is_empty()
+        matches!(self.parked, Parked::None)
     }
 
     /// Takes every parked waker out, to wake once the caller's lock is
     /// released (a woken task may run at once on another worker).
     #[must_use = "the taken wakers must be woken"]
     pub fn take(&mut self) -> Wakers {
-        Wakers(std::mem::take(&mut self.wakers))
+        Wakers(std::mem::take(&mut self.parked))
     }
 }
 
 /// Wakers taken out of a [`WakerSet`]; [`Wakers::wake`] wakes them all.
 #[derive(Debug, Default)]
-pub struct Wakers(Vec<Waker>);
+pub struct Wakers(Parked);
 
 impl Wakers {
     /// Wakes every taken waker.
     pub fn wake(self) {
-        for waker in self.0 {
-            waker.wake();
+        match self.0 {
+            Parked::None => {}
+            Parked::One(waker) => waker.wake(),
+            Parked::Many(wakers) => wakers.into_iter().for_each(Waker::wake),
         }
     }
 }
+
+const _: () = assert!(std::mem::size_of::<WakerSet>() == std::mem::size_of::<Vec<Waker>>());
 
 #[cfg(test)]
 mod tests {
@@ -93,5 +126,30 @@ mod tests {
             1,
             "a take wakes only the parked"
         );
+    }
+
+    #[test]
+    fn one_waiter_parked_twice_is_one_entry_and_a_third_joins_many() {
+        let counters: Vec<_> = (0..3)
+            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
+            .collect();
+        let wakers: Vec<_> = counters
+            .iter()
+            .map(|c| Waker::from(Arc::clone(c)))
+            .collect();
+        let mut set = WakerSet::new();
+        set.register(&wakers[0]);
+        set.register(&wakers[0]);
+        set.take().wake();
+        assert_eq!(counters[0].0.load(Ordering::Relaxed), 1);
+        for waker in [&wakers[0], &wakers[1], &wakers[2], &wakers[1], &wakers[0]] {
+            set.register(waker);
+        }
+        set.take().wake();
+        let woken: Vec<_> = counters
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(woken, [2, 1, 1]);
     }
 }

@@ -12,7 +12,7 @@ use std::task::Poll;
 use wasmtime::{Caller, Linker};
 
 use super::handles::Handle;
-use super::{guest_buffer, Errno, MODULE};
+use super::{guest_buffer, transfer_bytes, Errno, MODULE};
 use crate::kernel;
 use crate::pipe;
 use crate::process::ProcessState;
@@ -54,16 +54,21 @@ async fn read(
     len: i32,
 ) -> wasmtime::Result<i32> {
     let result = async {
-        let handle = caller.data().io.get(h)?.clone();
-        let buffer = guest_buffer(&mut caller, "read", ptr, len)?.for_transfer();
-        if buffer.range.is_empty() {
-            return Ok(0);
-        }
+        caller.data().io.get(h)?;
+        // The bytes and the handle are looked up again at each poll: they
+        // are borrowed from the caller, which the wait gives up meanwhile.
+        // Only this process, suspended in this call, changes its table.
         let n = poll_fn(|cx| {
-            let bytes = &mut buffer.memory.data_mut(&mut caller)[buffer.range.clone()];
-            match &handle {
-                Handle::Connection(conn) => conn.poll_read(cx, bytes).map_err(Errno::from),
-                Handle::PipeRead(pipe) => pipe.poll_read(cx, bytes).map(Ok),
+            let (bytes, state) = match transfer_bytes(&mut caller, "read", ptr, len) {
+                Ok(found) => found,
+                Err(errno) => return Poll::Ready(Err(errno)),
+            };
+            if bytes.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            match state.io.get(h) {
+                Ok(Handle::Connection(conn)) => conn.poll_read(cx, bytes).map_err(Errno::from),
+                Ok(Handle::PipeRead(pipe)) => pipe.poll_read(cx, bytes).map(Ok),
                 _ => Poll::Ready(Err(Errno::Badf)),
             }
         })
@@ -96,24 +101,29 @@ async fn write(
     len: i32,
 ) -> wasmtime::Result<i32> {
     let result = async {
-        let handle = caller.data().io.get(h)?.clone();
-        if !matches!(handle, Handle::Connection(_) | Handle::PipeWrite(_)) {
+        if !matches!(
+            caller.data().io.get(h)?,
+            Handle::Connection(_) | Handle::PipeWrite(_)
+        ) {
             return Err(Errno::Badf);
         }
-        let buffer = guest_buffer(&mut caller, "write", ptr, len)?.for_transfer();
         let mut written = 0;
         // Moved in as `&mut`: a captured `&Caller` is not `Send`, the future must be.
         let caller = &mut caller;
+        // As in `read`, the bytes and the handle are looked up at each poll.
         let written = poll_fn(move |cx| loop {
-            let range = buffer.range.start + written..buffer.range.end;
-            if range.is_empty() {
+            let (bytes, state) = match transfer_bytes(caller, "write", ptr, len) {
+                Ok(found) => found,
+                Err(errno) => return Poll::Ready(Err(errno)),
+            };
+            let bytes = &bytes[written..];
+            if bytes.is_empty() {
                 return Poll::Ready(Ok(written));
             }
-            let bytes = &buffer.memory.data(&*caller)[range];
-            let step = match &handle {
-                Handle::Connection(conn) => conn.poll_write(cx, bytes),
-                Handle::PipeWrite(pipe) => pipe.poll_write(cx, bytes),
-                _ => unreachable!("checked above"),
+            let step = match state.io.get(h) {
+                Ok(Handle::Connection(conn)) => conn.poll_write(cx, bytes),
+                Ok(Handle::PipeWrite(pipe)) => pipe.poll_write(cx, bytes),
+                _ => return Poll::Ready(Err(Errno::Badf)),
             };
             match step {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(Errno::Pipe)),
@@ -144,13 +154,12 @@ async fn write(
 /// **Traps:** never.
 fn try_read(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -> i32 {
     let result = (|| {
-        let handle = caller.data().io.get(h)?.clone();
-        let buffer = guest_buffer(&mut caller, "try-read", ptr, len)?.for_transfer();
-        if buffer.range.is_empty() {
+        caller.data().io.get(h)?;
+        let (bytes, state) = transfer_bytes(&mut caller, "try-read", ptr, len)?;
+        if bytes.is_empty() {
             return Ok(0);
         }
-        let bytes = &mut buffer.memory.data_mut(&mut caller)[buffer.range];
-        let n = match &handle {
+        let n = match state.io.get(h)? {
             Handle::Connection(conn) => conn.try_read(bytes).0.map_err(Errno::from)?,
             Handle::PipeRead(pipe) => pipe.try_read(bytes).ok_or(Errno::Again)?,
             _ => return Err(Errno::Badf),
@@ -172,17 +181,18 @@ fn try_read(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) ->
 /// **Traps:** never.
 fn try_write(mut caller: Caller<'_, ProcessState>, h: i32, ptr: i32, len: i32) -> i32 {
     let result = (|| {
-        let handle = caller.data().io.get(h)?.clone();
         // As `write`: a handle that cannot be written is `badf` whatever the buffer.
-        if !matches!(handle, Handle::Connection(_) | Handle::PipeWrite(_)) {
+        if !matches!(
+            caller.data().io.get(h)?,
+            Handle::Connection(_) | Handle::PipeWrite(_)
+        ) {
             return Err(Errno::Badf);
         }
-        let buffer = guest_buffer(&mut caller, "try-write", ptr, len)?.for_transfer();
-        if buffer.range.is_empty() {
+        let (bytes, state) = transfer_bytes(&mut caller, "try-write", ptr, len)?;
+        if bytes.is_empty() {
             return Ok(0);
         }
-        let bytes = &buffer.memory.data(&caller)[buffer.range];
-        let n = match &handle {
+        let n = match state.io.get(h)? {
             Handle::Connection(conn) => conn.try_write(bytes),
             Handle::PipeWrite(pipe) => pipe.try_write(bytes),
             _ => return Err(Errno::Badf),

@@ -121,17 +121,6 @@ pub struct GuestBuffer {
     pub range: Range<usize>,
 }
 
-impl GuestBuffer {
-    /// The first [`MAX_TRANSFER`] bytes of the buffer: what one `read` or
-    /// `write` moves.
-    pub fn for_transfer(self) -> GuestBuffer {
-        GuestBuffer {
-            range: transfer_range(self.range),
-            ..self
-        }
-    }
-}
-
 fn transfer_range(range: Range<usize>) -> Range<usize> {
     range.start..range.end.min(range.start.saturating_add(MAX_TRANSFER))
 }
@@ -152,31 +141,78 @@ pub fn guest_buffer(
     ptr: i32,
     len: i32,
 ) -> Result<GuestBuffer, Errno> {
-    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
-    let memory = match caller.data().memory {
-        Some(memory) => memory,
-        None => {
-            // Looked up once: a name lookup per import call is measurable.
-            let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-                tracing::debug!(pid = %caller.data().pid, import, "the guest exports no `memory`");
-                return Err(Errno::Fault);
-            };
-            caller.data_mut().memory = Some(memory);
-            memory
-        }
-    };
+    let memory = memory(caller, import)?;
     let size = memory.data_size(&*caller);
-    match checked_range(ptr, len, size) {
-        Some(range) => Ok(GuestBuffer { memory, range }),
-        None => {
-            tracing::debug!(
-                pid = %caller.data().pid,
-                import,
-                "{import}: buffer {ptr:#x}+{len} is outside the micro-heap ({size} bytes)"
-            );
-            Err(Errno::Fault)
-        }
+    let range = checked(caller.data(), import, ptr, len, size)?;
+    Ok(GuestBuffer { memory, range })
+}
+
+/// The first [`MAX_TRANSFER`] of the `len` bytes at `ptr` in the caller's
+/// micro-heap (what one `read` or `write` moves), beside the process
+/// state: the transfer imports run on every message, and this looks the
+/// memory up once where [`guest_buffer`] and then reaching the bytes would
+/// twice.
+///
+/// # Errors
+/// `fault`, as [`guest_buffer`].
+#[inline]
+pub fn transfer_bytes<'a>(
+    caller: &'a mut Caller<'_, ProcessState>,
+    import: &str,
+    ptr: i32,
+    len: i32,
+) -> Result<(&'a mut [u8], &'a mut ProcessState), Errno> {
+    let memory = memory(caller, import)?;
+    let (heap, state) = memory.data_and_store_mut(caller);
+    let range = checked(state, import, ptr, len, heap.len())?;
+    Ok((&mut heap[transfer_range(range)], state))
+}
+
+/// The caller's exported `memory`; `fault` when it has none.
+#[inline]
+fn memory(caller: &mut Caller<'_, ProcessState>, import: &str) -> Result<Memory, Errno> {
+    match caller.data().memory {
+        Some(memory) => Ok(memory),
+        None => find_memory(caller, import),
     }
+}
+
+/// [`memory`]'s first call in a process: looked up by name once, as a name
+/// lookup per import call is measurable.
+#[cold]
+fn find_memory(caller: &mut Caller<'_, ProcessState>, import: &str) -> Result<Memory, Errno> {
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        tracing::debug!(pid = %caller.data().pid, import, "the guest exports no `memory`");
+        return Err(Errno::Fault);
+    };
+    caller.data_mut().memory = Some(memory);
+    Ok(memory)
+}
+
+/// The range of `len` bytes at `ptr` (both read as u32, as the guest
+/// passes them) in a micro-heap of `size` bytes; `fault`, logged at debug
+/// for `state`'s process, when it does not lie wholly inside.
+#[inline]
+fn checked(
+    state: &ProcessState,
+    import: &str,
+    ptr: i32,
+    len: i32,
+    size: usize,
+) -> Result<Range<usize>, Errno> {
+    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+    checked_range(ptr, len, size).ok_or_else(|| fault(state, import, ptr, len, size))
+}
+
+/// Logs a guest buffer outside the micro-heap; returns `fault`.
+#[cold]
+fn fault(state: &ProcessState, import: &str, ptr: usize, len: usize, size: usize) -> Errno {
+    tracing::debug!(
+        pid = %state.pid,
+        import,
+        "{import}: buffer {ptr:#x}+{len} is outside the micro-heap ({size} bytes)"
+    );
+    Errno::Fault
 }
 
 #[cfg(test)]

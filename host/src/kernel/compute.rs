@@ -15,7 +15,7 @@
 
 use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::runq::RunQueue;
 
@@ -26,15 +26,32 @@ thread_local! {
     static QUEUE: OnceCell<Arc<RunQueue>> = const { OnceCell::new() };
 }
 
-/// One poll of one task.
+/// One poll of one task. Times are nanoseconds of [`now`].
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Slice {
     /// When the worker started this poll.
-    pub started: Instant,
+    pub started: u64,
     /// Compute time the task had accumulated before this poll; zeroed by [`note_io`].
-    pub before: Duration,
+    pub before: u64,
     /// Time the task was polled in all before this poll; never reset.
-    pub polled: Duration,
+    pub polled: u64,
+    /// When the poll ended, if the task read the clock as it returned
+    /// ([`end_poll`]); the worker then reads it no more.
+    pub ended: Option<u64>,
+}
+
+/// The monotonic clock in nanoseconds: the worker's clock, read once per
+/// poll. A plain count costs less to keep and subtract than an `Instant`
+/// (a `timespec`), on the path of every message between processes.
+pub(super) fn now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is valid for writes; CLOCK_MONOTONIC always exists, so
+    // the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Compute time of the process currently running on this thread.
@@ -57,13 +74,13 @@ pub struct ComputeTime {
 /// Compute time of the task being polled on this thread; `None` outside a poll.
 pub fn current() -> Option<ComputeTime> {
     SLICE.with(Cell::get).map(|slice| {
-        let elapsed = slice.started.elapsed();
+        let elapsed = now().saturating_sub(slice.started);
         ComputeTime {
-            slice: elapsed,
-            since_block: slice.before + elapsed,
+            slice: Duration::from_nanos(elapsed),
+            since_block: Duration::from_nanos(slice.before + elapsed),
             others_waiting: QUEUE.with(|queue| queue.get().is_some_and(|q| q.woken_waiting())),
-            hog: slice.before > Duration::ZERO,
-            polled: slice.polled + elapsed,
+            hog: slice.before > 0,
+            polled: Duration::from_nanos(slice.polled + elapsed),
         }
     })
 }
@@ -73,7 +90,25 @@ pub fn current() -> Option<ComputeTime> {
 /// task from start to end, and that task polls nothing else meanwhile, so
 /// its CPU time is this count now less this count when it started.
 pub fn polled_before() -> Option<Duration> {
-    SLICE.with(Cell::get).map(|slice| slice.polled)
+    SLICE
+        .with(Cell::get)
+        .map(|slice| Duration::from_nanos(slice.polled))
+}
+
+/// Time the task being polled on this thread has been polled in all, this
+/// poll included, read as the poll ends: the caller returns from the poll
+/// next, and the worker takes this reading as the poll's end instead of
+/// reading the clock again. `None` outside a poll.
+pub fn end_poll() -> Option<Duration> {
+    SLICE.with(|cell| {
+        let mut slice = cell.get()?;
+        let now = now();
+        slice.ended = Some(now);
+        cell.set(Some(slice));
+        Some(Duration::from_nanos(
+            slice.polled + now.saturating_sub(slice.started),
+        ))
+    })
 }
 
 pub(super) fn set_queue(queue: &Arc<RunQueue>) {
@@ -92,7 +127,7 @@ pub(super) fn enter(slice: Slice) {
 pub fn note_io() {
     SLICE.with(|cell| {
         if let Some(mut slice) = cell.get() {
-            slice.before = Duration::ZERO;
+            slice.before = 0;
             cell.set(Some(slice));
         }
     });

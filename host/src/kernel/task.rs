@@ -6,7 +6,6 @@ use std::ptr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Wake;
-use std::time::Duration;
 
 use super::runq::{Priority, RunQueue};
 
@@ -47,10 +46,10 @@ pub(super) struct Task {
 pub(super) struct Slot {
     /// `None` once the future completed or panicked.
     pub future: Option<BoxFuture>,
-    /// Time computed since the task last blocked (see `compute`).
-    pub computed: Duration,
-    /// Time the task has been polled in all; only grows.
-    pub polled: Duration,
+    /// Nanoseconds computed since the task last blocked (see `compute`).
+    pub computed: u64,
+    /// Nanoseconds the task has been polled in all; only grows.
+    pub polled: u64,
 }
 
 impl std::fmt::Debug for Slot {
@@ -69,8 +68,8 @@ impl Task {
             state: AtomicU8::new(SCHEDULED),
             slot: Mutex::new(Slot {
                 future: Some(future),
-                computed: Duration::ZERO,
-                polled: Duration::ZERO,
+                computed: 0,
+                polled: 0,
             }),
             runq: Arc::clone(runq),
         });

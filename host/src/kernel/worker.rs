@@ -4,7 +4,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 use super::compute::{self, Slice};
 use super::runq::{Priority, RunQueue};
@@ -20,7 +19,8 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
     Task::set_worker_queue(runq);
     loop {
         let task = runq.pop();
-        poll_once(task);
+        // One clock read per poll: a poll's end is the next one's start.
+        let mut now = poll_once(task, compute::now());
         let mut streak = 0;
         while let Some(next) = Task::take_next() {
             if streak == NEXT_SLOT_STREAK {
@@ -28,7 +28,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
                 break;
             }
             streak += 1;
-            poll_once(next);
+            now = poll_once(next, now);
         }
         // Once per pop, not per poll: one relaxed add on a line only this
         // worker writes.
@@ -36,7 +36,9 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
     }
 }
 
-fn poll_once(task: Arc<Task>) {
+/// Polls `task` once, starting at `started` (nanoseconds of
+/// [`compute::now`]); returns when the poll ended.
+fn poll_once(task: Arc<Task>, started: u64) -> u64 {
     task.state.store(RUNNING, Ordering::Release);
     let waker = Waker::from(Arc::clone(&task));
     let mut cx = Context::from_waker(&waker);
@@ -47,15 +49,15 @@ fn poll_once(task: Arc<Task>) {
     let (before, polled) = (slot.computed, slot.polled);
     let Some(future) = slot.future.as_mut() else {
         task.state.store(DONE, Ordering::Release);
-        return;
+        return started;
     };
-    let started = Instant::now();
     compute::enter(Slice {
         started,
         before,
         polled,
+        ended: None,
     });
-    let hog = before > Duration::ZERO;
+    let hog = before > 0;
     if hog {
         task.runq.hog_running(true);
     }
@@ -66,22 +68,23 @@ fn poll_once(task: Arc<Task>) {
         task.runq.hog_running(false);
     }
     let slice = compute::leave();
-    let elapsed = started.elapsed();
+    let ended = slice.and_then(|s| s.ended).unwrap_or_else(compute::now);
+    let elapsed = ended.saturating_sub(started);
     slot.polled += elapsed;
-    let computed = slice.map_or(Duration::ZERO, |s| s.before + elapsed);
+    let computed = slice.map_or(0, |s| s.before + elapsed);
     match result {
         Ok(Poll::Pending) => {}
         Ok(Poll::Ready(())) => {
             slot.future = None;
             task.state.store(DONE, Ordering::Release);
-            return;
+            return ended;
         }
         Err(_) => {
             // The panic message went to stderr through the panic hook.
             tracing::error!("a process panicked inside the host; it was ended");
             slot.future = None;
             task.state.store(DONE, Ordering::Release);
-            return;
+            return ended;
         }
     }
     let mut state = task.state.load(Ordering::Acquire);
@@ -102,13 +105,13 @@ fn poll_once(task: Arc<Task>) {
                 // woken again): the process waited, so its clock starts over.
                 slot.computed = match requeue {
                     Some(Priority::Yielded) => computed,
-                    _ => Duration::ZERO,
+                    _ => 0,
                 };
                 drop(slot);
                 if let Some(priority) = requeue {
                     task.runq.push(Arc::clone(&task), priority);
                 }
-                return;
+                return ended;
             }
             Err(actual) => state = actual,
         }
@@ -121,6 +124,7 @@ mod tests {
     use std::future::poll_fn;
     use std::sync::Mutex;
     use std::thread;
+    use std::time::Duration;
 
     #[test]
     fn polled_time_grows_across_blocks_while_the_budget_starts_over() {
@@ -143,7 +147,7 @@ mod tests {
             &runq,
         );
         for _ in 0..3 {
-            poll_once(runq.pop());
+            poll_once(runq.pop(), compute::now());
             // Woken from outside the poll: the task blocked and is queued again.
             waker.lock().unwrap().take().unwrap().wake();
         }

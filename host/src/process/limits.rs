@@ -171,9 +171,10 @@ where
         let poll = Pin::new(&mut self.life).poll(cx);
         if poll.is_pending() {
             self.info.set_state(RunState::Waiting);
-            // This poll included: one clock read per poll, for /processes.
-            if let Some(now) = compute::current() {
-                self.info.set_cpu_time(cpu_time(self.cpu_start, now.polled));
+            // This poll included, for /processes: the worker takes this
+            // clock read as the poll's end, so it costs no extra read.
+            if let Some(polled) = compute::end_poll() {
+                self.info.set_cpu_time(cpu_time(self.cpu_start, polled));
             }
         }
         poll
