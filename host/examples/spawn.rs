@@ -38,31 +38,37 @@
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// mimalloc, with a count of the bytes allocated and not yet freed.
+/// The host's allocator, with a count of the bytes allocated and not yet freed.
 struct Counting;
 
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: every call is passed on to mimalloc unchanged; the count only
-// watches.
+// SAFETY: every call is passed on to the host's allocator unchanged; the
+// count only watches.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller's contract, passed on.
-        unsafe { mimalloc::MiMalloc.alloc(layout) }
+        unsafe { Allocator.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { Allocator.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller's contract, passed on.
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        unsafe { Allocator.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
         LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
         LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller's contract, passed on.
-        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        unsafe { Allocator.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -77,6 +83,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use mnvkd_host::allocator::Allocator;
 use mnvkd_host::app::{App, AppSettings};
 use mnvkd_host::conn::{Connection, Socket};
 use mnvkd_host::engine;

@@ -17,6 +17,7 @@
 
 pub mod abi;
 pub mod admin;
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod component;

@@ -6,7 +6,7 @@
 /// and free; with mimalloc the request takes 46,000 (`scripts/bench-instr`,
 /// docs/benchmarks.md), for about 1 KiB more per idle connection.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: mnvkd_host::allocator::Allocator = mnvkd_host::allocator::Allocator;
 
 use std::process::ExitCode;
 

@@ -115,10 +115,12 @@ pub fn watch(paths: Vec<PathBuf>) {
             })
             .collect()
     };
+    // Taken here, not on the thread: a change made once this returns is
+    // seen however late the thread first runs.
+    let mut loaded = look();
     std::thread::Builder::new()
         .name("mnvkd-watch".into())
         .spawn(move || {
-            let mut loaded = look();
             let mut seen = loaded.clone();
             loop {
                 std::thread::sleep(WATCH_EVERY);

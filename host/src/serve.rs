@@ -146,6 +146,10 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
             )
         })
         .transpose()?;
+    // Before the table says `listening`: a change made after that is seen.
+    if config.watch {
+        reload::watch(config.apps.iter().map(|spec| spec.path.clone()).collect());
+    }
     print_table(&apps, &kernel, &sizing, fd_limit, admin)?;
     drop(apps);
     let apps = current;
@@ -162,9 +166,6 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
             Mode::Http => Box::pin(http_accept_loop(app, listener, runtime.clone(), drain)),
         };
         runtime.kernel.spawn(server);
-    }
-    if config.watch {
-        reload::watch(config.apps.iter().map(|spec| spec.path.clone()).collect());
     }
     let reloader = Reloader {
         engine: &engine,

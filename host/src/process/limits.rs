@@ -92,7 +92,9 @@ pub struct Limited<F> {
     /// The task's polled time when the process started ([`cpu_time`]).
     cpu_start: Duration,
     max_cpu: Option<Duration>,
-    wall: Option<WallLimit>,
+    /// Boxed: most processes have none, and inline it would make every
+    /// process's future (held as long as its connection) 80 bytes larger.
+    wall: Option<Box<WallLimit>>,
     /// Its entry in the process table: told its state and CPU time.
     info: Arc<ProcessInfo>,
 }
@@ -134,7 +136,7 @@ impl<F> Limited<F> {
             life,
             cpu_start,
             max_cpu,
-            wall,
+            wall: wall.map(Box::new),
             info,
         }
     }
