@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use super::clock;
 use super::compute::{self, Slice};
 use super::runq::{Priority, RunQueue};
 use super::task::{Task, DONE, RUNNING, SCHEDULED, WOKEN, YIELDED};
@@ -20,7 +21,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
     loop {
         let task = runq.pop();
         // One clock read per poll: a poll's end is the next one's start.
-        let mut now = poll_once(task, compute::now());
+        let mut now = poll_once(task, clock::now());
         let mut streak = 0;
         while let Some(next) = Task::take_next() {
             if streak == NEXT_SLOT_STREAK {
@@ -37,7 +38,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
 }
 
 /// Polls `task` once, starting at `started` (nanoseconds of
-/// [`compute::now`]); returns when the poll ended.
+/// [`clock::now`]); returns when the poll ended.
 fn poll_once(task: Arc<Task>, started: u64) -> u64 {
     task.state.store(RUNNING, Ordering::Release);
     let waker = Waker::from(Arc::clone(&task));
@@ -68,7 +69,7 @@ fn poll_once(task: Arc<Task>, started: u64) -> u64 {
         task.runq.hog_running(false);
     }
     let slice = compute::leave();
-    let ended = slice.and_then(|s| s.ended).unwrap_or_else(compute::now);
+    let ended = slice.and_then(|s| s.ended).unwrap_or_else(clock::now);
     let elapsed = ended.saturating_sub(started);
     slot.polled += elapsed;
     let computed = slice.map_or(0, |s| s.before + elapsed);
@@ -147,7 +148,7 @@ mod tests {
             &runq,
         );
         for _ in 0..3 {
-            poll_once(runq.pop(), compute::now());
+            poll_once(runq.pop(), clock::now());
             // Woken from outside the poll: the task blocked and is queued again.
             waker.lock().unwrap().take().unwrap().wake();
         }
