@@ -3,7 +3,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use super::clock;
 use super::compute::{self, Slice};
@@ -41,7 +41,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
 /// [`clock::now`]); returns when the poll ended.
 fn poll_once(task: Arc<Task>, started: u64) -> u64 {
     task.state.store(RUNNING, Ordering::Release);
-    let waker = Waker::from(Arc::clone(&task));
+    let waker = Task::waker_ref(&task);
     let mut cx = Context::from_waker(&waker);
     let mut slot = task
         .slot
@@ -124,6 +124,7 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
     use std::sync::Mutex;
+    use std::task::Waker;
     use std::thread;
     use std::time::Duration;
 
