@@ -162,4 +162,73 @@ mod tests {
             "the budget's clock starts over at every block: {seen:?}"
         );
     }
+
+    fn worker_queue() -> Arc<RunQueue> {
+        let reactor = crate::reactor::Reactor::start().unwrap();
+        let runq = Arc::new(RunQueue::new(|| {}, reactor));
+        // This test's thread polls as a worker of `runq`.
+        Task::set_worker_queue(&runq);
+        runq
+    }
+
+    #[test]
+    fn a_task_started_by_the_running_task_runs_next_on_its_worker() {
+        let runq = worker_queue();
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let (queue, log) = (Arc::clone(&runq), Arc::clone(&ran));
+        Task::spawn(
+            Box::pin(async move {
+                for child in ["first", "second"] {
+                    let log = Arc::clone(&log);
+                    Task::spawn(
+                        Box::pin(async move { log.lock().unwrap().push(child) }),
+                        &queue,
+                    );
+                }
+            }),
+            &runq,
+        );
+        // Spawned from outside a poll: the shared queue.
+        assert_eq!(runq.lengths(), (1, 0));
+        poll_once(runq.pop(), clock::now());
+        // The second child holds the next slot; the first moved on to the
+        // shared queue, where an idle worker would take it.
+        assert_eq!(runq.lengths(), (1, 0));
+        poll_once(
+            Task::take_next().expect("a child in the next slot"),
+            clock::now(),
+        );
+        assert_eq!(*ran.lock().unwrap(), ["second"]);
+        poll_once(runq.pop(), clock::now());
+        assert_eq!(*ran.lock().unwrap(), ["second", "first"]);
+        assert!(Task::take_next().is_none());
+    }
+
+    #[test]
+    fn a_polls_waker_counts_no_reference_and_a_parked_clone_holds_one() {
+        let runq = worker_queue();
+        let parked = Arc::new(Mutex::new(None::<Waker>));
+        let slot = Arc::clone(&parked);
+        let mut polls = 0;
+        Task::spawn(
+            Box::pin(poll_fn(move |cx| {
+                polls += 1;
+                if polls == 2 {
+                    return Poll::Ready(());
+                }
+                *slot.lock().unwrap() = Some(cx.waker().clone());
+                Poll::Pending
+            })),
+            &runq,
+        );
+        let task = runq.pop();
+        poll_once(Arc::clone(&task), clock::now());
+        assert_eq!(Arc::strong_count(&task), 2, "ours and the parked clone's");
+        // Woken from outside a poll: the clone's count goes to the queue.
+        parked.lock().unwrap().take().unwrap().wake();
+        assert_eq!(Arc::strong_count(&task), 2, "ours and the queue's");
+        poll_once(runq.pop(), clock::now());
+        assert_eq!(Arc::strong_count(&task), 1, "done: only ours");
+        assert_eq!(task.state.load(Ordering::Acquire), DONE);
+    }
 }
