@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr};
 
 use crate::util::{
     connect, guest, pseudo_random_bytes, read_response, read_until_closed, roundtrip, run_ok,
-    Response, Server, TempDir, DEADLINE,
+    ClientLoop, Response, Server, TempDir, DEADLINE,
 };
 
 const HELLO: &str = "hello-http-p2";
@@ -353,9 +353,6 @@ fn max_cpu_and_max_wall_end_a_component_process_with_504() {
 /// get the new version, and none fails while the host switches.
 #[test]
 fn a_reload_swaps_a_cgi_module_for_a_proxy_component_and_back() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     const CGI: &str = "hello-cgi-wat";
     const CGI_BODY: &str = "Hello, World!\n";
     let dir = TempDir::new();
@@ -367,30 +364,13 @@ fn a_reload_swaps_a_cgi_module_for_a_proxy_component_and_back() {
     assert_eq!(request(addr, &get("/")).text(), CGI_BODY);
 
     // Requests keep coming, each on a new connection, while the app changes.
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let client = {
-        let (stop, served) = (Arc::clone(&stop), Arc::clone(&served));
-        std::thread::spawn(move || {
-            let mut bad = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let response = request(addr, &get("/"));
-                if response.status != 200 || ![CGI_BODY, HELLO_BODY].contains(&&*response.text()) {
-                    bad.push(format!("{response:?}"));
-                }
-                served.fetch_add(1, Ordering::SeqCst);
-            }
-            bad
-        })
-    };
-    let wait_for_requests = |count: usize| {
-        let deadline = std::time::Instant::now() + DEADLINE;
-        let until = served.load(Ordering::SeqCst) + count;
-        while served.load(Ordering::SeqCst) < until {
-            assert!(std::time::Instant::now() < deadline, "the client stalled");
-            std::thread::sleep(std::time::Duration::from_millis(5));
+    let client = ClientLoop::start(move || {
+        let response = request(addr, &get("/"));
+        match response.status == 200 && [CGI_BODY, HELLO_BODY].contains(&&*response.text()) {
+            true => Ok(()),
+            false => Err(format!("{response:?}")),
         }
-    };
+    });
     for (round, (from, body)) in [(HELLO, HELLO_BODY), (CGI, CGI_BODY)]
         .into_iter()
         .enumerate()
@@ -398,18 +378,17 @@ fn a_reload_swaps_a_cgi_module_for_a_proxy_component_and_back() {
         crate::reload::install(&guest(from), &wasm);
         server.signal(libc::SIGHUP);
         server.wait_for_logs("reloaded", round + 1, DEADLINE);
-        wait_for_requests(20);
+        client.wait_for_more(20);
         assert_eq!(
             request(addr, &get("/")).text(),
             body,
             "after reloading {from}"
         );
     }
-    stop.store(true, Ordering::SeqCst);
-    let bad = client.join().unwrap();
+    let failures = client.stop();
     assert!(
-        bad.is_empty(),
-        "requests failed across the reloads: {bad:?}"
+        failures.is_empty(),
+        "requests failed across the reloads: {failures:?}"
     );
     server.assert_alive();
 }

@@ -4,7 +4,7 @@
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use crate::util::{connect, guest, read_response, read_until_closed, Server, DEADLINE};
+use crate::util::{connect, guest, read_response, read_until_closed, ClientLoop, Server, DEADLINE};
 
 /// Echoes one line over `stream` and checks it came back.
 #[track_caller]
@@ -149,9 +149,6 @@ fn try_echo(addr: SocketAddr, line: &[u8]) -> Result<(), String> {
 
 #[test]
 fn a_second_host_on_the_same_port_takes_over_with_no_failed_connection() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     let old = Server::start(&[("echo", guest("echo"))], &args!["--reuse-port"]);
     let addr = old.addr("echo");
     let new = Server::start(
@@ -159,42 +156,20 @@ fn a_second_host_on_the_same_port_takes_over_with_no_failed_connection() {
         &args!["--reuse-port", "--listen", format!("echo={addr}")],
     );
     assert_eq!(new.addr("echo"), addr);
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let client = {
-        let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                if let Err(err) = try_echo(addr, b"ping\n") {
-                    failures.push(err);
-                }
-                done.fetch_add(1, Ordering::SeqCst);
-            }
-            failures
-        })
-    };
-    let wait_for = |count: usize| {
-        let deadline = std::time::Instant::now() + DEADLINE;
-        while done.load(Ordering::SeqCst) < count {
-            assert!(std::time::Instant::now() < deadline, "the client stalled");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    };
-    wait_for(50);
+    let client = ClientLoop::start(move || try_echo(addr, b"ping\n"));
+    client.wait_for_more(50);
     old.signal(libc::SIGTERM);
     let status = old.wait_exit(DEADLINE);
     assert!(status.success(), "{status}\n{}", old.log());
     // The new host alone serves from here on.
-    let after = done.load(Ordering::SeqCst) + 50;
-    wait_for(after);
-    stop.store(true, Ordering::SeqCst);
-    let failures = client.join().unwrap();
+    client.wait_for_more(50);
+    let done = client.done();
+    let failures = client.stop();
     assert!(
         failures.is_empty(),
         "{} of {} connections failed across the hand-over: {:?}",
         failures.len(),
-        done.load(Ordering::SeqCst),
+        done,
         &failures[..failures.len().min(5)]
     );
     new.assert_alive();

@@ -5,11 +5,8 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use crate::util::{connect, guest, Server, TempDir, DEADLINE};
+use crate::util::{connect, guest, ClientLoop, Server, TempDir, DEADLINE};
 
 /// What the app at `addr` answers a new connection that sends `ping\n`:
 /// the echo version answers `ping\n`, the `log-flood` one `done\n`.
@@ -59,33 +56,15 @@ fn sighup_gives_new_connections_the_new_module_and_fails_none() {
     assert_eq!(&got, b"old\n");
 
     // Connections keep coming while the module is replaced.
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let client = {
-        let (stop, served) = (Arc::clone(&stop), Arc::clone(&served));
-        std::thread::spawn(move || {
-            let mut bad = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                match answer(addr) {
-                    Ok(text) if text == "ping\n" || text == "done\n" => {}
-                    other => bad.push(other),
-                }
-                served.fetch_add(1, Ordering::SeqCst);
-            }
-            bad
-        })
-    };
+    let client = ClientLoop::start(move || match answer(addr) {
+        Ok(text) if text == "ping\n" || text == "done\n" => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
     install(&guest("log-flood"), &dir.join("app.wasm"));
     server.signal(libc::SIGHUP);
     server.wait_for_log("reloaded", DEADLINE);
-    let deadline = Instant::now() + DEADLINE;
-    let after = served.load(Ordering::SeqCst) + 20;
-    while served.load(Ordering::SeqCst) < after {
-        assert!(Instant::now() < deadline, "the client stalled");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    stop.store(true, Ordering::SeqCst);
-    let bad = client.join().unwrap();
+    client.wait_for_more(20);
+    let bad = client.stop();
     assert!(bad.is_empty(), "requests failed across the reload: {bad:?}");
     assert_eq!(
         answer(addr).unwrap(),

@@ -814,3 +814,57 @@ pub fn with_start_deadline<T>(deadline: Duration, start: impl FnOnce() -> T) -> 
     START_DEADLINE.with(|cell| cell.set(before));
     started
 }
+
+/// A client that runs `attempt` (one request on a new connection) over and
+/// over on its own thread while a test changes the server under it (a
+/// reload, a hand-over), keeping every failure.
+pub struct ClientLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl ClientLoop {
+    /// Starts the loop; `attempt` says what went wrong, if anything.
+    pub fn start(attempt: impl Fn() -> Result<(), String> + Send + 'static) -> ClientLoop {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let thread = {
+            let (stop, done) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    if let Err(failure) = attempt() {
+                        failures.push(failure);
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                failures
+            })
+        };
+        ClientLoop { stop, done, thread }
+    }
+
+    /// Attempts made so far.
+    pub fn done(&self) -> usize {
+        self.done.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (up to [`DEADLINE`]) until `count` more attempts are made.
+    #[track_caller]
+    pub fn wait_for_more(&self, count: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        let until = self.done() + count;
+        while self.done() < until {
+            assert!(Instant::now() < deadline, "the client stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the loop and returns its failures.
+    pub fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("the client thread panicked")
+    }
+}
