@@ -3,7 +3,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use super::clock;
 use super::compute::{self, Slice};
@@ -41,7 +41,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
 /// [`clock::now`]); returns when the poll ended.
 fn poll_once(task: Arc<Task>, started: u64) -> u64 {
     task.state.store(RUNNING, Ordering::Release);
-    let waker = Task::waker_ref(&task);
+    let waker = Waker::from(Arc::clone(&task));
     let mut cx = Context::from_waker(&waker);
     let mut slot = task
         .slot
@@ -124,7 +124,6 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
     use std::sync::Mutex;
-    use std::task::Waker;
     use std::thread;
     use std::time::Duration;
 
@@ -205,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn a_polls_waker_counts_no_reference_and_a_parked_clone_holds_one() {
+    fn a_parked_waker_holds_its_task_and_hands_it_to_the_queue_when_woken() {
         let runq = worker_queue();
         let parked = Arc::new(Mutex::new(None::<Waker>));
         let slot = Arc::clone(&parked);
@@ -223,7 +222,7 @@ mod tests {
         );
         let task = runq.pop();
         poll_once(Arc::clone(&task), clock::now());
-        assert_eq!(Arc::strong_count(&task), 2, "ours and the parked clone's");
+        assert_eq!(Arc::strong_count(&task), 2, "ours and the parked waker's");
         // Woken from outside a poll: the clone's count goes to the queue.
         parked.lock().unwrap().take().unwrap().wake();
         assert_eq!(Arc::strong_count(&task), 2, "ours and the queue's");
