@@ -77,9 +77,9 @@ pub fn run(config: RunConfig) -> anyhow::Result<u8> {
         "a new app has a free process slot"
     );
     let runtime = Runtime { kernel, reactor };
-    let process = process::run(app, runtime.clone(), Start::connection(conn), Pid::next());
+    let running = runtime.clone();
     runtime.kernel.spawn(async move {
-        let _ = done.send(process.await);
+        let _ = done.send(process::run(app, running, Start::connection(conn), Pid::next()).await);
     });
     let exit = exit
         .recv()

@@ -2,14 +2,12 @@
 //! accept connections, one new process per connection, until a SIGTERM or
 //! SIGINT starts the drain (`drain.rs`).
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -283,7 +281,7 @@ async fn accept_loop(
                 conn.meter(&app.metrics);
                 let process =
                     process::run(app, runtime.clone(), Start::connection(conn), Pid::next());
-                runtime.kernel.spawn(Detached(process));
+                runtime.kernel.spawn(process);
             }
             Some(Err(err)) => {
                 processes.release();
@@ -301,23 +299,6 @@ async fn accept_loop(
         }
     }
     tracing::info!(app = %current.get().name, "stopped accepting");
-}
-
-/// A future run for its effect alone: its output is dropped. Unlike `async
-/// move { future.await; }`, which holds `future` twice (as the block's
-/// capture and as the value it awaits), it adds nothing to its size, which
-/// for a process's future is held for as long as its connection lives.
-struct Detached<F>(F);
-
-impl<F: Future> Future for Detached<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        // SAFETY: the inner future is pinned structurally: `Detached` never
-        // moves it out, has no `Drop`, and is `Unpin` only when it is.
-        let future = unsafe { self.map_unchecked_mut(|detached| &mut detached.0) };
-        future.poll(cx).map(drop)
-    }
 }
 
 /// Accepts connections for an HTTP app until the drain starts, each served
@@ -339,9 +320,11 @@ async fn http_accept_loop(
                 app.metrics.connections.fetch_add(1, Ordering::Relaxed);
                 conn.meter(&app.metrics);
                 let work = drain.work();
-                let front = http::serve_connection(Arc::clone(&app), runtime.clone(), conn);
+                // The front's future is made inside the block, so the block
+                // holds it once (as what it awaits), not also as a capture.
+                let serving = runtime.clone();
                 runtime.kernel.spawn(async move {
-                    front.await;
+                    http::serve_connection(app, serving, conn).await;
                     drop(work);
                 });
             }

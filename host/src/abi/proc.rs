@@ -90,9 +90,7 @@ fn spawn(
             ..Start::default()
         };
         let future = process::run(state.app.clone(), state.runtime.clone(), start, Pid::next());
-        state.runtime.kernel.spawn(async move {
-            future.await;
-        });
+        state.runtime.kernel.spawn(future);
         Ok(child)
     })();
     result.unwrap_or_else(Errno::code)

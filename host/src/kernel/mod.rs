@@ -21,12 +21,14 @@ pub mod timer;
 mod worker;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::Context as _;
 
 use runq::RunQueue;
 use task::Task;
@@ -169,9 +171,32 @@ impl Kernel {
         self.timers.sleep_until(deadline)
     }
 
-    /// Queues `future` to run on some worker; it runs until it completes.
-    pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
-        Task::spawn(Box::pin(future), &self.runq);
+    /// Queues `future` to run on some worker; it runs until it completes,
+    /// and its output is dropped.
+    ///
+    /// Pass the future itself, not `async move { future.await; }`: that
+    /// block holds `future` twice (as its capture and as the value it
+    /// awaits), and a process's future is held for as long as it lives.
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: Future + Send + 'static,
+    {
+        Task::spawn(Box::pin(Detached(future)), &self.runq);
+    }
+}
+
+/// A future run for its effect alone: its output is dropped, and it adds
+/// nothing to the size of the future it wraps.
+struct Detached<F>(F);
+
+impl<F: Future> Future for Detached<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: the inner future is pinned structurally: `Detached` never
+        // moves it out, has no `Drop`, and is `Unpin` only when it is.
+        let future = unsafe { self.map_unchecked_mut(|detached| &mut detached.0) };
+        future.poll(cx).map(drop)
     }
 }
 
