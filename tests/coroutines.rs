@@ -133,6 +133,50 @@ fn pipes_epipe_after_the_read_end_is_closed() {
     assert_serves_another_command(&server);
 }
 
+#[test]
+fn pipes_try_read_and_try_write_move_what_they_can_and_refuse_hostile_calls() {
+    let server = serve_pipes(&[]);
+    assert_reply(
+        &server,
+        "trypipe",
+        &[
+            "empty -9",
+            "write 3",
+            "read 2 ab",
+            "read 1 c",
+            "write_fault -2",
+            "write_wrap -2",
+            "read_fault -2",
+            "kept 1 x",
+            "read_blocking_fault -2",
+            "write_blocking_fault -2",
+            "read_on_write_end -1",
+            "write_on_read_end -1",
+            "closed -1",
+            "fill 65536",
+            "full -9",
+            "drain 65536",
+            "eof_data 1 y",
+            "eof 0",
+            "broken -4",
+        ],
+    );
+    assert_serves_another_command(&server);
+}
+
+#[test]
+fn pipes_a_writer_blocked_on_a_full_pipe_gets_epipe_when_the_reader_exits() {
+    for threads in ["1", "2"] {
+        let server = serve_pipes(&args!["--threads", threads]);
+        assert_reply(
+            &server,
+            "blockedwrite",
+            &["wrote 65536", "write -4", "status 0"],
+        );
+        assert_serves_another_command(&server);
+    }
+}
+
 /// What `backpressure` gets into a pipe of `capacity` bytes that nobody
 /// reads, writing 1 KiB whenever `poll` says writable: by the wit, a pipe
 /// is writable while 4096 bytes (or its whole buffer, if smaller) are free.

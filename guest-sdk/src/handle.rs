@@ -9,7 +9,11 @@ use crate::{errno, sys};
 ///
 /// Reads block until at least one byte is available or the peer closed (a
 /// read of 0 bytes is end of stream); a write sends the whole buffer or
-/// fails. Blocking suspends only this process.
+/// fails. Blocking suspends only this process. A write first offers the
+/// bytes with the non-blocking `try-write` (a plain host call, where the
+/// blocking `write` is an async one that costs some 600 instructions
+/// more) and waits in `write` only for what the socket or pipe did not
+/// take.
 ///
 /// # Examples
 ///

@@ -109,7 +109,10 @@ impl PipeReader {
         let (front, back) = shared.buffer.as_slices();
         let from_front = n.min(front.len());
         out[..from_front].copy_from_slice(&front[..from_front]);
-        out[from_front..n].copy_from_slice(&back[..n - from_front]);
+        // Most reads find the bytes in one piece: no second (empty) memcpy.
+        if n > from_front {
+            out[from_front..n].copy_from_slice(&back[..n - from_front]);
+        }
         shared.buffer.drain(..n);
         let wakers = if n > 0 {
             shared.account.release(n as u64);

@@ -25,8 +25,22 @@
 //! | `connect <addr>` | `connect <handle or code>` (`-7`: not in `allow_outbound`) |
 //! | `accept` | `accept -1` (handle 0 is a connection, not a listener) |
 //! | `halfclose` (then shut down writing) | `read 0`, `poll 0`, `revents 0`, `elapsed_ms <300 or more>` |
+//! | `trypipe` | see below |
+//! | `blockedwrite` | `wrote 65536`, `write -4`, `status 0` |
 //! | `handoff` | see below |
 //! | `stdioleak` | see below |
+//!
+//! `trypipe` drives `try-read`, `try-write`, `read` and `write` on pipe
+//! ends with raw calls, hostile ones among them, and reports each result
+//! (a count or an error code): `empty -9`, `write 3`, `read 2 ab`,
+//! `read 1 c`, `write_fault -2`, `write_wrap -2`, `read_fault -2`,
+//! `kept 1 x`, `read_blocking_fault -2`, `write_blocking_fault -2`,
+//! `read_on_write_end -1`, `write_on_read_end -1`, `closed -1`, `fill 65536`,
+//! `full -9`, `drain 65536`, `eof_data 1 y`, `eof 0`, `broken -4`.
+//!
+//! `blockedwrite` writes 128 KiB into a pipe whose reader (a child) takes
+//! 10 bytes and exits: the write blocks once the 64 KiB buffer is full,
+//! and the reader's exit ends it with `pipe`.
 //!
 //! `handoff` moves the connection to a child and the parent waits for it,
 //! then lingers 1 s: the child writes `stdout yes` through WASI stdout,
@@ -90,6 +104,8 @@ fn serve() {
         "halfclose" => half_close(),
         "handoff" => handoff(),
         "stdioleak" => stdio_leak(),
+        "trypipe" => try_pipe(),
+        "blockedwrite" => blocked_write(),
         _ => {
             report("error", "unknown-command");
             Ok(())
@@ -422,6 +438,91 @@ fn handoff_child() -> io::Result<()> {
     connection().write_all(format!("stdin {}\n", line.trim_end()).as_bytes())
 }
 
+/// `trypipe`: the non-blocking imports on pipe ends, and the hostile
+/// calls (buffers outside the micro-heap, the wrong end, a closed handle,
+/// a closed peer) that must get an error code, never a trap or a hang.
+fn try_pipe() -> io::Result<()> {
+    let (reader, writer) = pipe()?;
+    let (r, w) = (reader.as_raw(), writer.as_raw());
+    let mut buf = [0u8; 4];
+    // SAFETY (every call below): the host checks each buffer against the
+    // micro-heap; valid ones are local arrays of the length passed.
+    let read_now = |buf: &mut [u8]| unsafe { sys::try_read(r, buf.as_mut_ptr(), buf.len()) };
+    let text = |buf: &[u8], n: i32| String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
+    report("empty", read_now(&mut buf));
+    report("write", unsafe { sys::try_write(w, b"abc".as_ptr(), 3) });
+    let n = read_now(&mut buf[..2]);
+    report("read", format!("{n} {}", text(&buf, n)));
+    let n = read_now(&mut buf);
+    report("read", format!("{n} {}", text(&buf, n)));
+    let outside = 0xffff_fff0usize as *const u8;
+    report("write_fault", unsafe { sys::try_write(w, outside, 64) });
+    report("write_wrap", unsafe {
+        sys::try_write(w, std::ptr::without_provenance(1), usize::MAX)
+    });
+    unsafe { sys::try_write(w, b"x".as_ptr(), 1) };
+    report("read_fault", unsafe {
+        sys::try_read(r, outside as *mut u8, 64)
+    });
+    let n = read_now(&mut buf);
+    report("kept", format!("{n} {}", text(&buf, n)));
+    // The blocking imports check the buffer before they wait.
+    report("read_blocking_fault", unsafe {
+        sys::read(r, outside as *mut u8, 64)
+    });
+    report("write_blocking_fault", unsafe {
+        sys::write(w, outside, 64)
+    });
+    report("read_on_write_end", unsafe {
+        sys::try_read(w, buf.as_mut_ptr(), 4)
+    });
+    report("write_on_read_end", unsafe {
+        sys::try_write(r, b"z".as_ptr(), 1)
+    });
+    report("closed", unsafe { sys::try_read(900, buf.as_mut_ptr(), 4) });
+    let big = vec![7u8; 128 << 10];
+    report("fill", unsafe {
+        sys::try_write(w, big.as_ptr(), big.len())
+    });
+    report("full", unsafe { sys::try_write(w, b"z".as_ptr(), 1) });
+    let mut sink = vec![0u8; 128 << 10];
+    report("drain", read_now(&mut sink));
+    unsafe { sys::try_write(w, b"y".as_ptr(), 1) };
+    drop(writer);
+    let n = read_now(&mut buf);
+    report("eof_data", format!("{n} {}", text(&buf, n)));
+    report("eof", read_now(&mut buf));
+    let (reader, writer) = pipe()?;
+    drop(reader);
+    report("broken", unsafe {
+        sys::try_write(writer.as_raw(), b"z".as_ptr(), 1)
+    });
+    Ok(())
+}
+
+/// `blockedwrite`: a writer blocked on a full pipe gets `pipe` when the
+/// reader exits.
+fn blocked_write() -> io::Result<()> {
+    let (reader, mut writer) = pipe()?;
+    let child = spawn("take10", vec![reader])?;
+    let big = vec![7u8; 128 << 10];
+    // SAFETY: `big` is valid for reads of its length.
+    report("wrote", unsafe {
+        sys::try_write(writer.as_raw(), big.as_ptr(), big.len())
+    });
+    let result = writer.write_all(&big);
+    report("write", result.map_or_else(|err| code(&err), |()| 0));
+    report("status", child.wait()?.into_raw());
+    Ok(())
+}
+
+/// The `blockedwrite` child: reads 10 bytes from handle 0, then exits.
+fn take10() -> io::Result<()> {
+    // SAFETY: the parent passed handle 0; nothing else owns it.
+    let mut data = unsafe { Handle::from_raw(0) };
+    data.read_exact(&mut [0; 10])
+}
+
 /// A spawned process: argv\[1\] is its role.
 fn child(role: &str) {
     let result = match role {
@@ -442,6 +543,7 @@ fn child(role: &str) {
             Ok(())
         }
         "handoff" => handoff_child(),
+        "take10" => take10(),
         _ => {
             eprintln!("unknown role {role:?}");
             std::process::exit(2)

@@ -17,6 +17,7 @@ use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::clock::now;
 use super::runq::RunQueue;
 
 thread_local! {
@@ -26,7 +27,7 @@ thread_local! {
     static QUEUE: OnceCell<Arc<RunQueue>> = const { OnceCell::new() };
 }
 
-/// One poll of one task. Times are nanoseconds of [`now`].
+/// One poll of one task. Times are nanoseconds of the kernel's clock ([`now`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Slice {
     /// When the worker started this poll.
@@ -38,20 +39,6 @@ pub(super) struct Slice {
     /// When the poll ended, if the task read the clock as it returned
     /// ([`end_poll`]); the worker then reads it no more.
     pub ended: Option<u64>,
-}
-
-/// The monotonic clock in nanoseconds: the worker's clock, read once per
-/// poll. A plain count costs less to keep and subtract than an `Instant`
-/// (a `timespec`), on the path of every message between processes.
-pub(super) fn now() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is valid for writes; CLOCK_MONOTONIC always exists, so
-    // the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Compute time of the process currently running on this thread.

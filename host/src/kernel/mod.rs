@@ -13,6 +13,7 @@
 //! polls futures and requeues them when their wakers fire. See
 //! docs/kernel.md for the choices and figures.
 
+mod clock;
 pub mod compute;
 mod runq;
 mod task;
@@ -93,6 +94,7 @@ impl Kernel {
         engine: &wasmtime::Engine,
         reactor: &Arc<crate::reactor::Reactor>,
     ) -> anyhow::Result<Kernel> {
+        clock::init();
         let preempt_engine = engine.clone();
         let runq = Arc::new(RunQueue::new(
             move || preempt_engine.increment_epoch(),

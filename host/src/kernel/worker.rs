@@ -3,8 +3,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
+use super::clock;
 use super::compute::{self, Slice};
 use super::runq::{Priority, RunQueue};
 use super::task::{Task, DONE, RUNNING, SCHEDULED, WOKEN, YIELDED};
@@ -20,7 +21,7 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
     loop {
         let task = runq.pop();
         // One clock read per poll: a poll's end is the next one's start.
-        let mut now = poll_once(task, compute::now());
+        let mut now = poll_once(task, clock::now());
         let mut streak = 0;
         while let Some(next) = Task::take_next() {
             if streak == NEXT_SLOT_STREAK {
@@ -37,10 +38,10 @@ pub(super) fn run(runq: &Arc<RunQueue>, polls: &AtomicU64) -> ! {
 }
 
 /// Polls `task` once, starting at `started` (nanoseconds of
-/// [`compute::now`]); returns when the poll ended.
+/// [`clock::now`]); returns when the poll ended.
 fn poll_once(task: Arc<Task>, started: u64) -> u64 {
     task.state.store(RUNNING, Ordering::Release);
-    let waker = Waker::from(Arc::clone(&task));
+    let waker = Task::waker_ref(&task);
     let mut cx = Context::from_waker(&waker);
     let mut slot = task
         .slot
@@ -68,7 +69,7 @@ fn poll_once(task: Arc<Task>, started: u64) -> u64 {
         task.runq.hog_running(false);
     }
     let slice = compute::leave();
-    let ended = slice.and_then(|s| s.ended).unwrap_or_else(compute::now);
+    let ended = slice.and_then(|s| s.ended).unwrap_or_else(clock::now);
     let elapsed = ended.saturating_sub(started);
     slot.polled += elapsed;
     let computed = slice.map_or(0, |s| s.before + elapsed);
@@ -123,6 +124,7 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
     use std::sync::Mutex;
+    use std::task::Waker;
     use std::thread;
     use std::time::Duration;
 
@@ -147,7 +149,7 @@ mod tests {
             &runq,
         );
         for _ in 0..3 {
-            poll_once(runq.pop(), compute::now());
+            poll_once(runq.pop(), clock::now());
             // Woken from outside the poll: the task blocked and is queued again.
             waker.lock().unwrap().take().unwrap().wake();
         }
@@ -159,5 +161,74 @@ mod tests {
             seen.iter().all(|&(_, since_block)| since_block < ms(20)),
             "the budget's clock starts over at every block: {seen:?}"
         );
+    }
+
+    fn worker_queue() -> Arc<RunQueue> {
+        let reactor = crate::reactor::Reactor::start().unwrap();
+        let runq = Arc::new(RunQueue::new(|| {}, reactor));
+        // This test's thread polls as a worker of `runq`.
+        Task::set_worker_queue(&runq);
+        runq
+    }
+
+    #[test]
+    fn a_task_started_by_the_running_task_runs_next_on_its_worker() {
+        let runq = worker_queue();
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let (queue, log) = (Arc::clone(&runq), Arc::clone(&ran));
+        Task::spawn(
+            Box::pin(async move {
+                for child in ["first", "second"] {
+                    let log = Arc::clone(&log);
+                    Task::spawn(
+                        Box::pin(async move { log.lock().unwrap().push(child) }),
+                        &queue,
+                    );
+                }
+            }),
+            &runq,
+        );
+        // Spawned from outside a poll: the shared queue.
+        assert_eq!(runq.lengths(), (1, 0));
+        poll_once(runq.pop(), clock::now());
+        // The second child holds the next slot; the first moved on to the
+        // shared queue, where an idle worker would take it.
+        assert_eq!(runq.lengths(), (1, 0));
+        poll_once(
+            Task::take_next().expect("a child in the next slot"),
+            clock::now(),
+        );
+        assert_eq!(*ran.lock().unwrap(), ["second"]);
+        poll_once(runq.pop(), clock::now());
+        assert_eq!(*ran.lock().unwrap(), ["second", "first"]);
+        assert!(Task::take_next().is_none());
+    }
+
+    #[test]
+    fn a_polls_waker_counts_no_reference_and_a_parked_clone_holds_one() {
+        let runq = worker_queue();
+        let parked = Arc::new(Mutex::new(None::<Waker>));
+        let slot = Arc::clone(&parked);
+        let mut polls = 0;
+        Task::spawn(
+            Box::pin(poll_fn(move |cx| {
+                polls += 1;
+                if polls == 2 {
+                    return Poll::Ready(());
+                }
+                *slot.lock().unwrap() = Some(cx.waker().clone());
+                Poll::Pending
+            })),
+            &runq,
+        );
+        let task = runq.pop();
+        poll_once(Arc::clone(&task), clock::now());
+        assert_eq!(Arc::strong_count(&task), 2, "ours and the parked clone's");
+        // Woken from outside a poll: the clone's count goes to the queue.
+        parked.lock().unwrap().take().unwrap().wake();
+        assert_eq!(Arc::strong_count(&task), 2, "ours and the queue's");
+        poll_once(runq.pop(), clock::now());
+        assert_eq!(Arc::strong_count(&task), 1, "done: only ours");
+        assert_eq!(task.state.load(Ordering::Acquire), DONE);
     }
 }

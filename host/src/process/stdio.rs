@@ -66,10 +66,10 @@ impl StdioLink {
     /// Reads up to `size` bytes (at most [`MAX_READ`], and no more than the
     /// host-memory account has room for) from `conn` now. The bytes land in
     /// this thread's scratch buffer and only what arrived is copied out: no
-    /// guest-sized buffer is allocated and zeroed per attempt (4 of the 22
-    /// thousand instructions of a spawn went to zeroing one that a first
-    /// read, finding nothing, dropped). Returns the read-event count `seen`
-    /// for [`Connection::poll_readable`] as well.
+    /// guest-sized buffer is allocated and zeroed per attempt (callgrind
+    /// counted 4 of a spawn's 22 thousand instructions zeroing one that the
+    /// first read, finding nothing, dropped). Returns the read-event count
+    /// `seen` for [`Connection::poll_readable`] as well.
     fn try_read(&self, conn: &Connection, size: usize) -> StreamResult<(io::Result<Bytes>, u64)> {
         thread_local! {
             static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_READ].into_boxed_slice());
