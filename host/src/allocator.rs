@@ -6,7 +6,7 @@
 //! instantiation's future) take its generic aligned path. A word-aligned
 //! block needs no more than `mi_malloc` gives every block, and `mi_malloc`
 //! serves any size on its ordinary path: a CGI request took 41,260
-//! instructions through `mi_malloc_aligned` and 39,657 through this
+//! instructions through `mi_malloc_aligned` and 39,658 through this
 //! (`scripts/bench-instr`, docs/benchmarks.md).
 
 use std::alloc::{GlobalAlloc, Layout};
