@@ -167,8 +167,13 @@ pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
         Some(timeout) => {
             // In u64, not `as_nanos`'s u128: wasm32 has no 128-bit
             // arithmetic, and the division was a third of a wait's cost.
-            let whole = timeout.as_secs().saturating_mul(1000);
-            let ms = whole.saturating_add(u64::from(timeout.subsec_nanos().div_ceil(1_000_000)));
+            // Compared first, not `saturating_mul`: its overflow check is
+            // a 128-bit multiply (`__multi3`) on wasm32.
+            let secs = timeout.as_secs();
+            if secs > i32::MAX as u64 / 1000 {
+                return i32::MAX;
+            }
+            let ms = secs * 1000 + u64::from(timeout.subsec_nanos().div_ceil(1_000_000));
             i32::try_from(ms).unwrap_or(i32::MAX)
         }
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::Errno;
 use crate::conn::Connection;
+use crate::kernel::timer::Sleep;
 use crate::listener::Listener;
 use crate::pipe::{PipeReader, PipeWriter};
 use crate::process::{ChildStatus, StdioLink};
@@ -58,6 +59,9 @@ pub struct IoCtx {
     max_handles: usize,
     /// The stdio made from handle 0's connection, cut off when handle 0 leaves.
     stdio: Option<Arc<StdioLink>>,
+    /// The timer of this process's last `poll` with a timeout, kept
+    /// registered for the next one (`poll.rs`).
+    pub poll_timer: Option<Sleep>,
 }
 
 impl IoCtx {
@@ -68,6 +72,7 @@ impl IoCtx {
             handles: handles.into_iter().map(Some).collect(),
             max_handles,
             stdio,
+            poll_timer: None,
         }
     }
 

@@ -56,47 +56,83 @@ async fn poll(
             return Err(Errno::Inval);
         }
         let buffer = guest_buffer(&mut caller, "poll", fds, (count * ENTRY_SIZE) as i32)?;
-        let entries: SmallVec<[(Option<Handle>, u16); INLINE_ENTRIES]> =
-            buffer.memory.data(&caller)[buffer.range.clone()]
-                .chunks_exact(ENTRY_SIZE as usize)
-                .map(|entry| {
-                    let handle = i32::from_le_bytes(entry[..4].try_into().unwrap());
-                    let events = u16::from_le_bytes(entry[4..6].try_into().unwrap());
-                    (caller.data().io.get(handle).ok().cloned(), events)
+        let mut entries: SmallVec<[Entry; INLINE_ENTRIES]> = SmallVec::new();
+        for entry in
+            buffer.memory.data(&caller)[buffer.range.clone()].chunks_exact(ENTRY_SIZE as usize)
+        {
+            let handle = i32::from_le_bytes(entry[..4].try_into().unwrap());
+            entries.push(Entry {
+                handle: caller.data().io.get(handle).ok().cloned(),
+                events: u16::from_le_bytes(entry[4..6].try_into().unwrap()),
+                revents: 0,
+            });
+        }
+        // The process's timer is kept from one poll to the next: a server
+        // loop waits with the same idle timeout before every request, and
+        // registering and cancelling a timer each time cost a lock and a
+        // table insert and remove per request. A kept timer due before
+        // this poll's deadline is used as it is; when it fires early, it is
+        // moved to this deadline (a spurious wake-up per timeout at most).
+        let mut timer = match u64::try_from(timeout_ms) {
+            Ok(ms) if ms > 0 => {
+                let deadline = Instant::now() + Duration::from_millis(ms);
+                let kept = caller.data_mut().io.poll_timer.take();
+                Some(match kept {
+                    Some(timer) if timer.deadline() <= deadline => (timer, deadline),
+                    _ => (caller.data().runtime.kernel.sleep_until(deadline), deadline),
                 })
-                .collect();
-        let deadline = u64::try_from(timeout_ms)
-            .ok()
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
-        let mut timer = deadline.map(|at| caller.data().runtime.kernel.sleep_until(at));
-        let revents = poll_fn(|cx| {
+            }
+            _ => None,
+        };
+        let ready = poll_fn(|cx| {
             let park = (timeout_ms != 0).then_some(&*cx);
-            let revents: SmallVec<[u16; INLINE_ENTRIES]> = entries
-                .iter()
-                .map(|(handle, events)| readiness(handle.as_ref(), *events, park))
-                .collect();
-            // The timer is registered only when nothing is ready: a ready
+            let mut ready = 0;
+            for entry in &mut entries {
+                entry.revents = readiness(entry.handle.as_ref(), entry.events, park);
+                ready += i32::from(entry.revents != 0);
+            }
+            // The timer is looked at only when nothing is ready: a ready
             // poll (the common case) never touches the timer thread.
-            let ready = revents.iter().any(|&bits| bits != 0);
-            let timed_out = !ready
-                && match &mut timer {
-                    Some(timer) => timeout_ms == 0 || Pin::new(timer).poll(cx).is_ready(),
-                    None => false,
-                };
-            if ready || timed_out {
-                Poll::Ready(revents)
+            if ready > 0 {
+                return Poll::Ready(ready);
+            }
+            let timed_out = match &mut timer {
+                None => timeout_ms == 0,
+                Some((timer, deadline)) => loop {
+                    if Pin::new(&mut *timer).poll(cx).is_pending() {
+                        break false;
+                    }
+                    if timer.deadline() >= *deadline {
+                        break true;
+                    }
+                    timer.reset(*deadline);
+                },
+            };
+            if timed_out {
+                Poll::Ready(0)
             } else {
                 Poll::Pending
             }
         })
         .await;
-        let memory = &mut buffer.memory.data_mut(&mut caller)[buffer.range];
-        for (entry, bits) in memory.chunks_exact_mut(ENTRY_SIZE as usize).zip(&revents) {
-            entry[6..8].copy_from_slice(&bits.to_le_bytes());
+        if let Some((timer, _)) = timer {
+            caller.data_mut().io.poll_timer = Some(timer);
         }
-        Ok(revents.iter().filter(|&&bits| bits != 0).count() as i32)
+        let memory = &mut buffer.memory.data_mut(&mut caller)[buffer.range];
+        for (bytes, entry) in memory.chunks_exact_mut(ENTRY_SIZE as usize).zip(&entries) {
+            bytes[6..8].copy_from_slice(&entry.revents.to_le_bytes());
+        }
+        Ok(ready)
     };
     Ok(result.await.unwrap_or_else(Errno::code))
+}
+
+/// One entry of a `poll`: the handle it names (`None`: not open), the
+/// events wanted, and the events found.
+struct Entry {
+    handle: Option<Handle>,
+    events: u16,
+    revents: u16,
 }
 
 /// The revents of one entry: the wanted bits that hold, plus hang-up and

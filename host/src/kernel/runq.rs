@@ -7,6 +7,7 @@
 //! per worker with stealing) because with a few cores the lock is cheap and it
 //! balances perfectly; docs/kernel.md has the measurements.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,6 +27,14 @@ const POPS_PER_TURN: u32 = 32;
 /// How long the watch thread waits for readiness per turn while a CPU hog
 /// runs; it re-checks whether hogs still run this often.
 const WATCH_TURN: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// Whether this thread is in its own `Reactor::turn`, waking what
+    /// became ready: a push from there needs no `Reactor::wake`, the turn
+    /// returns by itself (the wake was an eventfd write, and an empty turn
+    /// after it, per request on one worker).
+    static TURNING_HERE: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Why a task is queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +149,7 @@ impl RunQueue {
                 && !queues.preempt_requested;
             queues.preempt_requested |= preempt;
             // A worker waiting in the reactor runs it, unless an idle one can.
-            let wake_turner = queues.idle == 0 && queues.turn_blocks;
+            let wake_turner = queues.idle == 0 && queues.turn_blocks && !TURNING_HERE.get();
             if wake_turner {
                 // Once is enough: the turn returns and finds the queue.
                 queues.turn_blocks = false;
@@ -203,7 +212,9 @@ impl RunQueue {
         queues.turn_blocks = timeout.is_none();
         queues.pops_since_turn = 0;
         drop(queues);
+        TURNING_HERE.set(true);
         self.reactor.turn(timeout);
+        TURNING_HERE.set(false);
         let mut queues = self.queues.lock().unwrap();
         queues.turning = false;
         queues.turn_blocks = false;

@@ -4,8 +4,10 @@
 //! distinct and the earliest is the first entry. The thread sleeps on a
 //! condition variable until the earliest deadline (a second at most) or until
 //! a timer due before it wakes up anyway is added: the long timeouts of idle
-//! connections, set and cancelled once per request, never wake it. A [`Sleep`] removes its entry when dropped, so a cancelled wait (a
-//! `poll` that returned on I/O, a killed process) leaves nothing behind.
+//! connections never wake it. A [`Sleep`] removes its entry when dropped, so
+//! a cancelled wait (a killed process, a shorter `poll` timeout) leaves
+//! nothing behind; the `poll` import keeps its process's timer registered
+//! from one call to the next (`abi/poll.rs`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -65,6 +67,7 @@ impl Timers {
             timers: Arc::clone(self),
             deadline,
             id: None,
+            waker: None,
         }
     }
 }
@@ -76,6 +79,10 @@ pub struct Sleep {
     deadline: Instant,
     /// Set while registered in the table.
     id: Option<u64>,
+    /// The waker registered in the table, so that polling again with the
+    /// same one (a `poll` kept waiting, a timer kept between polls) takes
+    /// no lock.
+    waker: Option<Waker>,
 }
 
 impl Future for Sleep {
@@ -85,6 +92,14 @@ impl Future for Sleep {
         if Instant::now() >= self.deadline {
             self.cancel();
             return Poll::Ready(());
+        }
+        if self.id.is_some()
+            && self
+                .waker
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
         }
         let id = match self.id {
             Some(id) => id,
@@ -99,12 +114,26 @@ impl Future for Sleep {
         if table.wakes_at.is_none_or(|at| self.deadline < at) {
             self.timers.changed.notify_one();
         }
+        drop(table);
+        self.waker = Some(cx.waker().clone());
         Poll::Pending
     }
 }
 
 impl Sleep {
+    /// When it completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the deadline to `deadline`; the next poll registers it again.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.cancel();
+        self.deadline = deadline;
+    }
+
     fn cancel(&mut self) {
+        self.waker = None;
         if let Some(id) = self.id.take() {
             self.timers
                 .pending
@@ -157,5 +186,36 @@ fn fire(timers: std::sync::Weak<Timers>) {
         for waker in due.drain(..) {
             waker.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn registered(timers: &Timers) -> usize {
+        timers.pending.lock().unwrap().timers.len()
+    }
+
+    #[test]
+    fn a_sleep_registers_once_moves_and_leaves_nothing_behind() {
+        let timers = Timers::start().unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut sleep = timers.sleep_until(far);
+        assert!(Pin::new(&mut sleep).poll(&mut cx).is_pending());
+        // Polled again with the same waker: still the one entry.
+        assert!(Pin::new(&mut sleep).poll(&mut cx).is_pending());
+        assert_eq!(registered(&timers), 1);
+        // Reset to a deadline already past: unregistered, then ready.
+        sleep.reset(Instant::now());
+        assert_eq!(registered(&timers), 0);
+        assert!(Pin::new(&mut sleep).poll(&mut cx).is_ready());
+        sleep.reset(far);
+        assert!(Pin::new(&mut sleep).poll(&mut cx).is_pending());
+        assert_eq!(registered(&timers), 1);
+        drop(sleep);
+        assert_eq!(registered(&timers), 0);
     }
 }

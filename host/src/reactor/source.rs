@@ -31,7 +31,7 @@ pub struct Source {
     /// The socket's token in the reactor; unique for the reactor's lifetime.
     token: Token,
     /// `[read, write]` gates.
-    gates: [Mutex<Gate>; 2],
+    gates: [Gate; 2],
     /// The socket's descriptor, to add write interest; valid while registered.
     fd: RawFd,
     /// The reactor's registry.
@@ -48,12 +48,15 @@ pub struct Source {
 /// One direction's readiness.
 #[derive(Debug, Default)]
 struct Gate {
-    /// Number of readiness events seen for this direction; only grows.
-    events: u64,
+    /// Number of readiness events seen for this direction; only grows, and
+    /// only with the lock held, so [`Source::park`] compares it to what
+    /// its caller saw and parks atomically; [`Source::events`] reads it
+    /// without the lock (twice per wait and once per `try-read`).
+    events: AtomicU64,
     /// The processes waiting for the next event. Several: a connection's
     /// handle may be shared (`dup`, or kept while a copy goes to a child), and
     /// `poll` parks on reads for hang-ups while another process writes.
-    wakers: WakerSet,
+    wakers: Mutex<WakerSet>,
 }
 
 impl Source {
@@ -72,23 +75,24 @@ impl Source {
         self.token
     }
 
-    fn gate(&self, direction: Direction) -> &Mutex<Gate> {
+    fn gate(&self, direction: Direction) -> &Gate {
         &self.gates[direction as usize]
     }
 
     /// Called by the reactor on an event: count it and wake the waiter.
     pub(super) fn notify(&self, direction: Direction) {
         let wakers = {
-            let mut gate = self.gate(direction).lock().unwrap();
-            gate.events += 1;
-            gate.wakers.take()
+            let gate = self.gate(direction);
+            let mut wakers = gate.wakers.lock().unwrap();
+            gate.events.fetch_add(1, Ordering::Release);
+            wakers.take()
         };
         wakers.wake();
     }
 
     /// The current event count for `direction`, to pass to [`Source::park`] later.
     pub fn events(&self, direction: Direction) -> u64 {
-        self.gate(direction).lock().unwrap().events
+        self.gate(direction).events.load(Ordering::Acquire)
     }
 
     /// Parks `cx`'s waker until the next event, unless one arrived since `seen`
@@ -107,11 +111,12 @@ impl Source {
                 return false;
             }
         }
-        let mut gate = self.gate(direction).lock().unwrap();
-        if gate.events != seen {
+        let gate = self.gate(direction);
+        let mut wakers = gate.wakers.lock().unwrap();
+        if gate.events.load(Ordering::Acquire) != seen {
             return false;
         }
-        gate.wakers.register(cx.waker());
+        wakers.register(cx.waker());
         true
     }
 
