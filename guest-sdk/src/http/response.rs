@@ -324,7 +324,12 @@ impl<'a> Response<'a> {
     /// Status line, date, the handler's headers, connection.
     fn write_head_start(&mut self) {
         let out = &mut *self.out;
-        match reason(self.status) {
+        // 200 first: `reason`'s match is a search over its codes.
+        let line = match self.status {
+            200 => Some(&b"HTTP/1.1 200 OK\r\n"[..]),
+            status => reason(status),
+        };
+        match line {
             Some(line) => out.extend_from_slice(line),
             None => {
                 out.extend_from_slice(b"HTTP/1.1 ");
