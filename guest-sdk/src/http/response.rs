@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use mnvkd_http1::has_token;
 
+use super::date::Date;
 use super::io::Io;
 
 /// Responses batched in the output buffer are written out once it holds
@@ -64,8 +65,8 @@ pub struct Response<'a> {
     pub(crate) out: &'a mut Vec<u8>,
     /// The header lines set so far (reused between responses).
     pub(crate) headers: &'a mut Vec<u8>,
-    /// The `Date: …\r\n` line, if the server sends one.
-    pub(crate) date: Option<&'a [u8]>,
+    /// The `Date` line, if the server sends one.
+    pub(crate) date: Option<&'a Date>,
     pub(crate) exchange: Exchange,
     status: u16,
     state: State,
@@ -88,7 +89,7 @@ impl<'a> Response<'a> {
         io: &'a mut dyn Io,
         out: &'a mut Vec<u8>,
         headers: &'a mut Vec<u8>,
-        date: Option<&'a [u8]>,
+        date: Option<&'a Date>,
         exchange: Exchange,
     ) -> Response<'a> {
         headers.clear();
@@ -324,21 +325,22 @@ impl<'a> Response<'a> {
     /// Status line, date, the handler's headers, connection.
     fn write_head_start(&mut self) {
         let out = &mut *self.out;
-        // 200 first: `reason`'s match is a search over its codes.
-        let line = match self.status {
-            200 => Some(&b"HTTP/1.1 200 OK\r\n"[..]),
-            status => reason(status),
-        };
-        match line {
-            Some(line) => out.extend_from_slice(line),
-            None => {
-                out.extend_from_slice(b"HTTP/1.1 ");
-                push_decimal(out, u64::from(self.status.min(999)));
-                out.extend_from_slice(b" \r\n");
+        match (self.status, self.date) {
+            // The common case in one copy.
+            (200, Some(date)) => out.extend_from_slice(date.ok_head()),
+            (status, date) => {
+                match reason(status) {
+                    Some(line) => out.extend_from_slice(line),
+                    None => {
+                        out.extend_from_slice(b"HTTP/1.1 ");
+                        push_decimal(out, u64::from(status.min(999)));
+                        out.extend_from_slice(b" \r\n");
+                    }
+                }
+                if let Some(date) = date {
+                    out.extend_from_slice(date.line());
+                }
             }
-        }
-        if let Some(date) = self.date {
-            out.extend_from_slice(date);
         }
         out.extend_from_slice(self.headers);
         if !self.exchange.keep_alive {
