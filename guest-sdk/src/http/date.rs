@@ -6,22 +6,28 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`: the header line as sent.
 pub(crate) const LINE_LEN: usize = 6 + 29 + 2;
 
+/// The status line most responses start with, kept in front of the `Date`
+/// line so that the two are one copy.
+const OK_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
+
 /// The `Date` header line for the current second, cached.
 #[derive(Debug)]
 pub(crate) struct Date {
-    /// The Unix second `line` shows; `u64::MAX` before the first refresh.
+    /// The Unix second `head` shows; `u64::MAX` before the first refresh.
     secs: u64,
-    line: [u8; LINE_LEN],
+    /// [`OK_LINE`], then the `Date` line.
+    head: [u8; OK_LINE.len() + LINE_LEN],
 }
 
 impl Date {
     pub(crate) fn new() -> Date {
-        let mut line = [b' '; LINE_LEN];
-        line[..6].copy_from_slice(b"Date: ");
-        line[LINE_LEN - 2..].copy_from_slice(b"\r\n");
+        let mut head = [b' '; OK_LINE.len() + LINE_LEN];
+        head[..OK_LINE.len()].copy_from_slice(OK_LINE);
+        head[OK_LINE.len()..][..6].copy_from_slice(b"Date: ");
+        head[OK_LINE.len() + LINE_LEN - 2..].copy_from_slice(b"\r\n");
         Date {
             secs: u64::MAX,
-            line,
+            head,
         }
     }
 
@@ -35,13 +41,19 @@ impl Date {
     pub(crate) fn set(&mut self, secs: u64) {
         if secs != self.secs {
             self.secs = secs;
-            format_imf(secs, (&mut self.line[6..6 + 29]).try_into().unwrap());
+            let at = OK_LINE.len() + 6;
+            format_imf(secs, (&mut self.head[at..at + 29]).try_into().unwrap());
         }
     }
 
     /// The whole header line, CRLF included.
     pub(crate) fn line(&self) -> &[u8] {
-        &self.line
+        &self.head[OK_LINE.len()..]
+    }
+
+    /// The `200 OK` status line and then [`Date::line`].
+    pub(crate) fn ok_head(&self) -> &[u8] {
+        &self.head
     }
 }
 
@@ -130,6 +142,16 @@ mod tests {
         assert_eq!(
             imf(4_102_444_799),
             "Date: Thu, 31 Dec 2099 23:59:59 GMT\r\n"
+        );
+    }
+
+    #[test]
+    fn ok_head_is_the_status_line_then_the_date_line() {
+        let mut date = Date::new();
+        date.set(784_111_777);
+        assert_eq!(
+            date.ok_head(),
+            b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
         );
     }
 

@@ -483,8 +483,13 @@ impl Output {
             }
             self.date_stale = false;
         }
-        let date = self.date.as_ref().map(Date::line);
-        Response::new(io, &mut self.out, &mut self.headers, date, exchange)
+        Response::new(
+            io,
+            &mut self.out,
+            &mut self.headers,
+            self.date.as_ref(),
+            exchange,
+        )
     }
 }
 

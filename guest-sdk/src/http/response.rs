@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use mnvkd_http1::has_token;
 
+use super::date::Date;
 use super::io::Io;
 
 /// Responses batched in the output buffer are written out once it holds
@@ -64,8 +65,8 @@ pub struct Response<'a> {
     pub(crate) out: &'a mut Vec<u8>,
     /// The header lines set so far (reused between responses).
     pub(crate) headers: &'a mut Vec<u8>,
-    /// The `Date: …\r\n` line, if the server sends one.
-    pub(crate) date: Option<&'a [u8]>,
+    /// The `Date` line, if the server sends one.
+    pub(crate) date: Option<&'a Date>,
     pub(crate) exchange: Exchange,
     status: u16,
     state: State,
@@ -88,7 +89,7 @@ impl<'a> Response<'a> {
         io: &'a mut dyn Io,
         out: &'a mut Vec<u8>,
         headers: &'a mut Vec<u8>,
-        date: Option<&'a [u8]>,
+        date: Option<&'a Date>,
         exchange: Exchange,
     ) -> Response<'a> {
         headers.clear();
@@ -324,16 +325,22 @@ impl<'a> Response<'a> {
     /// Status line, date, the handler's headers, connection.
     fn write_head_start(&mut self) {
         let out = &mut *self.out;
-        match reason(self.status) {
-            Some(line) => out.extend_from_slice(line),
-            None => {
-                out.extend_from_slice(b"HTTP/1.1 ");
-                push_decimal(out, u64::from(self.status.min(999)));
-                out.extend_from_slice(b" \r\n");
+        match (self.status, self.date) {
+            // The common case in one copy.
+            (200, Some(date)) => out.extend_from_slice(date.ok_head()),
+            (status, date) => {
+                match reason(status) {
+                    Some(line) => out.extend_from_slice(line),
+                    None => {
+                        out.extend_from_slice(b"HTTP/1.1 ");
+                        push_decimal(out, u64::from(status.min(999)));
+                        out.extend_from_slice(b" \r\n");
+                    }
+                }
+                if let Some(date) = date {
+                    out.extend_from_slice(date.line());
+                }
             }
-        }
-        if let Some(date) = self.date {
-            out.extend_from_slice(date);
         }
         out.extend_from_slice(self.headers);
         if !self.exchange.keep_alive {
@@ -346,12 +353,12 @@ impl<'a> Response<'a> {
     /// The head, with `Content-Length: len` unless `len` is `None`.
     fn write_head(&mut self, len: Option<usize>) {
         self.write_head_start();
-        if let Some(len) = len {
-            self.out.extend_from_slice(b"Content-Length: ");
-            push_decimal(self.out, len as u64);
-            self.out.extend_from_slice(b"\r\n");
+        match len {
+            Some(len) => self
+                .out
+                .extend_from_slice(content_length(len as u64, &mut [0; 40])),
+            None => self.out.extend_from_slice(b"\r\n"),
         }
-        self.out.extend_from_slice(b"\r\n");
     }
 
     fn write_head_chunked(&mut self, framed: bool) {
@@ -492,6 +499,25 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
+/// `Content-Length: n`, then the blank line that ends the head, written
+/// into the end of `buf` (one copy to append, where three were).
+fn content_length(mut n: u64, buf: &mut [u8; 40]) -> &[u8] {
+    const NAME: &[u8] = b"Content-Length: ";
+    buf[36..].copy_from_slice(b"\r\n\r\n");
+    let mut at = 36;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // At most 20 digits: `at` is 16 or more.
+    buf[at - NAME.len()..at].copy_from_slice(NAME);
+    &buf[at - NAME.len()..]
+}
+
 /// Appends `n` in lowercase hex.
 fn push_hex(out: &mut Vec<u8>, mut n: usize) {
     let mut digits = [0u8; 16];
@@ -564,6 +590,10 @@ mod tests {
             out.clear();
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
+            assert_eq!(
+                content_length(n, &mut [0; 40]),
+                format!("Content-Length: {n}\r\n\r\n").as_bytes()
+            );
         }
         for n in [0usize, 9, 10, 255, 4096, 0xdead_beef] {
             out.clear();

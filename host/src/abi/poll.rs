@@ -60,9 +60,8 @@ async fn poll(
         for entry in
             buffer.memory.data(&caller)[buffer.range.clone()].chunks_exact(ENTRY_SIZE as usize)
         {
-            let handle = i32::from_le_bytes(entry[..4].try_into().unwrap());
             entries.push(Entry {
-                handle: caller.data().io.get(handle).ok().cloned(),
+                handle: i32::from_le_bytes(entry[..4].try_into().unwrap()),
                 events: u16::from_le_bytes(entry[4..6].try_into().unwrap()),
                 revents: 0,
             });
@@ -84,11 +83,16 @@ async fn poll(
             }
             _ => None,
         };
-        let ready = poll_fn(|cx| {
+        // Moved in as `&mut`: a captured `&Caller` is not `Send`, the future must be.
+        let (caller_ref, entries_ref, timer_ref) = (&mut caller, &mut entries, &mut timer);
+        let ready = poll_fn(move |cx| {
             let park = (timeout_ms != 0).then_some(&*cx);
             let mut ready = 0;
-            for entry in &mut entries {
-                entry.revents = readiness(entry.handle.as_ref(), entry.events, park);
+            // The handles are looked up at each poll, not cloned: only this
+            // process, suspended in this call, changes its table.
+            let io = &caller_ref.data().io;
+            for entry in entries_ref.iter_mut() {
+                entry.revents = readiness(io.get(entry.handle).ok(), entry.events, park);
                 ready += i32::from(entry.revents != 0);
             }
             // The timer is looked at only when nothing is ready: a ready
@@ -96,7 +100,7 @@ async fn poll(
             if ready > 0 {
                 return Poll::Ready(ready);
             }
-            let timed_out = match &mut timer {
+            let timed_out = match timer_ref {
                 None => timeout_ms == 0,
                 Some((timer, deadline)) => loop {
                     if Pin::new(&mut *timer).poll(cx).is_pending() {
@@ -127,10 +131,10 @@ async fn poll(
     Ok(result.await.unwrap_or_else(Errno::code))
 }
 
-/// One entry of a `poll`: the handle it names (`None`: not open), the
-/// events wanted, and the events found.
+/// One entry of a `poll`: the handle it names, the events wanted, and the
+/// events found.
 struct Entry {
-    handle: Option<Handle>,
+    handle: i32,
     events: u16,
     revents: u16,
 }
