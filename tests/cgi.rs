@@ -6,21 +6,9 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 
 use crate::util::{
-    connect, guest, pseudo_random_bytes, read_response, read_until_closed, Response, Server,
+    connect, get, guest, pseudo_random_bytes, read_response, read_until_closed, request, Server,
     TempDir, DEADLINE,
 };
-
-/// Sends `request` on a new connection and reads one response.
-#[track_caller]
-fn request(addr: SocketAddr, request: &[u8]) -> Response {
-    let mut stream = connect(addr);
-    stream.write_all(request).unwrap();
-    read_response(&mut BufReader::new(stream))
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
-}
 
 fn probe(extra: &[&str]) -> Server {
     let mut flags = args!["--http", "cgi-probe"];

@@ -7,8 +7,8 @@ use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
 use crate::util::{
-    connect, guest, pseudo_random_bytes, read_response, read_until_closed, roundtrip, run_ok,
-    ClientLoop, Response, Server, TempDir, DEADLINE,
+    connect, get, guest, post, pseudo_random_bytes, read_response, read_until_closed, request,
+    roundtrip, run_ok, ClientLoop, Response, Server, TempDir, DEADLINE,
 };
 
 const HELLO: &str = "hello-http-p2";
@@ -28,28 +28,6 @@ fn hello_with_manifest(manifest: &str) -> (TempDir, Server) {
     dir.write(&format!("{HELLO}.toml"), manifest);
     let server = Server::start(&[(HELLO, wasm)], &[]);
     (dir, server)
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
-}
-
-fn post(path: &str, body: &[u8]) -> Vec<u8> {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    request
-}
-
-/// Sends `request` on a new connection and reads one response.
-#[track_caller]
-fn request(addr: SocketAddr, request: &[u8]) -> Response {
-    let mut stream = connect(addr);
-    stream.write_all(request).unwrap();
-    read_response(&mut BufReader::new(stream))
 }
 
 #[track_caller]

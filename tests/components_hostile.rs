@@ -30,10 +30,6 @@ fn serve(manifest: &str, extra: &[std::ffi::OsString]) -> (TempDir, Server) {
     (dir, server)
 }
 
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
-}
-
 /// Asserts that a new connection gets the hello.
 #[track_caller]
 fn assert_served(addr: SocketAddr) {

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::util::{
-    assert_bytes_eq, connect, guest, http_get, pseudo_random_bytes, read_response, repo_root,
-    with_start_deadline, Server, DEADLINE,
+    assert_bytes_eq, connect, get, guest, http_get, post, pseudo_random_bytes, read_response,
+    repo_root, with_start_deadline, Server, DEADLINE,
 };
 
 /// How long a cold start may take to compile a component: a bound against a
@@ -45,20 +45,6 @@ fn serve(app: &str) -> Server {
             &[("XDG_CACHE_HOME", cache.as_os_str() as &OsStr)],
         )
     })
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
-}
-
-fn post(path: &str, body: &[u8]) -> Vec<u8> {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    request
 }
 
 /// Everything these tests ask of one language's hello-http component:

@@ -781,6 +781,31 @@ impl Server {
     }
 }
 
+/// The bytes of `GET path` (HTTP/1.1, `Host: test`), to send as they are
+/// or pipelined after others.
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
+}
+
+/// The bytes of `POST path` with `body` (an octet stream with its length).
+pub fn post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// Sends `request` on a new connection and reads one response.
+#[track_caller]
+pub fn request(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = connect(addr);
+    stream.write_all(request).unwrap();
+    read_response(&mut BufReader::new(stream))
+}
+
 /// One HTTP/1.1 request (`method path`, no body) on a new connection,
 /// closed after the response; returns the response.
 #[track_caller]
