@@ -19,14 +19,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Linker};
 use wasmtime_wasi::HostMonotonicClock;
 
+use super::p1::{self, ERRNO_BADF, ERRNO_INVAL, ERRNO_OVERFLOW, ERRNO_SUCCESS};
 use super::ProcessState;
-use crate::abi::guest_buffer;
-
-/// WASI preview 1 errno values this call returns.
-const ERRNO_SUCCESS: i32 = 0;
-const ERRNO_BADF: i32 = 8;
-const ERRNO_INVAL: i32 = 28;
-const ERRNO_OVERFLOW: i32 = 61;
 
 /// Clock ids of WASI preview 1.
 const REALTIME: i32 = 0;
@@ -40,12 +34,10 @@ const THREAD_CPUTIME: i32 = 3;
 /// # Errors
 /// When `linker` has no `clock_time_get` to replace (a bug in this crate).
 pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
-    linker.allow_shadowing(true);
-    let defined = linker
-        .func_wrap("wasi_snapshot_preview1", "clock_time_get", clock_time_get)
-        .map(|_| ());
-    linker.allow_shadowing(false);
-    Ok(defined?)
+    p1::redefine(linker, |linker| {
+        linker.func_wrap(p1::MODULE, "clock_time_get", clock_time_get)?;
+        Ok(())
+    })
 }
 
 /// `clock_time_get(id, precision, result_ptr) -> errno`.
@@ -68,17 +60,7 @@ fn clock_time_get(
         PROCESS_CPUTIME | THREAD_CPUTIME => return Ok(ERRNO_BADF),
         _ => return Ok(ERRNO_INVAL),
     };
-    if !(result as u32).is_multiple_of(8) {
-        return Err(wasmtime::format_err!(
-            "clock_time_get: result pointer {result:#x} is not 8-byte aligned"
-        ));
-    }
-    let Ok(buffer) = guest_buffer(&mut caller, "clock_time_get", result, 8) else {
-        return Err(wasmtime::format_err!(
-            "clock_time_get: result pointer {result:#x} is outside the micro-heap"
-        ));
-    };
-    buffer.memory.data_mut(&mut caller)[buffer.range].copy_from_slice(&now.to_le_bytes());
+    p1::write_aligned(&mut caller, "clock_time_get", result, now.to_le_bytes())?;
     Ok(ERRNO_SUCCESS)
 }
 

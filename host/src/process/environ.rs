@@ -12,11 +12,9 @@
 
 use wasmtime::{Caller, Linker};
 
+use super::p1::{self, trap, ERRNO_OVERFLOW, ERRNO_SUCCESS};
 use super::ProcessState;
 use crate::abi::guest_buffer;
-
-const ERRNO_SUCCESS: i32 = 0;
-const ERRNO_OVERFLOW: i32 = 61;
 
 /// Replaces wasmtime-wasi's `environ_sizes_get` and `environ_get` in
 /// `linker` (which must already hold WASI preview 1).
@@ -24,17 +22,11 @@ const ERRNO_OVERFLOW: i32 = 61;
 /// # Errors
 /// When `linker` has no such functions to replace (a bug in this crate).
 pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
-    linker.allow_shadowing(true);
-    let defined = linker
-        .func_wrap(
-            "wasi_snapshot_preview1",
-            "environ_sizes_get",
-            environ_sizes_get,
-        )
-        .and_then(|linker| linker.func_wrap("wasi_snapshot_preview1", "environ_get", environ_get))
-        .map(|_| ());
-    linker.allow_shadowing(false);
-    Ok(defined?)
+    p1::redefine(linker, |linker| {
+        linker.func_wrap(p1::MODULE, "environ_sizes_get", environ_sizes_get)?;
+        linker.func_wrap(p1::MODULE, "environ_get", environ_get)?;
+        Ok(())
+    })
 }
 
 /// Every variable of the process, in order: the app's, then its own.
@@ -63,8 +55,18 @@ fn environ_sizes_get(
     let (Ok(count), Ok(size)) = (u32::try_from(count), u32::try_from(size)) else {
         return Ok(ERRNO_OVERFLOW);
     };
-    write_u32(&mut caller, "environ_sizes_get", count_ptr, count)?;
-    write_u32(&mut caller, "environ_sizes_get", size_ptr, size)?;
+    p1::write_aligned(
+        &mut caller,
+        "environ_sizes_get",
+        count_ptr,
+        count.to_le_bytes(),
+    )?;
+    p1::write_aligned(
+        &mut caller,
+        "environ_sizes_get",
+        size_ptr,
+        size.to_le_bytes(),
+    )?;
     Ok(ERRNO_SUCCESS)
 }
 
@@ -108,26 +110,4 @@ fn environ_get(
         }
     }
     Ok(ERRNO_SUCCESS)
-}
-
-/// Writes `value` at the guest's `ptr`, which must be 4-byte aligned and
-/// inside its micro-heap (else the call traps, as wasmtime-wasi's does).
-fn write_u32(
-    caller: &mut Caller<'_, ProcessState>,
-    import: &str,
-    ptr: i32,
-    value: u32,
-) -> wasmtime::Result<()> {
-    if !(ptr as u32).is_multiple_of(4) {
-        return Err(trap(import, ptr, "is not 4-byte aligned"));
-    }
-    let Ok(buffer) = guest_buffer(caller, import, ptr, 4) else {
-        return Err(trap(import, ptr, "is outside the micro-heap"));
-    };
-    buffer.memory.data_mut(caller)[buffer.range].copy_from_slice(&value.to_le_bytes());
-    Ok(())
-}
-
-fn trap(import: &str, ptr: i32, what: &str) -> wasmtime::Error {
-    wasmtime::format_err!("{import}: pointer {ptr:#x} {what}")
 }

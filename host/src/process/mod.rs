@@ -11,6 +11,7 @@ mod environ;
 mod exit;
 mod limits;
 pub mod linker;
+mod p1;
 mod state;
 mod stdio;
 pub mod table;
