@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::hostile_clients::{flood, max_rss_until, reset, slowloris};
+use crate::hostile_clients::{flood, max_rss_until, resets_mid_exchange, slowloris};
 use crate::util::*;
 
 const HELLO: &str = "hello-http-p2";
@@ -208,21 +208,7 @@ fn resets_mid_request_and_mid_response_leave_the_host_serving() {
     let addr = server.addr(HELLO);
     let idle: Vec<TcpStream> = (0..50).map(|_| connect(addr)).collect();
     for _ in 0..30 {
-        // Reset in the middle of a request head, and of a streamed body.
-        let mut stream = connect(addr);
-        stream.write_all(b"GET / HTTP/1.1\r\nHost: te").unwrap();
-        reset(stream);
-        let mut stream = connect(addr);
-        stream
-            .write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nabc")
-            .unwrap();
-        reset(stream);
-        // Reset in the middle of a large streamed response.
-        let mut stream = connect(addr);
-        stream.write_all(&get("/big/10000000")).unwrap();
-        let mut some = [0; 1000];
-        stream.read_exact(&mut some).unwrap();
-        reset(stream);
+        resets_mid_exchange(addr, "/echo", "/big/10000000");
     }
     assert_served(addr);
     server.assert_alive();

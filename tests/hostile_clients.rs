@@ -205,6 +205,27 @@ pub(crate) fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// Resets connections to the HTTP app at `addr` in the middle of a request
+/// head, of a POST body to `post_path`, and of the large response to
+/// `GET big_path`.
+pub(crate) fn resets_mid_exchange(addr: SocketAddr, post_path: &str, big_path: &str) {
+    let mut stream = connect(addr);
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: te").unwrap();
+    reset(stream);
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "POST {post_path} HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nabc"
+    )
+    .unwrap();
+    reset(stream);
+    let mut stream = connect(addr);
+    write!(stream, "GET {big_path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut some = [0; 1000];
+    stream.read_exact(&mut some).unwrap();
+    reset(stream);
+}
+
 #[test]
 fn half_open_and_reset_connections_leave_the_host_serving() {
     let (_dir, server) = serve_cgi("probe", "cgi-probe", "");
@@ -219,21 +240,8 @@ fn half_open_and_reset_connections_leave_the_host_serving() {
         let stream = connect(echo);
         stream.shutdown(Shutdown::Write).unwrap();
         assert!(read_until_closed(&mut { stream }).is_empty());
-        // Reset in the middle of a request head, and of a body.
-        let mut stream = connect(cgi);
-        stream.write_all(b"GET / HTTP/1.1\r\nHost: te").unwrap();
-        reset(stream);
-        let mut stream = connect(cgi);
-        stream
-            .write_all(b"POST /sum HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nabc")
-            .unwrap();
-        reset(stream);
-        // Reset in the middle of a large response, and of an echo.
-        let mut stream = connect(cgi);
-        write!(stream, "GET /big/10000000 HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-        let mut some = [0; 1000];
-        stream.read_exact(&mut some).unwrap();
-        reset(stream);
+        resets_mid_exchange(cgi, "/sum", "/big/10000000");
+        // Reset in the middle of an echo.
         let mut stream = connect(echo);
         stream.write_all(&[i as u8; 1000]).unwrap();
         reset(stream);
