@@ -235,11 +235,7 @@ fn environment(head: &RequestHead, conn: &Connection, length: u64) -> Vec<(EnvTe
         env.push(("CONTENT_LENGTH".into(), text::decimal(length).into()));
     }
     if let Some(remote) = peers.remote {
-        env.push(("REMOTE_ADDR".into(), text::ip(remote.ip()).into()));
-        env.push((
-            "REMOTE_PORT".into(),
-            text::decimal(remote.port().into()).into(),
-        ));
+        env.extend(process::address_env(["REMOTE_ADDR", "REMOTE_PORT"], remote));
     }
     let server_name = match (head.header("host"), peers.local) {
         (Some(host), _) => {

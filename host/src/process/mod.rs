@@ -328,21 +328,22 @@ fn peer_env(first: Option<&Handle>) -> Vec<(EnvText, EnvText)> {
     if let Some(Handle::Connection(conn)) = first {
         let peers = conn.peers();
         if let Some(remote) = peers.remote {
-            env.push(("REMOTE_ADDR".into(), text::ip(remote.ip()).into()));
-            env.push((
-                "REMOTE_PORT".into(),
-                text::decimal(remote.port().into()).into(),
-            ));
+            env.extend(address_env(["REMOTE_ADDR", "REMOTE_PORT"], remote));
         }
         if let Some(local) = peers.local {
-            env.push(("SERVER_ADDR".into(), text::ip(local.ip()).into()));
-            env.push((
-                "SERVER_PORT".into(),
-                text::decimal(local.port().into()).into(),
-            ));
+            env.extend(address_env(["SERVER_ADDR", "SERVER_PORT"], local));
         }
     }
     env
+}
+
+/// The variables `names` (an address's, then a port's) set to `addr`'s IP
+/// address and port.
+pub fn address_env(names: [&'static str; 2], addr: SocketAddr) -> [(EnvText, EnvText); 2] {
+    [
+        (names[0].into(), text::ip(addr.ip()).into()),
+        (names[1].into(), text::decimal(addr.port().into()).into()),
+    ]
 }
 
 /// Adds a component's environment to its WASI context: the app's
