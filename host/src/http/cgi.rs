@@ -559,6 +559,16 @@ impl Output {
         Some(bytes)
     }
 
+    /// The rest of a streamed body, and on HTTP/1.1 its last chunk and trailers.
+    fn end_chunked(&mut self, bytes: &mut Vec<u8>) {
+        self.frame_body(bytes);
+        if !self.http10 {
+            bytes.extend_from_slice(b"0\r\n");
+            push_fields(bytes, &self.trailers);
+            bytes.extend_from_slice(b"\r\n");
+        }
+    }
+
     fn frame_body(&mut self, bytes: &mut Vec<u8>) {
         if self.body.is_empty() {
             return;
@@ -651,18 +661,6 @@ impl Output {
         self.response_head(&mut bytes, Some(length));
         bytes.append(&mut self.body);
         Some((bytes, self.keep_alive))
-    }
-}
-
-impl Output {
-    /// The rest of a streamed body, and on HTTP/1.1 its last chunk and trailers.
-    fn end_chunked(&mut self, bytes: &mut Vec<u8>) {
-        self.frame_body(bytes);
-        if !self.http10 {
-            bytes.extend_from_slice(b"0\r\n");
-            push_fields(bytes, &self.trailers);
-            bytes.extend_from_slice(b"\r\n");
-        }
     }
 }
 
