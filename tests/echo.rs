@@ -95,3 +95,34 @@ fn echo_answers_before_half_close_and_ends_with_eof_after_it() {
         crate::conformance::half_close_then_eof(&server, app);
     }
 }
+
+/// Bytes and the end of stream behind them, queued before the guest's first
+/// read: the read gets fewer bytes than it asked for, and the end of stream
+/// brought its event before that read, so none follows it. Each echo still
+/// returns every byte and then ends its stream (the host must not take the
+/// short read for "nothing more until the next event").
+#[test]
+fn bytes_and_end_of_stream_queued_together_are_both_seen() {
+    const CONNECTIONS: usize = 60;
+    let server = serve_echoes();
+    // Send and half-close on every connection before reading any, so most
+    // processes find both waiting when they first read.
+    let conns: Vec<(TcpStream, Vec<u8>)> = (0..CONNECTIONS)
+        .map(|i| {
+            let app = ECHOES[i % ECHOES.len()];
+            let payload = format!("connection {i} to {app}, then end of stream").into_bytes();
+            let mut stream = connect(server.addr(app));
+            stream.write_all(&payload).unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+            (stream, payload)
+        })
+        .collect();
+    for (i, (mut stream, payload)) in conns.into_iter().enumerate() {
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).unwrap_or_else(|err| {
+            panic!("connection {i}: failed to read its echo to the end: {err}");
+        });
+        assert_bytes_eq(&format!("connection {i}"), &payload, &got);
+    }
+    server.assert_alive();
+}

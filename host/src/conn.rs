@@ -106,8 +106,18 @@ impl Connection {
 
     /// Reads into `buf`; `Ready(Ok(0))` is end of stream.
     pub fn poll_read(&self, cx: &Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.source
-            .poll_io(Direction::Read, cx, || self.read_socket(buf))
+        loop {
+            let (result, seen) = self.try_read(buf);
+            match result {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if self.source.park(Direction::Read, seen, cx) {
+                        return Poll::Pending;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
     }
 
     fn read_socket(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -142,8 +152,8 @@ impl Connection {
     /// Reads what is there now without blocking; `WouldBlock` if nothing.
     /// Returns the read and the readiness count to wait on after `WouldBlock`.
     pub fn try_read(&self, buf: &mut [u8]) -> (io::Result<usize>, u64) {
-        self.source
-            .try_io(Direction::Read, || self.read_socket(buf))
+        let capacity = buf.len();
+        self.source.try_read(capacity, || self.read_socket(buf))
     }
 
     /// Waits for a read event newer than `seen` (from [`Connection::try_read`]).
@@ -240,6 +250,7 @@ impl Connection {
             Socket::Tcp(stream) => stream.shutdown(Shutdown::Read),
             Socket::Unix(stream) => stream.shutdown(Shutdown::Read),
         };
+        self.source.forget_drained();
     }
 
     /// Shuts both directions down: the peer sees end of stream at once, even
@@ -249,6 +260,7 @@ impl Connection {
             Socket::Tcp(stream) => stream.shutdown(Shutdown::Both),
             Socket::Unix(stream) => stream.shutdown(Shutdown::Both),
         };
+        self.source.forget_drained();
     }
 
     /// Shuts the write direction down: the peer sees end of stream, and this

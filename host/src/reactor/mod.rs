@@ -52,7 +52,7 @@ pub struct Reactor {
 struct Poller {
     poll: Poll,
     events: Events,
-    ready: Vec<(Arc<Source>, (bool, bool))>,
+    ready: Vec<(Arc<Source>, (bool, bool, bool))>,
 }
 
 impl Reactor {
@@ -110,12 +110,12 @@ impl Reactor {
         }
         let count = ready.len();
         // Wake outside the table lock: a woken process may register a socket at once.
-        for (source, (read, write)) in ready.drain(..) {
+        for (source, (read, write, closed)) in ready.drain(..) {
             if read {
-                source.notify(Direction::Read);
+                source.notify(Direction::Read, closed);
             }
             if write {
-                source.notify(Direction::Write);
+                source.notify(Direction::Write, closed);
             }
         }
         count
@@ -191,12 +191,14 @@ impl Hasher for TokenHasher {
     }
 }
 
-/// Which directions an event makes worth retrying. Errors and hang-ups wake
-/// both, so the blocked operation runs and reports them.
-fn event_directions(event: &mio::event::Event) -> (bool, bool) {
+/// Which directions an event makes worth retrying, and whether it reports
+/// end of stream or an error. Errors and hang-ups wake both, so the blocked
+/// operation runs and reports them.
+fn event_directions(event: &mio::event::Event) -> (bool, bool, bool) {
     let broken = event.is_error();
     (
         event.is_readable() || event.is_read_closed() || broken,
         event.is_writable() || event.is_write_closed() || broken,
+        event.is_read_closed() || broken,
     )
 }

@@ -38,11 +38,16 @@ pub struct Source {
     registry: Arc<Registry>,
     /// Whether the socket is registered for writable events too.
     write_interest: AtomicBool,
-    /// The read event count, plus one, when a read last found nothing to
-    /// read; 0 once a read got bytes (or none failed yet). With it a wait
-    /// for readability needs no `poll(2)`: no event since means nothing
-    /// to read, an event since (and no read) means something is.
+    /// The read event count, plus one, when a read last left nothing to
+    /// read: it found nothing, or got fewer bytes than it asked for; 0 once
+    /// a read filled its buffer (or none ran yet). Until the next event,
+    /// a read needs no syscall (it would find nothing) and neither does a
+    /// wait for readability: an event since means there is something.
     read_drained: AtomicU64,
+    /// Whether an event reported end of stream or an error. A short read
+    /// then no longer means the queue is empty: the end of stream behind
+    /// the bytes brought its event before the read.
+    read_closed: AtomicBool,
 }
 
 /// One direction's readiness.
@@ -68,6 +73,7 @@ impl Source {
             registry,
             write_interest: AtomicBool::new(false),
             read_drained: AtomicU64::new(0),
+            read_closed: AtomicBool::new(false),
         }
     }
 
@@ -80,7 +86,12 @@ impl Source {
     }
 
     /// Called by the reactor on an event: count it and wake the waiter.
-    pub(super) fn notify(&self, direction: Direction) {
+    /// `closed`: the event reported end of stream or an error.
+    pub(super) fn notify(&self, direction: Direction, closed: bool) {
+        if closed {
+            // Before the count: a reader that sees the count sees this.
+            self.read_closed.store(true, Ordering::Relaxed);
+        }
         let wakers = {
             let gate = self.gate(direction);
             let mut wakers = gate.wakers.lock().unwrap();
@@ -137,6 +148,42 @@ impl Source {
             self.read_drained.store(drained, Ordering::Relaxed);
         }
         (result, seen)
+    }
+
+    /// Runs the non-blocking read `op` into a buffer of `capacity` bytes,
+    /// like [`Source::try_io`], unless the last read left nothing and no
+    /// event came since: then it returns `WouldBlock` without the syscall.
+    ///
+    /// A read that got fewer bytes than it asked for took all there was,
+    /// so the read after it (a server that answered a request, looking for
+    /// the next) would find nothing: that was one failed `recv` per
+    /// request. Bytes arriving after the short read bring an event, and the
+    /// count read before it then differs. End of stream queued behind the
+    /// bytes would not bring a new one; it brought its event already, and
+    /// `read_closed` keeps the next read.
+    pub fn try_read(
+        &self,
+        capacity: usize,
+        op: impl FnOnce() -> io::Result<usize>,
+    ) -> (io::Result<usize>, u64) {
+        let seen = self.events(Direction::Read);
+        if self.read_drained.load(Ordering::Relaxed) == seen + 1 {
+            return (Err(io::ErrorKind::WouldBlock.into()), seen);
+        }
+        let result = op();
+        let drained = match &result {
+            Ok(n) => *n > 0 && *n < capacity && !self.read_closed.load(Ordering::Relaxed),
+            Err(err) => err.kind() == io::ErrorKind::WouldBlock,
+        };
+        self.read_drained
+            .store(if drained { seen + 1 } else { 0 }, Ordering::Relaxed);
+        (result, seen)
+    }
+
+    /// Forgets that the last read left nothing: the socket was shut down
+    /// here, and reads now end the stream without an event saying so.
+    pub fn forget_drained(&self) {
+        self.read_drained.store(0, Ordering::Relaxed);
     }
 
     /// The read event count at which a read last found nothing, unless a
