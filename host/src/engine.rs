@@ -21,8 +21,14 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::process::MAX_TABLE_ELEMENTS;
 
-/// Address-space guard after each linear memory.
-const GUARD: u64 = 2 << 20;
+/// Address-space guard after each linear memory: 2 MiB, and one page more
+/// so that memory slots do not start at a multiple of a cache way. Slots are
+/// laid out back to back, `max_memory + GUARD` apart; with 16 MiB + 2 MiB
+/// every process's guest stack top (and each other hot line) fell in the
+/// same L2 sets, 8 ways for all processes. The extra page moves each slot's
+/// lines 64 sets on: at 50 connections hello-http's L2 misses fell from
+/// 23.4 to 6.6 a request in `scripts/bench-cache` (docs/benchmarks.md).
+const GUARD: u64 = (2 << 20) + 4096;
 /// Fiber stack of a process: its Wasm stack plus room for host imports, which
 /// run on the same stack (an idle process's host frames take 2-5 KiB). Only
 /// touched pages are resident, but the kernel's page tables cost about 4 KiB
