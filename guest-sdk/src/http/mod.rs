@@ -384,6 +384,9 @@ struct InBuf {
     end: usize,
     /// The most bytes it grows to.
     cap: usize,
+    /// The last read got fewer bytes than it had room for: it took all the
+    /// stream had, so a `try-read` now would find nothing.
+    drained: bool,
 }
 
 impl InBuf {
@@ -419,15 +422,21 @@ impl InBuf {
     /// for `MIN_READ` more where the limit allows (moving the pending bytes
     /// to the front, or growing, first).
     fn read(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<usize> {
-        let n = io.read(self.room(want))?;
+        let room = self.room(want);
+        let capacity = room.len();
+        let n = io.read(room)?;
         self.end += n;
+        self.drained = n > 0 && n < capacity;
         Ok(n)
     }
 
     /// As [`InBuf::read`], without waiting: `None` when nothing is there.
     fn try_read(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<Option<usize>> {
-        let n = io.try_read(self.room(want))?;
+        let room = self.room(want);
+        let capacity = room.len();
+        let n = io.try_read(room)?;
         self.end += n.unwrap_or(0);
+        self.drained = n.is_some_and(|n| n > 0 && n < capacity);
         Ok(n)
     }
 
@@ -552,6 +561,7 @@ where
                 .max_head
                 .saturating_add(config.max_body)
                 .saturating_add(64 * 1024),
+            drained: false,
         },
         output: Output {
             out: Vec::with_capacity(INITIAL_BUFFER),
@@ -843,7 +853,10 @@ impl Session<'_> {
     /// Reads once, waiting at most `timeout` for bytes (`None`: as long as
     /// it takes); `None` when the timeout passed first. Under load the next
     /// request is usually there already: one `try-read` then, and no
-    /// `poll` before the read (a host call and a syscall saved).
+    /// `poll` before the read (a host call and a syscall saved). After a
+    /// short read the stream had nothing more, and the host would answer
+    /// that `try-read` from its event count: the loop goes straight to
+    /// `poll`, which answers at once if bytes came since.
     fn fill_within(
         &mut self,
         timeout: Option<Duration>,
@@ -851,8 +864,10 @@ impl Session<'_> {
     ) -> std::io::Result<Option<usize>> {
         if timeout.is_some() {
             self.output.date_stale = true;
-            if let Some(n) = self.input.try_read(self.io, want)? {
-                return Ok(Some(n));
+            if !self.input.drained {
+                if let Some(n) = self.input.try_read(self.io, want)? {
+                    return Ok(Some(n));
+                }
             }
         }
         if !self.wait(timeout)? {
