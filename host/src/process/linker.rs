@@ -13,9 +13,7 @@ use crate::abi;
 /// When two groups define the same name (a bug in this crate).
 pub fn new(engine: &Engine) -> anyhow::Result<Linker<ProcessState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut ProcessState| {
-        &mut state.wasi
-    })?;
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, ProcessState::wasi)?;
     super::clock::add_to_linker(&mut linker)?;
     super::environ::add_to_linker(&mut linker)?;
     abi::add_all(&mut linker)?;
