@@ -2,7 +2,7 @@
 //! it: a module that imports no WASI runs without one, and one built late
 //! serves arguments, stdout and the clock as one built at start would.
 
-use crate::util::{assert_bytes_eq, run_ok, TempDir};
+use crate::util::{assert_bytes_eq, run_fail, run_ok, TempDir};
 
 #[test]
 fn a_module_that_imports_no_wasi_runs() {
@@ -54,4 +54,102 @@ fn a_wasi_context_built_late_serves_args_stdout_and_the_clock() {
     let path = dir.write("argv1.wat", ARGV1);
     let stdout = run_ok(&args!["run", path, "hello", "world"], b"");
     assert_bytes_eq("stdout of argv1", b"hello", &stdout);
+}
+
+/// Calls stdio's `fd_read` and `fd_write` as a hostile or careless guest
+/// might and writes their errno values (as `'0' + errno`) and what it read
+/// to stdout. `BUILD` 1 first asks wasmtime-wasi for something (the WASI
+/// context is built, and wasmtime-wasi serves the calls), 0 not (the host
+/// serves them without one until the calls on other descriptors at the end).
+const STDIO_CALLS: &str = r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get"
+    (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read"
+    (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  ;; iovecs: 16 "x"; 24 empty; 32 read buffer; 40 too long for the fuel; 48 the report
+  (data (i32.const 16) "\64\00\00\00\01\00\00\00")
+  (data (i32.const 24) "\c8\00\00\00\00\00\00\00")
+  (data (i32.const 32) "\c8\00\00\00\10\00\00\00")
+  (data (i32.const 40) "\00\00\00\00\00\00\00\09")
+  (data (i32.const 48) "\90\01\00\00\0c\00\00\00")
+  (data (i32.const 100) "x")
+  (func $note (param $at i32) (param $value i32)
+    (i32.store8 (local.get $at) (i32.add (local.get $value) (i32.const 48))))
+  (func (export "_start")
+    (if (i32.const BUILD) (then (drop (call $sizes (i32.const 0) (i32.const 4)))))
+    (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 300)))
+    (call $note (i32.const 400) (call $read (i32.const 0) (i32.const 24) (i32.const 1) (i32.const 300)))
+    (call $note (i32.const 401) (call $read (i32.const 0) (i32.const 32) (i32.const 1) (i32.const 300)))
+    (call $note (i32.const 402) (i32.load (i32.const 300)))
+    (memory.copy (i32.const 410) (i32.const 200) (i32.const 2))
+    (call $note (i32.const 403) (call $read (i32.const 0) (i32.const 32) (i32.const 1) (i32.const 300)))
+    (call $note (i32.const 404) (i32.load (i32.const 300)))
+    (call $note (i32.const 405) (call $write (i32.const 1) (i32.const 16) (i32.const 0x10000000) (i32.const 300)))
+    (call $note (i32.const 406) (call $write (i32.const 1) (i32.const 40) (i32.const 1) (i32.const 300)))
+    (call $note (i32.const 407) (call $read (i32.const 5) (i32.const 32) (i32.const 1) (i32.const 300)))
+    (call $note (i32.const 408) (call $write (i32.const 7) (i32.const 16) (i32.const 1) (i32.const 300)))
+    (call $note (i32.const 409) (call $write (i32.const 2) (i32.const 16) (i32.const 0) (i32.const 300)))
+    (drop (call $write (i32.const 1) (i32.const 48) (i32.const 1) (i32.const 300)))))"#;
+
+#[test]
+fn stdio_calls_without_a_wasi_context_answer_as_wasmtime_wasi_does() {
+    let dir = TempDir::new();
+    // x; intr (27); ok, 2 bytes; ok, 0 bytes (the end); nomem (48) twice;
+    // badf (8) twice; stderr with no iovecs: ok; the bytes read.
+    let expected = b"xK0200``880hi";
+    for build in ["0", "1"] {
+        let path = dir.write(
+            &format!("stdio-{build}.wat"),
+            STDIO_CALLS.replace("BUILD", build),
+        );
+        let stdout = run_ok(&args!["run", path], b"hi");
+        assert_bytes_eq(&format!("stdout with BUILD={build}"), expected, &stdout);
+    }
+}
+
+/// Traps for a bad pointer in `CALL` ([`BAD_CALLS`]). `BUILD` as in
+/// [`STDIO_CALLS`].
+const BAD_POINTERS: &str = r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get"
+    (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read"
+    (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  ;; 16: a good iovec; 24: one whose buffer is outside the micro-heap
+  (data (i32.const 16) "\64\00\00\00\01\00\00\00")
+  (data (i32.const 24) "\00\00\ff\ff\10\00\00\00")
+  (func (export "_start")
+    (if (i32.const BUILD) (then (drop (call $sizes (i32.const 0) (i32.const 4)))))
+    (drop CALL)
+    ;; Not reached: each case traps.
+    (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 300)))))"#;
+
+/// An iovec array outside the micro-heap, a misaligned one, a buffer
+/// outside it, a misaligned `nwritten`, a read buffer outside it.
+const BAD_CALLS: [&str; 5] = [
+    "(call $write (i32.const 1) (i32.const 0xfffffff0) (i32.const 1) (i32.const 300))",
+    "(call $write (i32.const 1) (i32.const 18) (i32.const 1) (i32.const 300))",
+    "(call $write (i32.const 1) (i32.const 24) (i32.const 1) (i32.const 300))",
+    "(call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 301))",
+    "(call $read (i32.const 0) (i32.const 24) (i32.const 1) (i32.const 300))",
+];
+
+#[test]
+fn stdio_calls_with_a_bad_pointer_trap_with_or_without_a_wasi_context() {
+    let dir = TempDir::new();
+    for build in ["0", "1"] {
+        for (case, call) in BAD_CALLS.iter().enumerate() {
+            let path = dir.write(
+                &format!("bad-{build}-{case}.wat"),
+                BAD_POINTERS.replace("BUILD", build).replace("CALL", call),
+            );
+            let (code, stderr) = run_fail(&args!["run", path], b"hi");
+            assert_eq!(code, 1, "BUILD={build} {call}, stderr:\n{stderr}");
+        }
+    }
 }

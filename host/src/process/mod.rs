@@ -9,6 +9,7 @@ mod child;
 mod clock;
 mod environ;
 mod exit;
+mod fd_io;
 mod limits;
 pub mod linker;
 mod p1;
