@@ -65,7 +65,9 @@ fn fd_read<'a>(
     Box::new(async move {
         let memory = match plain_memory(&mut caller) {
             Some(memory) if fd == 0 && caller.data_mut().wasi.stdin().is_some() => memory,
-            _ => return wasi_fd_read(caller, fd, iovs, iovs_len, nread).await,
+            // Boxed: inline, wasmtime-wasi's future (about 600 bytes)
+            // would be part of the one an idle process waits in.
+            _ => return Box::pin(wasi_fd_read(caller, fd, iovs, iovs_len, nread)).await,
         };
         let (buf, len) = match first_non_empty(&mut caller, memory, "fd_read", iovs, iovs_len)? {
             Ok(iov) => iov,
@@ -109,7 +111,7 @@ fn fd_write<'a>(
     Box::new(async move {
         let memory = match plain_memory(&mut caller) {
             Some(memory) if fd == 1 && caller.data_mut().wasi.stdout().is_some() => memory,
-            _ => return wasi_fd_write(caller, fd, iovs, iovs_len, nwritten).await,
+            _ => return Box::pin(wasi_fd_write(caller, fd, iovs, iovs_len, nwritten)).await,
         };
         let (buf, len) = match first_non_empty(&mut caller, memory, "fd_write", iovs, iovs_len)? {
             Ok(iov) => iov,
