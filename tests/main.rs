@@ -32,4 +32,5 @@ mod process_limit;
 mod reload;
 mod run;
 mod soak;
+mod wasi_context;
 mod wit;

@@ -9,6 +9,7 @@ mod child;
 mod clock;
 mod environ;
 mod exit;
+mod fd_io;
 mod limits;
 pub mod linker;
 mod p1;
@@ -16,6 +17,7 @@ mod state;
 mod stdio;
 pub mod table;
 mod tree;
+mod wasi;
 
 pub use child::ChildStatus;
 pub use exit::{Exit, Failure, Limit};
@@ -25,6 +27,7 @@ pub use limits::{
 pub use state::{AppHeap, HeapLimiter, ProcessState, MAX_TABLE_ELEMENTS};
 pub use stdio::{Stdio, StdioLink, Unused};
 pub use tree::TreeMember;
+pub use wasi::{LazyWasi, WasiStdio};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -249,13 +252,13 @@ fn new_state(
     // WASI's environment is served by `environ.rs`, not by wasmtime-wasi.
     let mut env = start.env;
     env.extend(peer_env(start.handles.first()));
-    let (wasi, stdio_link) =
-        wasi_builder(app, start.stdio, start.handles.first(), pid, &host_memory);
+    let (stdio, stdio_link) =
+        wasi_stdio(app, start.stdio, start.handles.first(), pid, &host_memory);
     ProcessState {
         pid,
         app: Arc::clone(app),
         runtime,
-        wasi: { wasi }.args(&start.args).build_p1(),
+        wasi: LazyWasi::new(stdio, start.args),
         env,
         io: IoCtx::new(start.handles, limits.max_handles, stdio_link),
         heap: HeapLimiter::new(
@@ -271,12 +274,12 @@ fn new_state(
     }
 }
 
-/// The WASI context of a new process of `app` (layer 0, and a component's
-/// WASI 0.2): stdin and stdout are `stdio` if the starter chose them, else
-/// the connection in handle 0 (`first`), else nothing in and the log out;
+/// The WASI context of a new process of `app` (a component's WASI 0.2):
+/// stdin and stdout are `stdio` if the starter chose them, else the
+/// connection in handle 0 (`first`), else nothing in and the log out;
 /// stderr goes to the log. Arguments are the app's name and its own. The
-/// caller adds the process's own arguments, and a component's environment
-/// ([`add_environment`]; a core module's is served by `environ.rs`).
+/// caller adds the process's own arguments and its environment
+/// ([`add_environment`]).
 pub fn wasi_builder(
     app: &Arc<App>,
     stdio: Option<Stdio>,
@@ -284,41 +287,28 @@ pub fn wasi_builder(
     pid: Pid,
     host_memory: &Arc<HostMemory>,
 ) -> (WasiCtxBuilder, Option<Arc<StdioLink>>) {
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.monotonic_clock(clock::HostMonotonic);
-    let stderr = stdio::GuestLog {
-        app: Arc::clone(&app.name),
-        limit: Arc::clone(&app.log_limit),
-        pid,
-        stream: "stderr",
-        terminal: app.settings.terminal,
-    };
-    let mut stdio_link = None;
+    let (stdio, link) = wasi_stdio(app, stdio, first, pid, host_memory);
+    (wasi::builder(app, stdio, pid), link)
+}
+
+/// Where the WASI stdin and stdout of a new process of `app` go (see
+/// [`wasi_builder`]), and the link to its connection if they are that.
+fn wasi_stdio(
+    app: &Arc<App>,
+    stdio: Option<Stdio>,
+    first: Option<&Handle>,
+    pid: Pid,
+    host_memory: &Arc<HostMemory>,
+) -> (WasiStdio, Option<Arc<StdioLink>>) {
     match (stdio, first) {
-        (Some(stdio), _) => {
-            wasi.stdin(stdio::BoxedStdin(stdio.stdin))
-                .stdout(stdio::BoxedStdout(stdio.stdout));
-        }
+        (Some(stdio), _) => (WasiStdio::Chosen(stdio), None),
         (None, Some(Handle::Connection(conn))) => {
-            let log = stdio::GuestLog {
-                stream: "stdout",
-                ..stderr.clone()
-            };
-            let link = stdio::StdioLink::new(Arc::clone(conn), log, Arc::clone(host_memory));
-            wasi.stdin(stdio::ConnectionStdio(Arc::clone(&link)))
-                .stdout(stdio::ConnectionStdio(Arc::clone(&link)));
-            stdio_link = Some(link);
+            let log = wasi::log(app, pid, "stdout");
+            let link = StdioLink::new(Arc::clone(conn), log, Arc::clone(host_memory));
+            (WasiStdio::Connection(Arc::clone(&link)), Some(link))
         }
-        // No connection: stdin is empty, stdout goes to the log like stderr.
-        _ => {
-            wasi.stdout(stdio::GuestLog {
-                stream: "stdout",
-                ..stderr.clone()
-            });
-        }
+        _ => (WasiStdio::Log, None),
     }
-    wasi.stderr(stderr).arg(&*app.name).args(&app.settings.args);
-    (wasi, stdio_link)
 }
 
 /// The variables naming the peers of the connection in handle 0 (`first`),

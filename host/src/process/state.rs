@@ -6,6 +6,8 @@ use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use super::LazyWasi;
+
 use crate::abi::handles::IoCtx;
 use crate::app::App;
 use crate::host_memory::HostMemory;
@@ -22,8 +24,9 @@ pub struct ProcessState {
     pub app: Arc<App>,
     /// The kernel and reactor, for `spawn`, `sleep` and `connect`.
     pub runtime: Runtime,
-    /// Layer 0: WASI preview 1 with the connection as stdin/stdout.
-    pub wasi: WasiP1Ctx,
+    /// Layer 0: WASI preview 1 with the connection as stdin/stdout, built
+    /// on the guest's first call into wasmtime-wasi ([`ProcessState::wasi`]).
+    pub wasi: LazyWasi,
     /// Its environment variables after the app's (CGI's, the peers'),
     /// served by `environ.rs`.
     pub env: Vec<(super::EnvText, super::EnvText)>,
@@ -41,6 +44,14 @@ pub struct ProcessState {
     /// Its kernel task's polled time when it started: its CPU time in all
     /// (for `max_cpu`) is the task's polled time since (`process::cpu_time`).
     pub cpu_start: std::time::Duration,
+}
+
+impl ProcessState {
+    /// The process's WASI preview-1 context, built now if this is the
+    /// guest's first call that needs it.
+    pub fn wasi(&mut self) -> &mut WasiP1Ctx {
+        self.wasi.get(&self.app, self.pid)
+    }
 }
 
 /// Caps a process's linear memory and table growth; remembers a refused
