@@ -17,6 +17,15 @@ pub(crate) trait Io {
     fn try_read(&mut self, _buf: &mut [u8]) -> io::Result<Option<usize>> {
         Ok(None)
     }
+    /// Reads after [`Io::wait_readable`] said the stream is readable:
+    /// `None` when nothing is there after all. The host's readiness can be
+    /// stale (an event for bytes an earlier read already took); a blocking
+    /// read then would wait for the client past every timeout, so a stream
+    /// that can read without waiting does, and the loop waits again. A
+    /// stream that cannot tell reads as [`Io::read`] does.
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.read(buf).map(Some)
+    }
     /// Waits until a read would not block; `false` if `timeout` passed first.
     fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool>;
     /// Closes the stream (both directions, where it can).
@@ -71,6 +80,10 @@ impl Io for Connection {
         crate::handle::try_read(0, buf)
     }
 
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        crate::handle::try_read(0, buf)
+    }
+
     fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
         poll_readable(0, timeout)
     }
@@ -104,6 +117,10 @@ impl Io for Owned {
             Some(handle) => crate::handle::try_read(handle.as_raw(), buf),
             None => Ok(Some(0)),
         }
+    }
+
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.try_read(buf)
     }
 
     fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {

@@ -440,6 +440,17 @@ impl InBuf {
         Ok(n)
     }
 
+    /// As [`InBuf::read`], after a wait said the stream is readable (see
+    /// [`Io::read_ready`]): `None` when nothing was there after all.
+    fn read_ready(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<Option<usize>> {
+        let room = self.room(want);
+        let capacity = room.len();
+        let n = io.read_ready(room)?;
+        self.end += n.unwrap_or(0);
+        self.drained = n.is_some_and(|n| n > 0 && n < capacity);
+        Ok(n)
+    }
+
     /// The free space after the pending bytes, made at least `want` pending
     /// bytes in all and `MIN_READ` more where the limit allows.
     fn room(&mut self, want: usize) -> &mut [u8] {
@@ -823,9 +834,11 @@ impl Session<'_> {
                 Ok(true) => {}
                 _ => break,
             }
-            match self.io.read(scratch) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => dropped += n,
+            match self.io.read_ready(scratch) {
+                Ok(Some(0)) | Err(_) => break,
+                Ok(Some(n)) => dropped += n,
+                // Stale readiness: nothing to drop after all; wait again.
+                Ok(None) => {}
             }
         }
         self.io.close();
@@ -834,14 +847,6 @@ impl Session<'_> {
     /// Writes out the batched responses.
     fn flush(&mut self) -> std::io::Result<()> {
         response_flush(self.io, &mut self.output)
-    }
-
-    /// Waits until the connection is readable; `false` on timeout.
-    fn wait(&mut self, timeout: Option<Duration>) -> std::io::Result<bool> {
-        match timeout {
-            None => Ok(true),
-            Some(timeout) => self.io.wait_readable(timeout),
-        }
     }
 
     /// Reads once (see [`InBuf::read`]).
@@ -862,18 +867,24 @@ impl Session<'_> {
         timeout: Option<Duration>,
         want: usize,
     ) -> std::io::Result<Option<usize>> {
-        if timeout.is_some() {
-            self.output.date_stale = true;
-            if !self.input.drained {
-                if let Some(n) = self.input.try_read(self.io, want)? {
-                    return Ok(Some(n));
-                }
+        let Some(timeout) = timeout else {
+            return self.fill(want).map(Some);
+        };
+        self.output.date_stale = true;
+        if !self.input.drained {
+            if let Some(n) = self.input.try_read(self.io, want)? {
+                return Ok(Some(n));
             }
         }
-        if !self.wait(timeout)? {
-            return Ok(None);
+        loop {
+            if !self.io.wait_readable(timeout)? {
+                return Ok(None);
+            }
+            if let Some(n) = self.input.read_ready(self.io, want)? {
+                return Ok(Some(n));
+            }
+            // Stale readiness: nothing to read after all; wait again.
         }
-        self.fill(want).map(Some)
     }
 }
 

@@ -515,3 +515,85 @@ fn steady_state_allocates_nothing_per_request() {
     // Buffers are allocated once per connection; nothing per request.
     assert_eq!(allocations_for(1000), allocations_for(10));
 }
+
+/// A connection whose readiness can be stale, as the host's can: after the
+/// request it says readable once with nothing to read, then times out.
+/// Its blocking read must never be called: that would wait for a client
+/// who waits for the close.
+struct StaleReadiness {
+    request: Option<Vec<u8>>,
+    stale_waits: u32,
+    writes: Vec<u8>,
+    closed: bool,
+}
+
+impl Io for StaleReadiness {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        panic!("a blocking read after a stale readiness would wait forever");
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writes.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(self.request.take().map(|request| {
+            buf[..request.len()].copy_from_slice(&request);
+            request.len()
+        }))
+    }
+
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.try_read(buf)
+    }
+
+    fn wait_readable(&mut self, _timeout: Duration) -> io::Result<bool> {
+        if self.stale_waits > 0 {
+            self.stale_waits -= 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+    }
+}
+
+#[test]
+fn a_stale_readiness_neither_blocks_the_wait_for_a_request_nor_the_close() {
+    // Between requests: readable twice with nothing there, then the idle
+    // timeout ends the connection.
+    let mut io = StaleReadiness {
+        request: Some(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        stale_waits: 2,
+        writes: Vec::new(),
+        closed: false,
+    };
+    let result = run(
+        &server(),
+        &mut io,
+        &mut |_req: &Request<'_>, res: &mut Response<'_>| res.body("hi\n"),
+    );
+    assert!(result.is_ok(), "{result:?}");
+    assert!(io.closed, "the idle connection was closed");
+    let output = String::from_utf8(io.writes).unwrap();
+    assert!(output.starts_with("HTTP/1.1 200 OK\r\n"), "{output}");
+    // After a refusal: the close lingers, readable once with nothing there.
+    let mut io = StaleReadiness {
+        request: Some(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec()),
+        stale_waits: 1,
+        writes: Vec::new(),
+        closed: false,
+    };
+    let result = run(
+        &server(),
+        &mut io,
+        &mut |_req: &Request<'_>, res: &mut Response<'_>| res.body("hi\n"),
+    );
+    assert!(result.is_ok(), "{result:?}");
+    assert!(io.closed, "the refused connection was closed");
+    let output = String::from_utf8(io.writes).unwrap();
+    assert!(output.starts_with("HTTP/1.1 501 "), "{output}");
+}
