@@ -12,17 +12,14 @@ and last-level misses (LL, simulated at the size of one core's L2, L2_KIB:
 the lines that come from the shared L3 or memory). PERFMAP is the host's
 /tmp/perf-PID.map (MNVKD_PERFMAP=1), which names guest code.
 """
-import bisect, collections, re, subprocess, sys
+import collections, os, re, subprocess, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from callgrind_names import ACTIVE, GuestNames  # noqa: E402
 
 dump, perfmap, top, l2_kib = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 EVENTS = ["Ir", "D1mr", "D1mw", "DLmr", "DLmw"]
-
-jit = []
-for line in open(perfmap):
-    addr, size, name = line.split(" ", 2)
-    jit.append((int(addr, 16), int(size, 16), re.sub(r"17h[0-9a-f]{16}E$", "", name.strip())))
-jit.sort()
-starts = [start for start, _, _ in jit]
+names = GuestNames(perfmap)
 
 
 def sends(path):
@@ -48,9 +45,6 @@ out = subprocess.run(
     ["callgrind_annotate", "--auto=no", "--inclusive=no", "--threshold=100",
      "--show=" + ",".join(EVENTS), dump],
     capture_output=True, text=True, check=True).stdout
-# A dump taken while the host runs lists the frames on each thread's stack
-# (thread start, the worker loop) with their inclusive counts: left out.
-active = re.compile(r"clone\.S:clone|:start_thread|::thread_start|call_once\{\{vtable\.shim\}\}|::__rust_begin_short_backtrace")
 number = r"([\d,]+|\.)\s*(?:\([^)]*\))?\s+"
 row = re.compile(r"\s*" + number * len(EVENTS) + r"(.*)$")
 parts = collections.defaultdict(lambda: [0] * len(EVENTS))
@@ -61,14 +55,11 @@ for line in out.splitlines():
         continue
     values = [0 if v == "." else int(v.replace(",", "")) for v in m.groups()[:-1]]
     where = m.group(len(EVENTS) + 1)
-    if "PROGRAM TOTALS" in where or active.search(where.split(" [")[0]):
+    if "PROGRAM TOTALS" in where or ACTIVE.search(where.split(" [")[0]):
         continue
-    j = re.match(r"\?\?\?:0x([0-9a-f]+)", where)
-    if j:
-        addr = int(j.group(1), 16)
-        i = bisect.bisect_right(starts, addr) - 1
-        inside = i >= 0 and addr < jit[i][0] + jit[i][1]
-        part, name = "guest", "guest " + (jit[i][2] if inside else "?")
+    name = names.of(where)
+    if name:
+        part = "guest"
     else:
         name = re.sub(r"\s*\[[^\]]*\]$", "", where.split(":", 1)[-1])
         part = ("libc" if "libc.so" in where

@@ -11,22 +11,14 @@ run's units of work. Prints each run's instructions per unit, then for the
 run with the fewest the split and its TOP costliest functions. PERFMAP is
 the host's /tmp/perf-PID.map (MNVKD_PERFMAP=1), which names guest code.
 """
-import bisect, collections, re, sys
+import collections, os, re, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from callgrind_names import ACTIVE, GuestNames  # noqa: E402
+
 unit, label, perfmap, top, annotated = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 counts = [int(c) for c in sys.argv[6:]]
-jit = []
-try:
-    for line in open(perfmap):
-        addr, size, name = line.split(" ", 2)
-        jit.append((int(addr, 16), int(size, 16), name.strip()))
-except FileNotFoundError:
-    # A host built before MNVKD_PERFMAP: its guest code is counted, unnamed.
-    pass
-jit.sort()
-starts = [start for start, _, _ in jit]
-# A dump taken while the host runs lists the frames on each thread's stack
-# (thread start, the worker loop) with their inclusive counts: left out.
-active = re.compile(r"clone\.S:clone|:start_thread|::thread_start|call_once\{\{vtable\.shim\}\}|::__rust_begin_short_backtrace")
+names = GuestNames(perfmap)
 
 
 def split(path):
@@ -40,14 +32,10 @@ def split(path):
         if "PROGRAM TOTALS" in where:
             total = ir
             continue
-        if active.search(where.split(" [")[0]):
+        if ACTIVE.search(where.split(" [")[0]):
             continue
-        j = re.match(r"\?\?\?:0x([0-9a-f]+)", where)
-        if j:
-            addr = int(j.group(1), 16)
-            i = bisect.bisect_right(starts, addr) - 1
-            inside = i >= 0 and addr < jit[i][0] + jit[i][1]
-            name = "guest " + (jit[i][2] if inside else "?")
+        name = names.of(where)
+        if name:
             parts["guest"] += ir
         else:
             name = re.sub(r"\s*\[[^\]]*\]$", "", where.split(":", 1)[-1])

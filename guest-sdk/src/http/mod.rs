@@ -422,30 +422,31 @@ impl InBuf {
     /// for `MIN_READ` more where the limit allows (moving the pending bytes
     /// to the front, or growing, first).
     fn read(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<usize> {
-        let room = self.room(want);
-        let capacity = room.len();
-        let n = io.read(room)?;
-        self.end += n;
-        self.drained = n > 0 && n < capacity;
-        Ok(n)
+        self.read_with(want, |room| io.read(room).map(Some))
+            .map(|n| n.unwrap_or(0))
     }
 
     /// As [`InBuf::read`], without waiting: `None` when nothing is there.
     fn try_read(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<Option<usize>> {
-        let room = self.room(want);
-        let capacity = room.len();
-        let n = io.try_read(room)?;
-        self.end += n.unwrap_or(0);
-        self.drained = n.is_some_and(|n| n > 0 && n < capacity);
-        Ok(n)
+        self.read_with(want, |room| io.try_read(room))
     }
 
     /// As [`InBuf::read`], after a wait said the stream is readable (see
     /// [`Io::read_ready`]): `None` when nothing was there after all.
     fn read_ready(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<Option<usize>> {
+        self.read_with(want, |room| io.read_ready(room))
+    }
+
+    /// Reads with `read` into the room for `want` (see [`InBuf::read`]),
+    /// noting whether it took all there was.
+    fn read_with(
+        &mut self,
+        want: usize,
+        read: impl FnOnce(&mut [u8]) -> std::io::Result<Option<usize>>,
+    ) -> std::io::Result<Option<usize>> {
         let room = self.room(want);
         let capacity = room.len();
-        let n = io.read_ready(room)?;
+        let n = read(room)?;
         self.end += n.unwrap_or(0);
         self.drained = n.is_some_and(|n| n > 0 && n < capacity);
         Ok(n)

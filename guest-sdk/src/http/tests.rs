@@ -561,39 +561,37 @@ impl Io for StaleReadiness {
     }
 }
 
+/// Serves `request` on a [`StaleReadiness`] readable `stale_waits` times with
+/// nothing there; returns the result, whether it closed, and the output.
+fn serve_stale(request: &[u8], stale_waits: u32) -> (io::Result<()>, bool, String) {
+    let mut io = StaleReadiness {
+        request: Some(request.to_vec()),
+        stale_waits,
+        writes: Vec::new(),
+        closed: false,
+    };
+    let result = run(
+        &server(),
+        &mut io,
+        &mut |_req: &Request<'_>, res: &mut Response<'_>| res.body("hi\n"),
+    );
+    (result, io.closed, String::from_utf8(io.writes).unwrap())
+}
+
 #[test]
 fn a_stale_readiness_neither_blocks_the_wait_for_a_request_nor_the_close() {
     // Between requests: readable twice with nothing there, then the idle
     // timeout ends the connection.
-    let mut io = StaleReadiness {
-        request: Some(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
-        stale_waits: 2,
-        writes: Vec::new(),
-        closed: false,
-    };
-    let result = run(
-        &server(),
-        &mut io,
-        &mut |_req: &Request<'_>, res: &mut Response<'_>| res.body("hi\n"),
-    );
+    let (result, closed, output) = serve_stale(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 2);
     assert!(result.is_ok(), "{result:?}");
-    assert!(io.closed, "the idle connection was closed");
-    let output = String::from_utf8(io.writes).unwrap();
+    assert!(closed, "the idle connection was closed");
     assert!(output.starts_with("HTTP/1.1 200 OK\r\n"), "{output}");
     // After a refusal: the close lingers, readable once with nothing there.
-    let mut io = StaleReadiness {
-        request: Some(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec()),
-        stale_waits: 1,
-        writes: Vec::new(),
-        closed: false,
-    };
-    let result = run(
-        &server(),
-        &mut io,
-        &mut |_req: &Request<'_>, res: &mut Response<'_>| res.body("hi\n"),
+    let (result, closed, output) = serve_stale(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        1,
     );
     assert!(result.is_ok(), "{result:?}");
-    assert!(io.closed, "the refused connection was closed");
-    let output = String::from_utf8(io.writes).unwrap();
+    assert!(closed, "the refused connection was closed");
     assert!(output.starts_with("HTTP/1.1 501 "), "{output}");
 }
