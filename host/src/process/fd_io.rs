@@ -19,6 +19,7 @@ use bytes::Bytes;
 use std::ops::Range;
 
 use wasmtime::{AsContextMut, Caller, Extern, Linker, Memory};
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::StreamError;
 
 use super::p1::{self, trap, ERRNO_SUCCESS};
@@ -238,18 +239,7 @@ async fn wasi_fd_read(
     nread: i32,
 ) -> wasmtime::Result<i32> {
     use wasmtime_wasi::p1::wasi_snapshot_preview1::fd_read;
-    let fuel = caller.as_context_mut().hostcall_fuel();
-    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-        // Shared or missing: left to wasmtime-wasi's glue, which this
-        // crate does not link; no guest of a core module has reached it.
-        return Err(wasmtime::format_err!(
-            "fd_read: the guest exports no plain memory"
-        ));
-    };
-    let (heap, state) = memory.data_and_store_mut(&mut caller);
-    let wasi = state.wasi();
-    wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1::set_hostcall_fuel(wasi, fuel);
-    let mut heap = wiggle::GuestMemory::Unshared(heap);
+    let (wasi, mut heap) = wasi_and_heap(&mut caller, "fd_read")?;
     fd_read(wasi, &mut heap, fd, iovs, iovs_len, nread).await
 }
 
@@ -262,15 +252,27 @@ async fn wasi_fd_write(
     nwritten: i32,
 ) -> wasmtime::Result<i32> {
     use wasmtime_wasi::p1::wasi_snapshot_preview1::fd_write;
+    let (wasi, mut heap) = wasi_and_heap(&mut caller, "fd_write")?;
+    fd_write(wasi, &mut heap, fd, iovs, iovs_len, nwritten).await
+}
+
+/// The process's WASI context (built now if it was not yet), given the
+/// store's hostcall fuel, and the guest's memory as wasmtime-wasi's calls
+/// take it.
+fn wasi_and_heap<'c>(
+    caller: &'c mut Caller<'_, ProcessState>,
+    import: &str,
+) -> wasmtime::Result<(&'c mut WasiP1Ctx, wiggle::GuestMemory<'c>)> {
     let fuel = caller.as_context_mut().hostcall_fuel();
     let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        // Shared or missing: left to wasmtime-wasi's glue, which this
+        // crate does not link; no guest of a core module has reached it.
         return Err(wasmtime::format_err!(
-            "fd_write: the guest exports no plain memory"
+            "{import}: the guest exports no plain memory"
         ));
     };
-    let (heap, state) = memory.data_and_store_mut(&mut caller);
+    let (heap, state) = memory.data_and_store_mut(caller);
     let wasi = state.wasi();
     wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1::set_hostcall_fuel(wasi, fuel);
-    let mut heap = wiggle::GuestMemory::Unshared(heap);
-    fd_write(wasi, &mut heap, fd, iovs, iovs_len, nwritten).await
+    Ok((wasi, wiggle::GuestMemory::Unshared(heap)))
 }
