@@ -106,6 +106,10 @@ pub struct ModuleGuest {
     pub pre: InstancePre<ProcessState>,
     /// Its `_start` export, checked at load to take and return nothing.
     pub start: ModuleExport,
+    /// Its exported `memory`, if any: resolved once here, so that a
+    /// process finds its micro-heap without a lookup by name (a hash of
+    /// the name per process, which CGI pays per request).
+    pub memory: Option<ModuleExport>,
 }
 
 impl App {
@@ -218,7 +222,11 @@ fn link_module(
             .with_context(|| format!("failed to link `{shown}` against the host's imports"))?;
         // Logged once the app is good, so a bad module's one line is its error.
         tracing::info!(app = %name, ms = %format_args!("{ms:.1}"), cache = %outcome, "compiled module");
-        Ok(ModuleGuest { pre, start })
+        let memory = match module.get_export("memory") {
+            Some(ExternType::Memory(_)) => module.get_export_index("memory"),
+            _ => None,
+        };
+        Ok(ModuleGuest { pre, start, memory })
     }
 }
 

@@ -145,8 +145,15 @@ fn fd_write<'a>(
 /// The guest's exported `memory` if it is a plain (unshared) one;
 /// wasmtime-wasi serves the rest (a shared memory) or traps (none).
 fn plain_memory(caller: &mut Caller<'_, ProcessState>) -> Option<Memory> {
+    // Set at instantiation (or by the `mnvkd` imports' first lookup).
+    if let Some(memory) = caller.data().memory {
+        return Some(memory);
+    }
     match caller.get_export("memory") {
-        Some(Extern::Memory(memory)) => Some(memory),
+        Some(Extern::Memory(memory)) => {
+            caller.data_mut().memory = Some(memory);
+            Some(memory)
+        }
         _ => None,
     }
 }

@@ -153,6 +153,13 @@ pub async fn run(app: Arc<App>, runtime: Runtime, start: Start, pid: Pid) -> Exi
             // Boxed: inline, instantiation's future (about 1 KiB) would be
             // part of this one for the whole life of the process.
             let instance = Box::pin(module.pre.instantiate_async(&mut store)).await?;
+            if let Some(export) = &module.memory {
+                if let Some(wasmtime::Extern::Memory(memory)) =
+                    instance.get_module_export(&mut store, export)
+                {
+                    store.data_mut().memory = Some(memory);
+                }
+            }
             let main = instance
                 .get_module_export(&mut store, &module.start)
                 .and_then(wasmtime::Extern::into_func)
