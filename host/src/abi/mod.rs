@@ -127,7 +127,7 @@ fn transfer_range(range: Range<usize>) -> Range<usize> {
 
 /// The byte range of `len` bytes at `ptr` (both read as u32, as the guest
 /// passes them) if it lies wholly inside a memory of `size` bytes.
-fn checked_range(ptr: usize, len: usize, size: usize) -> Option<Range<usize>> {
+pub(crate) fn checked_range(ptr: usize, len: usize, size: usize) -> Option<Range<usize>> {
     let end = ptr.checked_add(len)?;
     (end <= size).then_some(ptr..end)
 }

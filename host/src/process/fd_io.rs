@@ -22,15 +22,11 @@ use wasmtime::{AsContextMut, Caller, Extern, Linker, Memory};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::StreamError;
 
-use super::p1::{self, trap, ERRNO_SUCCESS};
+use super::p1::{
+    self, trap, ERRNO_INTR, ERRNO_IO, ERRNO_NOMEM, ERRNO_PIPE, ERRNO_RANGE, ERRNO_SUCCESS,
+};
 use super::ProcessState;
-
-/// Preview-1 errno values of these calls beyond [`p1`]'s.
-const ERRNO_INTR: i32 = 27;
-const ERRNO_IO: i32 = 29;
-const ERRNO_NOMEM: i32 = 48;
-const ERRNO_PIPE: i32 = 64;
-const ERRNO_RANGE: i32 = 68;
+use crate::abi::checked_range;
 
 /// wasmtime-wasi writes stdout in chunks of at most this (its
 /// `blocking_write_and_flush` takes no more).
@@ -210,9 +206,7 @@ fn heap_range(
     start: u64,
     len: usize,
 ) -> Option<Range<usize>> {
-    let start = usize::try_from(start).ok()?;
-    let end = start.checked_add(len)?;
-    (end <= memory.data_size(caller)).then_some(start..end)
+    checked_range(usize::try_from(start).ok()?, len, memory.data_size(caller))
 }
 
 /// The errno (or trap) wasmtime-wasi gives for a failed stream call.

@@ -15,8 +15,13 @@ pub const MODULE: &str = "wasi_snapshot_preview1";
 /// WASI preview 1 errno values these calls return.
 pub const ERRNO_SUCCESS: i32 = 0;
 pub const ERRNO_BADF: i32 = 8;
+pub const ERRNO_INTR: i32 = 27;
 pub const ERRNO_INVAL: i32 = 28;
+pub const ERRNO_IO: i32 = 29;
+pub const ERRNO_NOMEM: i32 = 48;
 pub const ERRNO_OVERFLOW: i32 = 61;
+pub const ERRNO_PIPE: i32 = 64;
+pub const ERRNO_RANGE: i32 = 68;
 
 /// Replaces wasmtime-wasi's definitions in `linker` (which must already
 /// hold WASI preview 1) with the ones `define` adds.
