@@ -485,37 +485,35 @@ static TOKEN: [bool; 256] = {
 };
 
 /// Appends `n` in decimal.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+    let at = decimal_before(&mut digits, 20, n);
     out.extend_from_slice(&digits[at..]);
 }
 
 /// `Content-Length: n`, then the blank line that ends the head, written
 /// into the end of `buf` (one copy to append, where three were).
-fn content_length(mut n: u64, buf: &mut [u8; 40]) -> &[u8] {
+fn content_length(n: u64, buf: &mut [u8; 40]) -> &[u8] {
     const NAME: &[u8] = b"Content-Length: ";
     buf[36..].copy_from_slice(b"\r\n\r\n");
-    let mut at = 36;
+    // At most 20 digits: `at` is 16 or more.
+    let at = decimal_before(buf, 36, n);
+    buf[at - NAME.len()..at].copy_from_slice(NAME);
+    &buf[at - NAME.len()..]
+}
+
+/// Writes `n` in decimal so that it ends just before `end` in `buf` (which
+/// has room for its up to 20 digits there); returns where it starts.
+fn decimal_before(buf: &mut [u8], end: usize, mut n: u64) -> usize {
+    let mut at = end;
     loop {
         at -= 1;
         buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return at;
         }
     }
-    // At most 20 digits: `at` is 16 or more.
-    buf[at - NAME.len()..at].copy_from_slice(NAME);
-    &buf[at - NAME.len()..]
 }
 
 /// Appends `n` in lowercase hex.
