@@ -312,6 +312,61 @@ fn pipes_poll_reports_handles_that_are_not_open() {
     assert_serves_another_command(&server);
 }
 
+/// `watch`, the interest set, step by step (the `watch` scenario of
+/// guests/pipes): reports carry handle/armed events/revents.
+#[test]
+fn watch_reports_each_armed_handle_once_when_ready() {
+    let server = serve_pipes(&[]);
+    let keys = [
+        "empty",
+        "ready",
+        "oneshot",
+        "rearmed",
+        "disarmed",
+        "writable",
+        "notopen",
+        "many_armed",
+        "many_ready",
+        "armclose",
+        "closed",
+        "timeout",
+        "elapsed_ms",
+        "bad",
+    ];
+    let values = ask_values(&server, "watch", &keys);
+    let want = [
+        // Armed, nothing to read yet.
+        "0 ",
+        // A byte came: reported with the armed events.
+        "1 r/1/1",
+        // One-shot: not reported again though the byte is still there.
+        "0 ",
+        // Armed again: the byte is there, reported at once.
+        "1 r/1/1",
+        // Armed and disarmed in one call: nothing.
+        "0 ",
+        "1 w/2/2",
+        // Not open: reported invalid at once, with the events asked for.
+        "1 999/1/8",
+        // 100 pipes armed; then 3 written to: exactly those three.
+        "0 ",
+        "true [7, 42, 99]",
+        // Closed while armed (its number is the freed `r`): invalid.
+        "0 ",
+        "1 r/1/8",
+        "0",
+    ];
+    for ((key, value), want) in keys.iter().zip(&values).zip(want) {
+        assert_eq!(value, want, "watch step {key}");
+    }
+    let elapsed = number("elapsed_ms", &values[12]);
+    assert!(elapsed >= 50, "a 50 ms watch returned after {elapsed} ms");
+    // A bad event bit and `ready-max` 0 are `inval`, a buffer outside the
+    // heap is `fault`.
+    assert_eq!(values[13], "[-3, -3, -2]", "watch: bad calls");
+    assert_serves_another_command(&server);
+}
+
 #[test]
 fn pipes_bad_spawn_and_wait_arguments_are_refused() {
     let server = serve_pipes(&[]);

@@ -218,6 +218,51 @@ fn microheap_http_coro_answers_1000_pipelined_requests_in_order() {
     );
 }
 
+/// `http-coro-many`: one listener-mode process serves every connection as
+/// coroutines, waiting through `watch`. 200 clients connect and stay; each
+/// asks in turn (in an order the executor does not choose), twice, and
+/// gets its own answer; one of them then pipelines 1000 requests.
+#[test]
+fn microheap_http_coro_many_serves_200_connections_from_one_process() {
+    let server = Server::start(
+        &[("http-coro-many", guest("http-coro-many"))],
+        &["--admin".into(), "127.0.0.1:0".into()],
+    );
+    let addr = server.addr("http-coro-many");
+    let mut clients: Vec<(TcpStream, BufReader<TcpStream>)> = (0..200)
+        .map(|_| {
+            let conn = connect(addr);
+            let reader = BufReader::new(conn.try_clone().unwrap());
+            (conn, reader)
+        })
+        .collect();
+    for round in 0..2 {
+        // Every client asks before any reads: 200 requests in flight.
+        let order: Vec<usize> = (0..200).map(|i| (i * 37 + round * 11) % 200).collect();
+        for &i in &order {
+            let request = format!("GET /r{round}c{i} HTTP/1.1\r\nHost: x\r\n\r\n");
+            clients[i].0.write_all(request.as_bytes()).unwrap();
+        }
+        for &i in order.iter().rev() {
+            assert_eq!(
+                read_response(&mut clients[i].1).text(),
+                format!("/r{round}c{i}\n"),
+                "round {round}, client {i}"
+            );
+        }
+    }
+    // One process holds all 200 connections.
+    let listing = crate::util::http_get(server.admin_addr(), "/processes");
+    let listing = String::from_utf8_lossy(&listing.body).into_owned();
+    assert_eq!(
+        listing.matches("\"http-coro-many\"").count(),
+        1,
+        "one process in /processes: {listing}"
+    );
+    pipeline_1000(&server, "http-coro-many");
+    drop(clients);
+}
+
 #[test]
 fn microheap_shutdown_half_closes_while_reading_goes_on() {
     let server = serve();

@@ -18,6 +18,7 @@
 @external("mnvkd", "spawn") export declare function spawn(argPtr: usize, argLen: usize, handles: usize, count: u32): i32;
 @external("mnvkd", "wait") export declare function wait(child: i32): i32;
 @external("mnvkd", "poll") export declare function poll(fds: usize, count: u32, timeoutMs: i32): i32;
+@external("mnvkd", "watch") export declare function watch(changes: usize, changeCount: u32, ready: usize, readyMax: u32, timeoutMs: i32): i32;
 @external("mnvkd", "sleep") export declare function sleep(ms: u32): i32;
 @external("mnvkd", "connect") export declare function connect(addrPtr: usize, addrLen: usize): i32;
 @external("mnvkd", "accept") export declare function accept(listener: i32): i32;

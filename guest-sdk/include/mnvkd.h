@@ -76,6 +76,7 @@ __attribute__((import_module("mnvkd"), import_name("pipe"))) int32_t mnvkd_pipe(
 __attribute__((import_module("mnvkd"), import_name("spawn"))) int32_t mnvkd_spawn(const char *arg_ptr, size_t arg_len, const int32_t *handles, uint32_t count);
 __attribute__((import_module("mnvkd"), import_name("wait"))) int32_t mnvkd_wait(int32_t child);
 __attribute__((import_module("mnvkd"), import_name("poll"))) int32_t mnvkd_poll(struct mnvkd_pollfd *fds, uint32_t count, int32_t timeout_ms);
+__attribute__((import_module("mnvkd"), import_name("watch"))) int32_t mnvkd_watch(const struct mnvkd_pollfd *changes, uint32_t change_count, struct mnvkd_pollfd *ready, uint32_t ready_max, int32_t timeout_ms);
 __attribute__((import_module("mnvkd"), import_name("sleep"))) int32_t mnvkd_sleep(uint32_t ms);
 __attribute__((import_module("mnvkd"), import_name("connect"))) int32_t mnvkd_connect(const char *addr_ptr, size_t addr_len);
 __attribute__((import_module("mnvkd"), import_name("accept"))) int32_t mnvkd_accept(int32_t listener);

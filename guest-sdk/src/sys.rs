@@ -343,6 +343,42 @@ extern "C" {
     /// ```
     pub fn poll(fds: *mut PollFd, count: usize, timeout_ms: i32) -> i32;
 
+    /// Applies the `change_count` entries at `changes` to this process's
+    /// interest set (events 0 disarms a handle, [`PollFd::READABLE`] and/or
+    /// [`PollFd::WRITABLE`] arm it), then blocks until an armed handle is
+    /// ready or `timeout_ms` milliseconds pass (-1: no timeout; 0: just
+    /// look), and writes up to `ready_max` entries at `ready`: handle, the
+    /// events it was armed for, revents. A reported handle is disarmed.
+    ///
+    /// Arming a handle that is not open reports it invalid at once.
+    /// Returns the number of entries written (0 on timeout), [`FAULT`], or
+    /// [`INVAL`] (more than 1024 changes, `ready_max` 0 or above 1024, an
+    /// unknown event bit, more arms of handles not open than `ready_max`).
+    ///
+    /// # Safety
+    ///
+    /// Always safe for the host: a buffer outside the micro-heap gets
+    /// [`FAULT`]. `changes` must be valid for reads of `change_count`
+    /// entries, `ready` for writes of `ready_max`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mnvkd_guest::PollFd;
+    ///
+    /// let arm = [PollFd::new(0, PollFd::READABLE)];
+    /// let mut ready = [PollFd::default(); 16];
+    /// // SAFETY: both buffers are valid for their lengths.
+    /// let n = unsafe { mnvkd_guest::sys::watch(arm.as_ptr(), 1, ready.as_mut_ptr(), 16, -1) };
+    /// ```
+    pub fn watch(
+        changes: *const PollFd,
+        change_count: usize,
+        ready: *mut PollFd,
+        ready_max: usize,
+        timeout_ms: i32,
+    ) -> i32;
+
     /// Suspends this process for `ms` milliseconds. Returns 0.
     ///
     /// # Safety
@@ -626,6 +662,35 @@ pub unsafe fn poll(fds: *mut PollFd, count: usize, timeout_ms: i32) -> i32 {
     IO
 }
 
+/// Native stub of the `watch` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// use mnvkd_guest::PollFd;
+///
+/// let mut ready = [PollFd::default(); 4];
+/// // SAFETY: `ready` is valid for writes of four entries.
+/// let ret = unsafe { mnvkd_guest::sys::watch(std::ptr::null(), 0, ready.as_mut_ptr(), 4, 0) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn watch(
+    changes: *const PollFd,
+    change_count: usize,
+    ready: *mut PollFd,
+    ready_max: usize,
+    timeout_ms: i32,
+) -> i32 {
+    let _ = (changes, change_count, ready, ready_max, timeout_ms);
+    IO
+}
+
 /// Native stub of the `sleep` import: returns [`IO`] at once.
 ///
 /// # Safety
@@ -712,12 +777,30 @@ mod tests {
     /// The signatures of the lines of `text` that start (trimmed) with
     /// `prefix` and contain `marker`, in order.
     fn signatures(text: &str, prefix: &str, marker: &str) -> Vec<Signature> {
-        text.lines()
+        joined(text)
+            .lines()
             .map(str::trim)
             .filter(|line| line.contains(marker))
             .filter_map(|line| line.strip_prefix(prefix))
             .map(signature)
             .collect()
+    }
+
+    /// `text` with each `pub` declaration rustfmt spread over lines (one
+    /// parameter a line, up to the line starting with `)`) on one line.
+    fn joined(text: &str) -> String {
+        let mut out = String::new();
+        let mut open = false;
+        for line in text.lines().map(str::trim) {
+            out.push_str(line);
+            open = if open {
+                !line.starts_with(')')
+            } else {
+                line.starts_with("pub ") && line.ends_with('(')
+            };
+            out.push(if open { ' ' } else { '\n' });
+        }
+        out
     }
 
     /// The wit type an SDK parameter type stands for (pointers and lengths

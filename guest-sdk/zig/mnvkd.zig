@@ -18,6 +18,7 @@ pub const raw = struct {
     pub extern "mnvkd" fn spawn(arg_ptr: [*]const u8, arg_len: usize, handles: [*]const i32, count: u32) i32;
     pub extern "mnvkd" fn wait(child: i32) i32;
     pub extern "mnvkd" fn poll(fds: [*]PollFd, count: u32, timeout_ms: i32) i32;
+    pub extern "mnvkd" fn watch(changes: [*]const PollFd, change_count: u32, ready: [*]PollFd, ready_max: u32, timeout_ms: i32) i32;
     pub extern "mnvkd" fn sleep(ms: u32) i32;
     pub extern "mnvkd" fn connect(addr_ptr: [*]const u8, addr_len: usize) i32;
     pub extern "mnvkd" fn accept(listener: i32) i32;

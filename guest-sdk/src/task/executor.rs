@@ -1,6 +1,12 @@
 //! The executor: a run queue of coroutines, the I/O waits and timers they
-//! park on, and the one host call (`poll`, `sleep`, or the blocked
+//! park on, and the one host call (`watch`, `sleep`, or the blocked
 //! operation itself) made when none of them can run.
+//!
+//! I/O waits go to the host's interest set (`watch`): a handle is armed
+//! when a coroutine starts waiting on it and the host reports it once
+//! ready, so a wait costs the handles that changed or became ready, never
+//! every handle waited on (a process serving a thousand connections waits
+//! on a thousand).
 //!
 //! Single-threaded: a micro-process runs one thread, so the state lives in
 //! thread-locals and wakers only push a task's number onto the run queue.
@@ -24,6 +30,11 @@ const MAIN: usize = usize::MAX;
 /// so coroutines that keep each other busy in the heap cannot starve those
 /// waiting on handles.
 const POLLS_PER_LOOK: u32 = 256;
+
+/// Most reports one `watch` returns, and most changes one passes: arming
+/// handles that are not open reports each at once, and the host wants
+/// room for all of them.
+const WATCH_BATCH: usize = 64;
 
 /// Set in an I/O wait's result when it is the only thing any coroutine
 /// waits for: the operation may block the process, since nothing else in
@@ -53,6 +64,13 @@ struct Executor {
     waits: RefCell<Vec<Option<IoWait>>>,
     /// Free slots in `waits`.
     free_waits: RefCell<Vec<usize>>,
+    /// Waits not completed yet.
+    pending: Cell<usize>,
+    /// Per handle waited on: its waits and what the host has armed.
+    interests: RefCell<HashMap<i32, Interest>>,
+    /// Handles whose waits changed since the host's interest set was last
+    /// brought up to date.
+    dirty: RefCell<Vec<i32>>,
     /// Timers, earliest first.
     timers: RefCell<BinaryHeap<Timer>>,
     /// Tie-breaker for timers with the same deadline: registration order.
@@ -82,6 +100,18 @@ struct IoWait {
     waker: Waker,
     /// What `poll` found, once it found anything (shared with the future).
     result: Rc<Cell<Option<u16>>>,
+}
+
+/// The waits on one handle, and its entry in the host's interest set.
+#[derive(Default)]
+struct Interest {
+    /// Ids of the waits on it.
+    waits: Vec<usize>,
+    /// The events armed in the host (0: not armed). The host disarms a
+    /// handle when it reports it.
+    armed: u16,
+    /// Whether it is in [`Executor::dirty`].
+    dirty: bool,
 }
 
 /// A sleeping coroutine's deadline.
@@ -272,24 +302,7 @@ impl Executor {
             }
             (false, _, _) => -1,
         };
-        // One entry per handle (a reader and a writer of one connection
-        // share it): the host looks at each entry with a system call.
-        let mut fds: Vec<PollFd> = Vec::new();
-        let mut ids: Vec<(usize, usize, u16)> = Vec::new(); // (wait id, entry, events)
-        let mut entry_of: HashMap<i32, usize> = HashMap::new();
-        for (id, wait) in self.waits.borrow().iter().enumerate() {
-            if let Some(wait) = wait {
-                if wait.result.get().is_none() {
-                    let entry = *entry_of.entry(wait.handle).or_insert_with(|| {
-                        fds.push(PollFd::new(wait.handle, 0));
-                        fds.len() - 1
-                    });
-                    fds[entry].events |= wait.events;
-                    ids.push((id, entry, wait.events));
-                }
-            }
-        }
-        match (ids.len(), timeout_ms) {
+        match (self.pending.get(), timeout_ms) {
             (0, 0) => {}
             (0, -1) => panic!(
                 "mnvkd_guest::task: every coroutine waits for another and none for a handle or a timer (deadlock)"
@@ -300,23 +313,114 @@ impl Executor {
             }
             (1, -1) => {
                 // The only thing anyone waits for: let that operation block.
-                self.complete(ids[0].0, fds[0].events | EXCLUSIVE);
+                let only = self.waits.borrow().iter().enumerate().find_map(|(id, wait)| {
+                    let wait = wait.as_ref()?;
+                    wait.result.get().is_none().then_some((id, wait.events))
+                });
+                let (id, events) = only.expect("one wait is pending");
+                self.complete(id, events | EXCLUSIVE);
             }
-            _ => {
-                // SAFETY: `fds` is valid for reads and writes of its length.
-                let ready = unsafe { sys::poll(fds.as_mut_ptr(), fds.len(), timeout_ms) };
-                if ready > 0 {
-                    for &(id, entry, events) in &ids {
-                        let fd = fds[entry];
-                        if fd.revents & (events | PollFd::HANGUP | PollFd::INVALID) != 0 {
-                            self.complete(id, fd.revents);
-                        }
-                    }
-                }
-            }
+            (_, timeout_ms) => self.watch(timeout_ms),
         }
         if !self.timers.borrow().is_empty() {
             self.fire_timers(Instant::now());
+        }
+    }
+
+    /// Brings the host's interest set up to date with the waits, waits up
+    /// to `timeout_ms` for a handle to be ready, and completes the waits
+    /// on the handles reported.
+    fn watch(&self, timeout_ms: i32) {
+        let changes = self.changes();
+        let mut ready = [PollFd::default(); WATCH_BATCH];
+        let mut chunks = changes.chunks(WATCH_BATCH).peekable();
+        let mut reported = false;
+        loop {
+            let chunk = chunks.next().unwrap_or(&[]);
+            // Only the last call may block, and only when nothing came yet:
+            // every change is in before the process sleeps.
+            let last = chunks.peek().is_none();
+            let timeout_ms = if last && !reported { timeout_ms } else { 0 };
+            // SAFETY: `chunk` is valid for reads of its length, `ready`
+            // for writes of its length.
+            let n = unsafe {
+                sys::watch(
+                    chunk.as_ptr(),
+                    chunk.len(),
+                    ready.as_mut_ptr(),
+                    ready.len(),
+                    timeout_ms,
+                )
+            };
+            let n = usize::try_from(n).expect("watch with checked arguments failed");
+            reported |= n > 0;
+            for report in &ready[..n] {
+                self.reported(report.handle, report.revents);
+            }
+            if last {
+                break;
+            }
+        }
+    }
+
+    /// The changes that bring the host's interest set to the waits: for
+    /// each handle whose waits changed, the events its pending waits want.
+    fn changes(&self) -> Vec<PollFd> {
+        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        let mut interests = self.interests.borrow_mut();
+        let waits = self.waits.borrow();
+        let mut changes = Vec::new();
+        for handle in dirty {
+            let Some(interest) = interests.get_mut(&handle) else {
+                continue;
+            };
+            interest.dirty = false;
+            let wanted = interest
+                .waits
+                .iter()
+                .filter_map(|&id| waits[id].as_ref())
+                .filter(|wait| wait.result.get().is_none())
+                .fold(0, |events, wait| events | wait.events);
+            if wanted != interest.armed {
+                changes.push(PollFd::new(handle, wanted));
+                interest.armed = wanted;
+            }
+        }
+        changes
+    }
+
+    /// Completes the pending waits on `handle` that `revents` answers; the
+    /// host disarmed it.
+    fn reported(&self, handle: i32, revents: u16) {
+        let ids = {
+            let mut interests = self.interests.borrow_mut();
+            let Some(interest) = interests.get_mut(&handle) else {
+                return;
+            };
+            interest.armed = 0;
+            interest.waits.clone()
+        };
+        // Waits it does not answer (a writer, when readable came) are armed
+        // again at the next wait.
+        self.mark_dirty(handle);
+        for id in ids {
+            let events = match self.waits.borrow().get(id) {
+                Some(Some(wait)) if wait.result.get().is_none() => wait.events,
+                _ => continue,
+            };
+            if revents & (events | PollFd::HANGUP | PollFd::INVALID) != 0 {
+                self.complete(id, revents);
+            }
+        }
+    }
+
+    /// Notes that the waits on `handle` changed.
+    fn mark_dirty(&self, handle: i32) {
+        let mut interests = self.interests.borrow_mut();
+        let interest = interests.entry(handle).or_default();
+        if !interest.dirty {
+            interest.dirty = true;
+            self.dirty.borrow_mut().push(handle);
         }
     }
 
@@ -327,6 +431,9 @@ impl Executor {
             let Some(Some(wait)) = waits.get(id) else {
                 return;
             };
+            if wait.result.get().is_none() {
+                self.pending.set(self.pending.get() - 1);
+            }
             wait.result.set(Some(revents));
             wait.waker.clone()
         };
@@ -364,17 +471,28 @@ pub(crate) fn add_wait(handle: i32, events: u16, waker: &Waker) -> (usize, Rc<Ce
             waker: waker.clone(),
             result: Rc::clone(&result),
         };
-        let mut waits = executor.waits.borrow_mut();
-        let id = match executor.free_waits.borrow_mut().pop() {
-            Some(id) => {
-                waits[id] = Some(wait);
-                id
-            }
-            None => {
-                waits.push(Some(wait));
-                waits.len() - 1
+        let id = {
+            let mut waits = executor.waits.borrow_mut();
+            match executor.free_waits.borrow_mut().pop() {
+                Some(id) => {
+                    waits[id] = Some(wait);
+                    id
+                }
+                None => {
+                    waits.push(Some(wait));
+                    waits.len() - 1
+                }
             }
         };
+        executor.pending.set(executor.pending.get() + 1);
+        executor.mark_dirty(handle);
+        executor
+            .interests
+            .borrow_mut()
+            .get_mut(&handle)
+            .expect("marked dirty above")
+            .waits
+            .push(id);
         (id, result)
     })
 }
@@ -382,11 +500,22 @@ pub(crate) fn add_wait(handle: i32, events: u16, waker: &Waker) -> (usize, Rc<Ce
 /// Forgets wait `id` (completed, or its future dropped).
 pub(crate) fn remove_wait(id: usize) {
     EXECUTOR.with(|executor| {
-        if let Some(slot) = executor.waits.borrow_mut().get_mut(id) {
-            if slot.take().is_some() {
-                executor.free_waits.borrow_mut().push(id);
-            }
+        let Some(wait) = executor
+            .waits
+            .borrow_mut()
+            .get_mut(id)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        executor.free_waits.borrow_mut().push(id);
+        if wait.result.get().is_none() {
+            executor.pending.set(executor.pending.get() - 1);
         }
+        if let Some(interest) = executor.interests.borrow_mut().get_mut(&wait.handle) {
+            interest.waits.retain(|&other| other != id);
+        }
+        executor.mark_dirty(wait.handle);
     });
 }
 

@@ -95,6 +95,7 @@ fn serve() {
         "handlebomb" => handle_bomb(),
         "polltimeout" => poll_timeout(number(50)),
         "pollinvalid" => poll_invalid(),
+        "watch" => watch(),
         "badspawn" => bad_spawn(),
         "connect" => connect(param.unwrap_or("")),
         "accept" => {
@@ -361,6 +362,115 @@ fn poll_invalid() -> io::Result<()> {
     ];
     report("poll", poll(&mut fds, None)?);
     report("revents", format!("{},{}", fds[0].revents, fds[1].revents));
+    Ok(())
+}
+
+/// One `watch` call: arms or disarms per `changes`, waits up to
+/// `timeout_ms`; returns the count (or code) and the reports.
+fn watch_call(changes: &[PollFd], timeout_ms: i32) -> (i32, Vec<PollFd>) {
+    let mut ready = [PollFd::default(); 8];
+    // SAFETY: both buffers are valid for their lengths.
+    let n = unsafe {
+        sys::watch(changes.as_ptr(), changes.len(), ready.as_mut_ptr(), ready.len(), timeout_ms)
+    };
+    (n, ready[..n.max(0) as usize].to_vec())
+}
+
+/// A report as `handle/events/revents`, the handle named by `names`.
+fn watch_reports(reports: &[PollFd], names: &[(i32, &str)]) -> String {
+    let name = |handle| {
+        names
+            .iter()
+            .find(|(h, _)| *h == handle)
+            .map_or(handle.to_string(), |(_, name)| (*name).to_owned())
+    };
+    let reports: Vec<String> = reports
+        .iter()
+        .map(|r| format!("{}/{}/{}", name(r.handle), r.events, r.revents))
+        .collect();
+    reports.join(",")
+}
+
+/// `watch`: the interest set, step by step (see tests/coroutines.rs).
+fn watch() -> io::Result<()> {
+    let (reader, mut writer) = pipe()?;
+    let (r, w) = (reader.as_raw(), writer.as_raw());
+    let names = [(r, "r"), (w, "w"), (999, "999")];
+    let step = |key: &str, (n, reports): (i32, Vec<PollFd>)| {
+        report(key, format!("{n} {}", watch_reports(&reports, &names)));
+    };
+    // Armed, nothing to read: a look finds nothing.
+    step("empty", watch_call(&[PollFd::new(r, PollFd::READABLE)], 0));
+    // A byte arrives: reported, with the armed events.
+    writer.write_all(b"x")?;
+    step("ready", watch_call(&[], -1));
+    // Reported once: disarmed, though the byte is still there.
+    step("oneshot", watch_call(&[], 0));
+    // Armed again with the byte there: reported at once.
+    step("rearmed", watch_call(&[PollFd::new(r, PollFd::READABLE)], 0));
+    // Disarmed before it could be looked at: nothing.
+    let changes = [PollFd::new(r, PollFd::READABLE), PollFd::new(r, 0)];
+    step("disarmed", watch_call(&changes, 0));
+    // The writer has room.
+    step("writable", watch_call(&[PollFd::new(w, PollFd::WRITABLE)], 0));
+    // A handle that is not open is reported at once.
+    step("notopen", watch_call(&[PollFd::new(999, PollFd::READABLE)], 0));
+    // Many armed, a few ready: only those are reported.
+    let mut pipes = Vec::new();
+    for _ in 0..100 {
+        pipes.push(pipe()?);
+    }
+    let arm: Vec<PollFd> = pipes
+        .iter()
+        .map(|(reader, _)| PollFd::new(reader.as_raw(), PollFd::READABLE))
+        .collect();
+    step("many_armed", watch_call(&arm, 0));
+    for i in [7, 42, 99] {
+        (&pipes[i].1).write_all(b"y")?;
+    }
+    let (n, reports) = watch_call(&[], -1);
+    let mut got: Vec<usize> = reports
+        .iter()
+        .filter_map(|r| pipes.iter().position(|(reader, _)| reader.as_raw() == r.handle))
+        .collect();
+    // The three may come in one call or several.
+    let mut calls = 1;
+    while got.len() < 3 && calls < 10 {
+        let (_, more) = watch_call(&[], 100);
+        got.extend(
+            more.iter()
+                .filter_map(|r| pipes.iter().position(|(reader, _)| reader.as_raw() == r.handle)),
+        );
+        calls += 1;
+    }
+    got.sort_unstable();
+    report("many_ready", format!("{} {got:?}", n > 0));
+    // A handle closed while armed is reported invalid.
+    drop(reader); // `r` is free for the next handle
+    let (unread, _unread_writer) = pipe()?;
+    let armed = [PollFd::new(unread.as_raw(), PollFd::READABLE)];
+    step("armclose", watch_call(&armed, 0));
+    drop(unread);
+    step("closed", watch_call(&[], 0));
+    // Nobody writes: the timeout passes.
+    let (quiet, _quiet_writer) = pipe()?;
+    let start = Instant::now();
+    let (n, _) = watch_call(&[PollFd::new(quiet.as_raw(), PollFd::READABLE)], 50);
+    report("timeout", n);
+    report("elapsed_ms", start.elapsed().as_millis());
+    // Bad calls change nothing.
+    let mut ready = [PollFd::default(); 1];
+    let bad_bit = [PollFd::new(quiet.as_raw(), 0x10)];
+    // SAFETY: the buffers are valid for their lengths; the last call passes
+    // a pointer past the heap on purpose (the host must answer `fault`).
+    let codes = unsafe {
+        [
+            sys::watch(bad_bit.as_ptr(), 1, ready.as_mut_ptr(), 1, 0),
+            sys::watch(bad_bit.as_ptr(), 0, ready.as_mut_ptr(), 0, 0),
+            sys::watch(bad_bit.as_ptr(), 0, usize::MAX as *mut PollFd, 1, 0),
+        ]
+    };
+    report("bad", format!("{codes:?}"));
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::watch::WatchSet;
 use super::Errno;
 use crate::conn::Connection;
 use crate::kernel::timer::Sleep;
@@ -62,6 +63,9 @@ pub struct IoCtx {
     /// The timer of this process's last `poll` with a timeout, kept
     /// registered for the next one (`poll.rs`).
     pub poll_timer: Option<Sleep>,
+    /// The interest set of `watch` (`watch.rs`), made at the first call:
+    /// most processes never make one.
+    pub watch: Option<Box<WatchSet>>,
 }
 
 impl IoCtx {
@@ -73,6 +77,7 @@ impl IoCtx {
             max_handles,
             stdio,
             poll_timer: None,
+            watch: None,
         }
     }
 
@@ -98,11 +103,15 @@ impl IoCtx {
                 stdio.detach();
             }
         }
-        usize::try_from(handle)
+        let taken = usize::try_from(handle)
             .ok()
             .and_then(|index| self.handles.get_mut(index))
             .and_then(Option::take)
-            .ok_or(Errno::Badf)
+            .ok_or(Errno::Badf)?;
+        if let Some(watch) = &mut self.watch {
+            watch.closed(handle);
+        }
+        Ok(taken)
     }
 
     /// Open handles.

@@ -10,6 +10,7 @@ pub mod io;
 pub mod net;
 pub mod poll;
 pub mod proc;
+pub mod watch;
 
 use std::ops::Range;
 
@@ -34,6 +35,7 @@ pub fn add_all(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     proc::add_to_linker(linker)?;
     poll::add_to_linker(linker)?;
     net::add_to_linker(linker)?;
+    watch::add_to_linker(linker)?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use wasmtime::{Caller, Linker};
 use super::handles::Handle;
 use super::{guest_buffer, Errno, MODULE};
 use crate::conn::Readiness;
+use crate::kernel::timer::Sleep;
 use crate::process::ProcessState;
 
 /// Event bit: data, end of stream, a connection to accept, or a child that ended.
@@ -66,25 +67,9 @@ async fn poll(
                 revents: 0,
             });
         }
-        // The process's timer is kept from one poll to the next: a server
-        // loop waits with the same idle timeout before every request, and
-        // registering and cancelling a timer each time cost a lock and a
-        // table insert and remove per request. A kept timer due before
-        // this poll's deadline is used as it is; when it fires early, it is
-        // moved to this deadline (a spurious wake-up per timeout at most).
-        let mut timer = match u64::try_from(timeout_ms) {
-            Ok(ms) if ms > 0 => {
-                let deadline = Instant::now() + Duration::from_millis(ms);
-                let kept = caller.data_mut().io.poll_timer.take();
-                Some(match kept {
-                    Some(timer) if timer.deadline() <= deadline => (timer, deadline),
-                    _ => (caller.data().runtime.kernel.sleep_until(deadline), deadline),
-                })
-            }
-            _ => None,
-        };
+        let mut timeout = Timeout::start(&mut caller, timeout_ms);
         // Moved in as `&mut`: a captured `&Caller` is not `Send`, the future must be.
-        let (caller_ref, entries_ref, timer_ref) = (&mut caller, &mut entries, &mut timer);
+        let (caller_ref, entries_ref, timeout_ref) = (&mut caller, &mut entries, &mut timeout);
         let ready = poll_fn(move |cx| {
             let park = (timeout_ms != 0).then_some(&*cx);
             let mut ready = 0;
@@ -98,30 +83,15 @@ async fn poll(
             // The timer is looked at only when nothing is ready: a ready
             // poll (the common case) never touches the timer thread.
             if ready > 0 {
-                return Poll::Ready(ready);
-            }
-            let timed_out = match timer_ref {
-                None => timeout_ms == 0,
-                Some((timer, deadline)) => loop {
-                    if Pin::new(&mut *timer).poll(cx).is_pending() {
-                        break false;
-                    }
-                    if timer.deadline() >= *deadline {
-                        break true;
-                    }
-                    timer.reset(*deadline);
-                },
-            };
-            if timed_out {
+                Poll::Ready(ready)
+            } else if timeout_ref.expired(cx) {
                 Poll::Ready(0)
             } else {
                 Poll::Pending
             }
         })
         .await;
-        if let Some((timer, _)) = timer {
-            caller.data_mut().io.poll_timer = Some(timer);
-        }
+        timeout.keep(&mut caller);
         let memory = &mut buffer.memory.data_mut(&mut caller)[buffer.range];
         for (bytes, entry) in memory.chunks_exact_mut(ENTRY_SIZE as usize).zip(&entries) {
             bytes[6..8].copy_from_slice(&entry.revents.to_le_bytes());
@@ -139,9 +109,66 @@ struct Entry {
     revents: u16,
 }
 
+/// How long a `poll` or `watch` waits: forever (negative), not at all
+/// (0), or until a deadline.
+///
+/// The process's timer is kept from one call to the next: a server loop
+/// waits with the same idle timeout before every request, and registering
+/// and cancelling a timer each time cost a lock and a table insert and
+/// remove per request. A kept timer due before this call's deadline is
+/// used as it is; when it fires early, it is moved to this deadline (a
+/// spurious wake-up per timeout at most).
+pub(super) struct Timeout {
+    /// The timeout as the guest gave it.
+    ms: i32,
+    /// The timer and this call's deadline, for a positive timeout.
+    timer: Option<(Sleep, Instant)>,
+}
+
+impl Timeout {
+    /// Starts the timeout of a call, taking the process's kept timer.
+    pub(super) fn start(caller: &mut Caller<'_, ProcessState>, ms: i32) -> Timeout {
+        let timer = match u64::try_from(ms) {
+            Ok(ms) if ms > 0 => {
+                let deadline = Instant::now() + Duration::from_millis(ms);
+                let kept = caller.data_mut().io.poll_timer.take();
+                Some(match kept {
+                    Some(timer) if timer.deadline() <= deadline => (timer, deadline),
+                    _ => (caller.data().runtime.kernel.sleep_until(deadline), deadline),
+                })
+            }
+            _ => None,
+        };
+        Timeout { ms, timer }
+    }
+
+    /// Whether the timeout has passed; parks `cx` on the timer when not.
+    pub(super) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.timer {
+            None => self.ms == 0,
+            Some((timer, deadline)) => loop {
+                if Pin::new(&mut *timer).poll(cx).is_pending() {
+                    break false;
+                }
+                if timer.deadline() >= *deadline {
+                    break true;
+                }
+                timer.reset(*deadline);
+            },
+        }
+    }
+
+    /// Gives the timer back to the process for its next call.
+    pub(super) fn keep(self, caller: &mut Caller<'_, ProcessState>) {
+        if let Some((timer, _)) = self.timer {
+            caller.data_mut().io.poll_timer = Some(timer);
+        }
+    }
+}
+
 /// The revents of one entry: the wanted bits that hold, plus hang-up and
 /// invalid, which are always reported. Parks `cx` when nothing is reported.
-fn readiness(handle: Option<&Handle>, events: u16, cx: Option<&Context<'_>>) -> u16 {
+pub(super) fn readiness(handle: Option<&Handle>, events: u16, cx: Option<&Context<'_>>) -> u16 {
     let want_read = events & READABLE != 0;
     let want_write = events & WRITABLE != 0;
     let bits = match handle {
