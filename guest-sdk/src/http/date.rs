@@ -10,9 +10,21 @@ pub(crate) const LINE_LEN: usize = 6 + 29 + 2;
 /// line so that the two are one copy.
 const OK_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
 
-/// The `Date` header line for the current second, cached.
+/// The `Date` header line for the current second, cached: a server
+/// refreshes it once per batch of requests (one clock read) and copies the
+/// line into each response. [`serve`](super::serve) sends it by itself; a
+/// guest writing its own responses (the coroutine servers) uses this.
+///
+/// # Examples
+///
+/// ```
+/// let mut date = mnvkd_guest::http::Date::new();
+/// date.refresh();
+/// let line = date.line();
+/// assert!(line.starts_with(b"Date: ") && line.ends_with(b" GMT\r\n"));
+/// ```
 #[derive(Debug)]
-pub(crate) struct Date {
+pub struct Date {
     /// The Unix second `head` shows; `u64::MAX` before the first refresh.
     secs: u64,
     /// [`OK_LINE`], then the `Date` line.
@@ -20,7 +32,8 @@ pub(crate) struct Date {
 }
 
 impl Date {
-    pub(crate) fn new() -> Date {
+    /// A line not yet set: call [`Date::refresh`] before the first use.
+    pub fn new() -> Date {
         let mut head = [b' '; OK_LINE.len() + LINE_LEN];
         head[..OK_LINE.len()].copy_from_slice(OK_LINE);
         head[OK_LINE.len()..][..6].copy_from_slice(b"Date: ");
@@ -33,7 +46,7 @@ impl Date {
 
     /// Reads the clock (one host call) and reformats the line if the
     /// second changed.
-    pub(crate) fn refresh(&mut self) {
+    pub fn refresh(&mut self) {
         self.set(unix_secs());
     }
 
@@ -47,13 +60,19 @@ impl Date {
     }
 
     /// The whole header line, CRLF included.
-    pub(crate) fn line(&self) -> &[u8] {
+    pub fn line(&self) -> &[u8] {
         &self.head[OK_LINE.len()..]
     }
 
     /// The `200 OK` status line and then [`Date::line`].
     pub(crate) fn ok_head(&self) -> &[u8] {
         &self.head
+    }
+}
+
+impl Default for Date {
+    fn default() -> Date {
+        Date::new()
     }
 }
 

@@ -67,11 +67,11 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+pub use date::Date;
 pub use httparse::Header;
 pub use response::{ChunkedBody, Response};
 
 use self::io::{Io, Owned, Stream};
-use date::Date;
 use mnvkd_http1::chunked::{Decoder, Progress};
 use mnvkd_http1::Framing;
 use response::{Exchange, FLUSH_AT};

@@ -14,8 +14,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -67,10 +67,12 @@ struct Executor {
     /// Waits not completed yet.
     pending: Cell<usize>,
     /// Per handle waited on: its waits and what the host has armed.
-    interests: RefCell<HashMap<i32, Interest>>,
+    interests: RefCell<HashMap<i32, Interest, BuildHasherDefault<HandleHasher>>>,
     /// Handles whose waits changed since the host's interest set was last
     /// brought up to date.
     dirty: RefCell<Vec<i32>>,
+    /// The changes of the last `watch`, kept for their allocation.
+    changes: RefCell<Vec<PollFd>>,
     /// Timers, earliest first.
     timers: RefCell<BinaryHeap<Timer>>,
     /// Tie-breaker for timers with the same deadline: registration order.
@@ -98,8 +100,8 @@ struct IoWait {
     events: u16,
     /// Whom to wake.
     waker: Waker,
-    /// What `poll` found, once it found anything (shared with the future).
-    result: Rc<Cell<Option<u16>>>,
+    /// What the host reported, once it did.
+    result: Option<u16>,
 }
 
 /// The waits on one handle, and its entry in the host's interest set.
@@ -112,6 +114,28 @@ struct Interest {
     armed: u16,
     /// Whether it is in [`Executor::dirty`].
     dirty: bool,
+}
+
+/// The hasher of handle numbers: one multiplication (Fibonacci hashing).
+/// Handles are small integers the guest cannot choose, and SipHash cost
+/// a few hundred instructions per request in a server's hot path.
+#[derive(Default)]
+struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, value: i32) {
+        self.0 = u64::from(value as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// A sleeping coroutine's deadline.
@@ -315,7 +339,7 @@ impl Executor {
                 // The only thing anyone waits for: let that operation block.
                 let only = self.waits.borrow().iter().enumerate().find_map(|(id, wait)| {
                     let wait = wait.as_ref()?;
-                    wait.result.get().is_none().then_some((id, wait.events))
+                    wait.result.is_none().then_some((id, wait.events))
                 });
                 let (id, events) = only.expect("one wait is pending");
                 self.complete(id, events | EXCLUSIVE);
@@ -361,16 +385,18 @@ impl Executor {
                 break;
             }
         }
+        *self.changes.borrow_mut() = changes;
     }
 
     /// The changes that bring the host's interest set to the waits: for
     /// each handle whose waits changed, the events its pending waits want.
     fn changes(&self) -> Vec<PollFd> {
-        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+        let mut changes = std::mem::take(&mut *self.changes.borrow_mut());
+        changes.clear();
+        let mut dirty = self.dirty.borrow_mut();
         let mut interests = self.interests.borrow_mut();
         let waits = self.waits.borrow();
-        let mut changes = Vec::new();
-        for handle in dirty {
+        for handle in dirty.drain(..) {
             let Some(interest) = interests.get_mut(&handle) else {
                 continue;
             };
@@ -379,7 +405,7 @@ impl Executor {
                 .waits
                 .iter()
                 .filter_map(|&id| waits[id].as_ref())
-                .filter(|wait| wait.result.get().is_none())
+                .filter(|wait| wait.result.is_none())
                 .fold(0, |events, wait| events | wait.events);
             if wanted != interest.armed {
                 changes.push(PollFd::new(handle, wanted));
@@ -392,24 +418,29 @@ impl Executor {
     /// Completes the pending waits on `handle` that `revents` answers; the
     /// host disarmed it.
     fn reported(&self, handle: i32, revents: u16) {
-        let ids = {
-            let mut interests = self.interests.borrow_mut();
-            let Some(interest) = interests.get_mut(&handle) else {
-                return;
-            };
-            interest.armed = 0;
-            interest.waits.clone()
+        let mut interests = self.interests.borrow_mut();
+        let Some(interest) = interests.get_mut(&handle) else {
+            return;
         };
+        interest.armed = 0;
         // Waits it does not answer (a writer, when readable came) are armed
         // again at the next wait.
-        self.mark_dirty(handle);
-        for id in ids {
-            let events = match self.waits.borrow().get(id) {
-                Some(Some(wait)) if wait.result.get().is_none() => wait.events,
-                _ => continue,
+        if !interest.dirty {
+            interest.dirty = true;
+            self.dirty.borrow_mut().push(handle);
+        }
+        let mut waits = self.waits.borrow_mut();
+        for &id in &interest.waits {
+            let Some(Some(wait)) = waits.get_mut(id) else {
+                continue;
             };
-            if revents & (events | PollFd::HANGUP | PollFd::INVALID) != 0 {
-                self.complete(id, revents);
+            if wait.result.is_none()
+                && revents & (wait.events | PollFd::HANGUP | PollFd::INVALID) != 0
+            {
+                wait.result = Some(revents);
+                self.pending.set(self.pending.get() - 1);
+                // Only queues the task's number: no executor state is borrowed.
+                wait.waker.wake_by_ref();
             }
         }
     }
@@ -426,18 +457,16 @@ impl Executor {
 
     /// Wakes the waiter of wait `id` with `revents`.
     fn complete(&self, id: usize, revents: u16) {
-        let waker = {
-            let waits = self.waits.borrow();
-            let Some(Some(wait)) = waits.get(id) else {
-                return;
-            };
-            if wait.result.get().is_none() {
-                self.pending.set(self.pending.get() - 1);
-            }
-            wait.result.set(Some(revents));
-            wait.waker.clone()
+        let mut waits = self.waits.borrow_mut();
+        let Some(Some(wait)) = waits.get_mut(id) else {
+            return;
         };
-        waker.wake();
+        if wait.result.is_none() {
+            self.pending.set(self.pending.get() - 1);
+        }
+        wait.result = Some(revents);
+        // Only queues the task's number: no executor state is borrowed.
+        wait.waker.wake_by_ref();
     }
 
     /// Wakes the sleepers whose deadline passed; returns the next deadline
@@ -460,16 +489,15 @@ impl Executor {
     }
 }
 
-/// Registers interest in `events` on `handle`; returns the wait's id and
-/// the cell its result lands in.
-pub(crate) fn add_wait(handle: i32, events: u16, waker: &Waker) -> (usize, Rc<Cell<Option<u16>>>) {
+/// Registers interest in `events` on `handle`; returns the wait's id, for
+/// [`wait_result`] and [`remove_wait`].
+pub(crate) fn add_wait(handle: i32, events: u16, waker: &Waker) -> usize {
     EXECUTOR.with(|executor| {
-        let result = Rc::new(Cell::new(None));
         let wait = IoWait {
             handle,
             events,
             waker: waker.clone(),
-            result: Rc::clone(&result),
+            result: None,
         };
         let id = {
             let mut waits = executor.waits.borrow_mut();
@@ -493,7 +521,18 @@ pub(crate) fn add_wait(handle: i32, events: u16, waker: &Waker) -> (usize, Rc<Ce
             .expect("marked dirty above")
             .waits
             .push(id);
-        (id, result)
+        id
+    })
+}
+
+/// What the host reported for wait `id`, once it did.
+pub(crate) fn wait_result(id: usize) -> Option<u16> {
+    EXECUTOR.with(|executor| {
+        executor
+            .waits
+            .borrow()
+            .get(id)
+            .and_then(|wait| wait.as_ref()?.result)
     })
 }
 
@@ -509,7 +548,7 @@ pub(crate) fn remove_wait(id: usize) {
             return;
         };
         executor.free_waits.borrow_mut().push(id);
-        if wait.result.get().is_none() {
+        if wait.result.is_none() {
             executor.pending.set(executor.pending.get() - 1);
         }
         if let Some(interest) = executor.interests.borrow_mut().get_mut(&wait.handle) {

@@ -11,11 +11,9 @@
 //! coroutine waits for, the executor skips the `poll` and lets the blocking
 //! import (`read`, `write`) wait in the host: nothing else could run.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::executor::{self, EXCLUSIVE};
@@ -49,23 +47,22 @@ pub fn readiness(handle: i32, events: u16) -> Readiness {
 pub struct Readiness {
     handle: i32,
     events: u16,
-    /// The registered wait and its result cell, after the first poll.
-    wait: Option<(usize, Rc<Cell<Option<u16>>>)>,
+    /// The registered wait's id, after the first poll.
+    wait: Option<usize>,
 }
 
 impl Future for Readiness {
     type Output = u16;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u16> {
-        match &self.wait {
+        match self.wait {
             None => {
-                let wait = executor::add_wait(self.handle, self.events, cx.waker());
-                self.wait = Some(wait);
+                self.wait = Some(executor::add_wait(self.handle, self.events, cx.waker()));
                 Poll::Pending
             }
-            Some((id, result)) => match result.get() {
+            Some(id) => match executor::wait_result(id) {
                 Some(revents) => {
-                    executor::remove_wait(*id);
+                    executor::remove_wait(id);
                     self.wait = None;
                     Poll::Ready(revents)
                 }
@@ -77,7 +74,7 @@ impl Future for Readiness {
 
 impl Drop for Readiness {
     fn drop(&mut self) {
-        if let Some((id, _)) = self.wait.take() {
+        if let Some(id) = self.wait.take() {
             executor::remove_wait(id);
         }
     }
@@ -85,7 +82,7 @@ impl Drop for Readiness {
 
 /// A byte stream handle used by coroutines: the process's connection, an
 /// outbound connection, a host pipe end. Methods take `&self`, so two
-/// coroutines can share one through an [`Rc`] (one reads, one writes).
+/// coroutines can share one through an [`Rc`](std::rc::Rc) (one reads, one writes).
 ///
 /// # Examples
 ///

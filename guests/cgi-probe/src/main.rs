@@ -35,7 +35,10 @@ fn main() -> io::Result<()> {
         writeln!(out, "BODY-LENGTH={}", body.len())?;
         out.write_all(&body)?;
     } else if let Some(code) = path.strip_prefix("/status/") {
-        write!(out, "Status: {code}\r\nContent-Type: text/plain\r\n\r\nstatus {code}\n")?;
+        write!(
+            out,
+            "Status: {code}\r\nContent-Type: text/plain\r\n\r\nstatus {code}\n"
+        )?;
     } else if let Some(n) = path.strip_prefix("/big/") {
         let n: usize = n.parse().unwrap_or(0);
         write!(out, "Content-Type: application/octet-stream\r\n\r\n")?;
@@ -52,8 +55,8 @@ fn main() -> io::Result<()> {
             .map_or(0, |d| d.as_nanos());
         write!(out, "Content-Type: text/plain\r\n\r\n{now}\n")?;
     } else if let Some(ms) = path.strip_prefix("/busy/") {
-        let until = std::time::Instant::now()
-            + std::time::Duration::from_millis(ms.parse().unwrap_or(0));
+        let until =
+            std::time::Instant::now() + std::time::Duration::from_millis(ms.parse().unwrap_or(0));
         while std::time::Instant::now() < until {
             std::hint::spin_loop();
         }
@@ -92,7 +95,9 @@ fn sum() -> io::Result<()> {
             break;
         }
         bytes += n as u64;
-        sum = buf[..n].iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
+        sum = buf[..n]
+            .iter()
+            .fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
     }
     print!("Content-Type: text/plain\r\n\r\nbytes={bytes} sum={sum}\n");
     Ok(())

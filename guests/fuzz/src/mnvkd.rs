@@ -60,7 +60,14 @@ impl Fuzzer {
 
     /// Checks what `read` or `try-read` (which may also answer `again`)
     /// returned for `buf` on a handle of `kind`.
-    fn check_read(&mut self, what: &str, code: i32, kind: Option<Kind>, buf: &Buf, allowed: &[i32]) {
+    fn check_read(
+        &mut self,
+        what: &str,
+        code: i32,
+        kind: Option<Kind>,
+        buf: &Buf,
+        allowed: &[i32],
+    ) {
         self.expect_one_of(what, code, allowed);
         if kind.is_none() {
             self.expect(what, code, BADF);
@@ -91,7 +98,14 @@ impl Fuzzer {
 
     /// Checks what `write` or `try-write` (which may also answer `again`)
     /// returned for `buf` on a handle of `kind`.
-    fn check_write(&mut self, what: &str, code: i32, kind: Option<Kind>, buf: &Buf, allowed: &[i32]) {
+    fn check_write(
+        &mut self,
+        what: &str,
+        code: i32,
+        kind: Option<Kind>,
+        buf: &Buf,
+        allowed: &[i32],
+    ) {
         self.expect_one_of(what, code, allowed);
         match kind {
             None | Some(Kind::PipeRead | Kind::Child) => self.expect(what, code, BADF),
@@ -443,7 +457,13 @@ impl Fuzzer {
         let buf = self.source(SCRATCH as u32);
         let code = unsafe { try_write(h, buf.ptr, buf.len) };
         let what = format!("try-write({h}, {:#x}, {})", buf.ptr, buf.len);
-        self.check_write(&what, code, kind, &buf, &[BADF, FAULT, PIPE, IO, LIMIT, AGAIN]);
+        self.check_write(
+            &what,
+            code,
+            kind,
+            &buf,
+            &[BADF, FAULT, PIPE, IO, LIMIT, AGAIN],
+        );
     }
 
     pub(crate) fn fuzz_dup(&mut self) {
@@ -484,9 +504,7 @@ impl Fuzzer {
             (true, true) => self.expect(&what, code, 0),
             (true, false) => self.expect(&what, code, INVAL),
             (false, true) => self.expect(&what, code, BADF),
-            (false, false) if code == 0 => {
-                self.violation(&what, code.into(), "shut down nothing")
-            }
+            (false, false) if code == 0 => self.violation(&what, code.into(), "shut down nothing"),
             (false, false) => {}
         }
     }

@@ -371,7 +371,13 @@ fn watch_call(changes: &[PollFd], timeout_ms: i32) -> (i32, Vec<PollFd>) {
     let mut ready = [PollFd::default(); 8];
     // SAFETY: both buffers are valid for their lengths.
     let n = unsafe {
-        sys::watch(changes.as_ptr(), changes.len(), ready.as_mut_ptr(), ready.len(), timeout_ms)
+        sys::watch(
+            changes.as_ptr(),
+            changes.len(),
+            ready.as_mut_ptr(),
+            ready.len(),
+            timeout_ms,
+        )
     };
     (n, ready[..n.max(0) as usize].to_vec())
 }
@@ -407,14 +413,23 @@ fn watch() -> io::Result<()> {
     // Reported once: disarmed, though the byte is still there.
     step("oneshot", watch_call(&[], 0));
     // Armed again with the byte there: reported at once.
-    step("rearmed", watch_call(&[PollFd::new(r, PollFd::READABLE)], 0));
+    step(
+        "rearmed",
+        watch_call(&[PollFd::new(r, PollFd::READABLE)], 0),
+    );
     // Disarmed before it could be looked at: nothing.
     let changes = [PollFd::new(r, PollFd::READABLE), PollFd::new(r, 0)];
     step("disarmed", watch_call(&changes, 0));
     // The writer has room.
-    step("writable", watch_call(&[PollFd::new(w, PollFd::WRITABLE)], 0));
+    step(
+        "writable",
+        watch_call(&[PollFd::new(w, PollFd::WRITABLE)], 0),
+    );
     // A handle that is not open is reported at once.
-    step("notopen", watch_call(&[PollFd::new(999, PollFd::READABLE)], 0));
+    step(
+        "notopen",
+        watch_call(&[PollFd::new(999, PollFd::READABLE)], 0),
+    );
     // Many armed, a few ready: only those are reported.
     let mut pipes = Vec::new();
     for _ in 0..100 {
@@ -431,16 +446,21 @@ fn watch() -> io::Result<()> {
     let (n, reports) = watch_call(&[], -1);
     let mut got: Vec<usize> = reports
         .iter()
-        .filter_map(|r| pipes.iter().position(|(reader, _)| reader.as_raw() == r.handle))
+        .filter_map(|r| {
+            pipes
+                .iter()
+                .position(|(reader, _)| reader.as_raw() == r.handle)
+        })
         .collect();
     // The three may come in one call or several.
     let mut calls = 1;
     while got.len() < 3 && calls < 10 {
         let (_, more) = watch_call(&[], 100);
-        got.extend(
-            more.iter()
-                .filter_map(|r| pipes.iter().position(|(reader, _)| reader.as_raw() == r.handle)),
-        );
+        got.extend(more.iter().filter_map(|r| {
+            pipes
+                .iter()
+                .position(|(reader, _)| reader.as_raw() == r.handle)
+        }));
         calls += 1;
     }
     got.sort_unstable();
