@@ -267,7 +267,7 @@ impl Fuzzer {
             let pick = if self.hostile_wasi {
                 17 + self.rng.below(11)
             } else {
-                self.rng.below(32)
+                self.rng.below(33)
             };
             match pick {
                 0..=2 => self.fuzz_read(),
@@ -294,6 +294,7 @@ impl Fuzzer {
                 28 => self.fuzz_try_read(),
                 29 => self.fuzz_try_write(),
                 30 => self.fuzz_dup(),
+                31 => self.fuzz_watch(),
                 _ => self.fuzz_shutdown(),
             }
         }

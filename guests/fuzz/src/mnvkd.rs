@@ -11,6 +11,13 @@ extern "C" {
     pub(crate) fn spawn(arg_ptr: u32, arg_len: u32, handles: u32, count: u32) -> i32;
     pub(crate) fn wait(child: i32) -> i32;
     pub(crate) fn poll(fds: u32, count: u32, timeout_ms: i32) -> i32;
+    pub(crate) fn watch(
+        changes: u32,
+        change_count: u32,
+        ready: u32,
+        ready_max: u32,
+        timeout_ms: i32,
+    ) -> i32;
     pub(crate) fn sleep(ms: u32) -> i32;
     pub(crate) fn connect(addr_ptr: u32, addr_len: u32) -> i32;
     pub(crate) fn accept(listener: i32) -> i32;
@@ -380,6 +387,95 @@ impl Fuzzer {
                 ready += i32::from(revents != 0);
             }
             self.expect(&what, code, ready);
+        }
+    }
+
+    /// `watch` never waits long here: what it arms stays armed across
+    /// calls, so what it reports may be a handle armed calls ago.
+    pub(crate) fn fuzz_watch(&mut self) {
+        let change_count = match self.rng.below(12) {
+            0 => 1025 + self.rng.below(1000) as u32,
+            _ => self.rng.below(6) as u32,
+        };
+        let ready_max = match self.rng.below(12) {
+            0 => 0,
+            1 => 1025 + self.rng.below(1000) as u32,
+            _ => 1 + self.rng.below(8) as u32,
+        };
+        let mut changes = Vec::new();
+        for _ in 0..change_count.min(6) {
+            let h = self.handle();
+            let events = if self.rng.chance(85) {
+                self.rng.below(4) as u16
+            } else {
+                self.rng.u32() as u16
+            };
+            changes.push((h, events));
+        }
+        let bytes: Vec<u8> = changes
+            .iter()
+            .flat_map(|(h, e)| {
+                [h.to_le_bytes().as_slice(), &e.to_le_bytes(), &[0xaa, 0xaa]].concat()
+            })
+            .collect();
+        // Changes at the front of the scratch buffer, reports after them.
+        const REPORTS_AT: usize = 512;
+        let mut changes_ptr = self.put(0, &bytes);
+        let mut ready_ptr = self.base() + REPORTS_AT as u32;
+        let mut inside = true;
+        if self.rng.chance(8) {
+            changes_ptr = self.outside_ptr(8);
+            inside &=
+                u64::from(changes_ptr) + u64::from(change_count.min(1024)) * 8 <= memory_end();
+        }
+        if self.rng.chance(8) {
+            ready_ptr = self.outside_ptr(8);
+            inside &= u64::from(ready_ptr) + u64::from(ready_max.min(1024)) * 8 <= memory_end();
+        }
+        let timeout = self.rng.below(3) as i32; // 0-2 ms: nothing here may block
+        let code = unsafe { watch(changes_ptr, change_count, ready_ptr, ready_max, timeout) };
+        let what = format!(
+            "watch({changes_ptr:#x}, {change_count}, {ready_ptr:#x}, {ready_max}, {timeout}) [{changes:?}]"
+        );
+        self.expect_one_of(&what, code, &[FAULT, INVAL]);
+        let bad_bits = changes.iter().any(|(_, e)| e & !(READABLE | WRITABLE) != 0);
+        let not_open = changes
+            .iter()
+            .filter(|(h, e)| *e != 0 && self.is_unknown(*h))
+            .count() as u32;
+        if change_count > 1024 || ready_max == 0 || ready_max > 1024 {
+            self.expect(&what, code, INVAL);
+        } else if !inside {
+            self.expect(&what, code, FAULT);
+        } else if bad_bits || not_open > ready_max {
+            self.expect(&what, code, INVAL);
+        } else if code >= 0 {
+            if code as u32 > ready_max {
+                self.violation(&what, code.into(), "more reports than ready-max");
+                return;
+            }
+            for i in 0..code as usize {
+                let at = REPORTS_AT + i * 8;
+                let h = i32::from_le_bytes([0, 1, 2, 3].map(|k| self.byte(at + k)));
+                let events = u16::from_le_bytes([self.byte(at + 4), self.byte(at + 5)]);
+                let revents = u16::from_le_bytes([self.byte(at + 6), self.byte(at + 7)]);
+                let wrong = if !(1..=3).contains(&events) || revents == 0 {
+                    true
+                } else if self.is_unknown(h) {
+                    revents != INVALID
+                } else {
+                    revents & !(events | HANGUP | INVALID) != 0
+                };
+                if wrong {
+                    self.violation(
+                        &what,
+                        revents.into(),
+                        &format!(
+                            "report {i}: handle {h}, events {events:#x}, revents {revents:#x}"
+                        ),
+                    );
+                }
+            }
         }
     }
 
