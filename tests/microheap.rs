@@ -263,6 +263,49 @@ fn microheap_http_coro_many_serves_200_connections_from_one_process() {
     drop(clients);
 }
 
+/// `http-coro-many` with `IDLE_SECS` set: the process-wide sweeper ends a
+/// keep-alive connection that stays idle, so idle clients cannot hold the
+/// process's handles.
+#[test]
+fn microheap_http_coro_many_closes_an_idle_connection() {
+    let dir = crate::util::TempDir::new();
+    let manifest = "kind = \"listener\"\nmax_memory = \"64MiB\"\n[env]\nIDLE_SECS = \"1\"\n";
+    let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", manifest);
+    let server = Server::start(&[("http-coro-many", app)], &[]);
+    let (_conn, mut reader) = three_keep_alive_requests(&server, "http-coro-many");
+    // Nothing more is sent: the server ends the connection by itself.
+    assert!(
+        read_until_closed(reader.get_mut()).is_empty(),
+        "the idle connection was closed with nothing more sent"
+    );
+    // The process still serves new connections.
+    three_keep_alive_requests(&server, "http-coro-many");
+}
+
+/// On drain, `http-coro-many` stops reading requests: an idle keep-alive
+/// client is let go, and the host exits drained, well before its 30 s
+/// drain timeout (the idle timeout is an hour here).
+#[test]
+fn microheap_http_coro_many_lets_its_clients_go_when_the_host_drains() {
+    let dir = crate::util::TempDir::new();
+    let manifest = "kind = \"listener\"\nmax_memory = \"64MiB\"\n[env]\nIDLE_SECS = \"3600\"\n";
+    let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", manifest);
+    let server = Server::start(&[("http-coro-many", app)], &[]);
+    let (_conn, mut reader) = three_keep_alive_requests(&server, "http-coro-many");
+    server.signal(libc::SIGTERM);
+    assert!(
+        read_until_closed(reader.get_mut()).is_empty(),
+        "the idle client was let go"
+    );
+    let status = server.wait_exit(DEADLINE);
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert!(
+        server.log().contains("drained: every process finished"),
+        "{}",
+        server.log()
+    );
+}
+
 #[test]
 fn microheap_shutdown_half_closes_while_reading_goes_on() {
     let server = serve();
