@@ -282,6 +282,38 @@ fn microheap_http_coro_many_closes_an_idle_connection() {
     three_keep_alive_requests(&server, "http-coro-many");
 }
 
+/// More clients than the process has handles: `accept` says `limit`, the
+/// others wait in the listen backlog, and each is served once the sweeper
+/// has closed idle connections to make room.
+#[test]
+fn microheap_http_coro_many_serves_clients_beyond_its_handles_as_idle_ones_close() {
+    let dir = crate::util::TempDir::new();
+    let manifest =
+        "kind = \"listener\"\nmax_memory = \"64MiB\"\nmax_handles = 12\n[env]\nIDLE_SECS = \"1\"\n";
+    let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", manifest);
+    let server = Server::start(&[("http-coro-many", app)], &[]);
+    let addr = server.addr("http-coro-many");
+    // 30 clients, each asking once and then staying idle: at most 11 are
+    // served at a time (handle 0 is the listener).
+    let mut clients: Vec<(TcpStream, BufReader<TcpStream>)> = (0..30)
+        .map(|i| {
+            let mut conn = connect(addr);
+            let request = format!("GET /c{i} HTTP/1.1\r\nHost: x\r\n\r\n");
+            conn.write_all(request.as_bytes()).unwrap();
+            let reader = BufReader::new(conn.try_clone().unwrap());
+            (conn, reader)
+        })
+        .collect();
+    for (i, (_, reader)) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            read_response(reader).text(),
+            format!("/c{i}\n"),
+            "client {i}"
+        );
+    }
+    server.assert_alive();
+}
+
 /// On drain, `http-coro-many` stops reading requests: an idle keep-alive
 /// client is let go, and the host exits drained, well before its 30 s
 /// drain timeout (the idle timeout is an hour here).
