@@ -1,7 +1,8 @@
 //! Clients that misbehave: slowloris (a request head a byte at a time) on
 //! the CGI front and on guest-side HTTP, a reader that never reads a large
-//! response, half-open and reset connections, and a flood of connection
-//! attempts. Each time the host stays up, its memory bounded, and serves the
+//! response, half-open and reset connections, a flood of connection
+//! attempts, and all of these at once against one process that serves
+//! every client (`http-coro-many`). Each time the host stays up, its memory bounded, and serves the
 //! next client.
 //!
 //! No timing is asserted: the slow clients are slower than the timeouts
@@ -254,6 +255,64 @@ fn half_open_and_reset_connections_leave_the_host_serving() {
         assert!(!server.log().contains("panicked"), "{}", server.log());
     }
     drop((idle, idle_echo));
+}
+
+/// One process serves every client of `http-coro-many`, so a misbehaving
+/// client must cost only its own coroutines: idle, half-closed, reset
+/// mid-request, garbage, pipelining without reading (its writer waits for
+/// room while the others are answered), and a flood of connections reset
+/// at once. After all of it the same process answers a new client.
+#[test]
+fn misbehaving_clients_of_one_shared_heap_leave_the_others_served() {
+    let server = Server::start(
+        &[("http-coro-many", guest("http-coro-many"))],
+        &args!["--admin", "127.0.0.1:0"],
+    );
+    let addr = server.addr("http-coro-many");
+    let pid_line = |server: &Server| {
+        let listing = http_get(server.admin_addr(), "/processes");
+        let listing = String::from_utf8_lossy(&listing.body).into_owned();
+        let at = listing.find("\"pid\"").expect("a process is listed");
+        listing[at..].split(',').next().unwrap().to_owned()
+    };
+    let before = pid_line(&server);
+    let idle: Vec<TcpStream> = (0..100).map(|_| connect(addr)).collect();
+    // Pipelines 2000 requests and never reads: its answers fill the socket.
+    let mut hog = connect(addr);
+    let burst = b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    hog.write_all(&burst).unwrap();
+    for i in 0..50 {
+        let stream = connect(addr);
+        stream.shutdown(Shutdown::Write).unwrap();
+        assert!(read_until_closed(&mut { stream }).is_empty());
+        let mut stream = connect(addr);
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: te").unwrap();
+        reset(stream);
+        let mut stream = connect(addr);
+        // (Blank lines alone would be skipped: a request not yet begun.)
+        write!(stream, "\x01{}\r\n\r\n", "x".repeat(i * 5)).unwrap();
+        let reply = read_until_closed(&mut stream);
+        assert!(
+            reply.starts_with(b"HTTP/1.1 400 "),
+            "garbage {i}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    let (connected, _) = flood(addr, 500, 4);
+    assert!(connected > 0, "the flood connected");
+    // A well-behaved client, while the rest still hold their connections.
+    let mut conn = connect(addr);
+    conn.write_all(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut BufReader::new(conn)).text(), "/after\n");
+    assert_eq!(
+        pid_line(&server),
+        before,
+        "the same process serves throughout"
+    );
+    server.assert_alive();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+    drop((idle, hog));
 }
 
 /// `attempts` connection attempts from `threads` threads, as fast as they
