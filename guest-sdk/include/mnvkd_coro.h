@@ -54,8 +54,11 @@
  * The scheduler runs ready coroutines in the order they became ready. When
  * none is ready it makes one host call: the blocking operation itself
  * (mnvkd_read, mnvkd_write) when exactly one coroutine waits for a handle,
- * else one mnvkd_poll over every handle waited on, after which the woken
- * operations use the non-blocking imports.
+ * else one mnvkd_watch, after which the woken operations use the
+ * non-blocking imports. mnvkd_watch keeps the handles armed in the host
+ * between calls: a call passes only the handles whose waiters changed and
+ * returns the ready ones, so a wait costs what changed, not every handle
+ * waited on (one process can serve many connections).
  */
 #ifndef MNVKD_CORO_H
 #define MNVKD_CORO_H
@@ -67,9 +70,19 @@
 #include "mnvkd.h"
 
 #ifndef CORO_MAX_IO
-/* Most coroutines waiting for handles at once (entries of one mnvkd_poll). */
+/* Most coroutines waiting for handles at once. */
 #define CORO_MAX_IO 1024
 #endif
+
+#ifndef CORO_MAX_HANDLES
+/* Handle numbers coroutines may wait on: 0 .. CORO_MAX_HANDLES - 1 (the
+ * host's default handle limit is 1024; an app that raises it defines this
+ * before including the header). */
+#define CORO_MAX_HANDLES 1024
+#endif
+
+/* Changes passed and reports taken per mnvkd_watch. */
+#define CORO_WATCH_BATCH 64
 
 /* What a coroutine body returns to the scheduler (the macros do it). */
 enum { CORO_READY = 0, CORO_IO = 1, CORO_BLOCKED = 2, CORO_DONE = 3 };
@@ -92,16 +105,22 @@ struct coro {
     struct coro_sched *sched;      /* its scheduler */
     struct coro *next;             /* run-queue link */
     int queued;                    /* in the run queue now */
+    struct coro *io_next;          /* the next waiter on the same handle */
+    uint32_t io_index;             /* its place in sched->io while waiting */
 };
 
 /* The scheduler: a run queue and the coroutines waiting for handles. */
 struct coro_sched {
-    struct coro *head, *tail;              /* run queue */
-    struct coro *io[CORO_MAX_IO];          /* waiting for a handle */
+    struct coro *head, *tail;                   /* run queue */
+    struct coro *io[CORO_MAX_IO];               /* waiting for a handle, in no order */
     uint32_t n_io;
-    uint32_t live;                         /* spawned, not done */
-    struct mnvkd_pollfd fds[CORO_MAX_IO];  /* one entry per handle */
-    uint32_t entry[CORO_MAX_IO];           /* io[i]'s entry in fds */
+    uint32_t live;                              /* spawned, not done */
+    struct coro *waiters[CORO_MAX_HANDLES];     /* per handle: its waiters (io_next) */
+    uint16_t armed[CORO_MAX_HANDLES];           /* per handle: the events armed in the host */
+    uint8_t dirty[CORO_MAX_HANDLES];            /* per handle: listed in changed[] */
+    int32_t changed[CORO_MAX_HANDLES];          /* handles whose waiters changed */
+    uint32_t n_changed;
+    struct mnvkd_pollfd changes[CORO_WATCH_BATCH], ready[CORO_WATCH_BATCH];
 };
 
 /* An in-heap byte pipe between coroutines of one scheduler. */
@@ -234,50 +253,91 @@ static inline size_t coro_pipe_put_(struct coro_sched *s, struct coro_pipe *p, c
     return put;
 }
 
-/* One host call for every coroutine waiting on a handle; wakes the ready ones. */
+/* Notes that the waiters on handle `h` changed: mnvkd_watch arms it anew. */
+static inline void coro_changed_(struct coro_sched *s, int32_t h) {
+    if (!s->dirty[h]) {
+        s->dirty[h] = 1;
+        s->changed[s->n_changed++] = h;
+    }
+}
+
+/* Takes waiter `c` out of io[] (the last one takes its place). */
+static inline void coro_unlist_(struct coro_sched *s, struct coro *c) {
+    struct coro *last = s->io[--s->n_io];
+    s->io[c->io_index] = last;
+    last->io_index = c->io_index;
+}
+
+/* Wakes the waiters on `h` that `revents` answers; the host disarmed it. */
+static inline void coro_reported_(struct coro_sched *s, int32_t h, uint16_t revents) {
+    if (h < 0 || h >= CORO_MAX_HANDLES)
+        return;
+    s->armed[h] = 0;
+    coro_changed_(s, h); /* the waiters it does not answer are armed again */
+    struct coro **link = &s->waiters[h];
+    while (*link) {
+        struct coro *c = *link;
+        if (revents & (c->io_events | MNVKD_POLLHUP | MNVKD_POLLNVAL)) {
+            *link = c->io_next;
+            coro_unlist_(s, c);
+            c->io_revents = revents;
+            coro_wake(s, c);
+        } else {
+            link = &c->io_next;
+        }
+    }
+}
+
+/* One host call for every coroutine waiting on a handle; wakes the ready
+ * ones. More changes than a batch take several calls; only the last may
+ * wait, and only if nothing was reported before it. */
 static inline void coro_poll_(struct coro_sched *s, int32_t timeout_ms) {
     if (s->n_io == 1 && timeout_ms < 0) {
         /* The only waiter: let its operation block the process. */
         struct coro *c = s->io[0];
-        s->n_io = 0;
+        s->waiters[c->io_handle] = NULL;
+        coro_unlist_(s, c);
+        coro_changed_(s, c->io_handle);
         c->io_revents = (uint16_t)(c->io_events | CORO_EXCLUSIVE);
         coro_wake(s, c);
         return;
     }
-    uint32_t nfds = 0;
-    for (uint32_t i = 0; i < s->n_io; i++) {
-        uint32_t e = 0;
-        while (e < nfds && s->fds[e].handle != s->io[i]->io_handle)
-            e++;
-        if (e == nfds) {
-            s->fds[nfds].handle = s->io[i]->io_handle;
-            s->fds[nfds].events = 0;
-            s->fds[nfds].revents = 0;
-            nfds++;
+    uint32_t end = s->n_changed, next = 0;
+    int reported = 0;
+    for (;;) {
+        uint32_t n = 0;
+        while (next < end && n < CORO_WATCH_BATCH) {
+            int32_t h = s->changed[next++];
+            uint16_t want = 0;
+            s->dirty[h] = 0;
+            for (struct coro *w = s->waiters[h]; w; w = w->io_next)
+                want |= w->io_events;
+            if (want != s->armed[h]) {
+                s->changes[n].handle = h;
+                s->changes[n].events = want;
+                s->changes[n].revents = 0;
+                s->armed[h] = want;
+                n++;
+            }
         }
-        s->fds[e].events |= s->io[i]->io_events;
-        s->entry[i] = e;
+        int last = next == end;
+        int32_t got = mnvkd_watch(s->changes, n, s->ready, CORO_WATCH_BATCH,
+                                  last && !reported ? timeout_ms : 0);
+        for (int32_t i = 0; i < got; i++)
+            coro_reported_(s, s->ready[i].handle, s->ready[i].revents);
+        reported |= got > 0;
+        if (last)
+            break;
     }
-    if (mnvkd_poll(s->fds, nfds, timeout_ms) <= 0)
-        return;
-    uint32_t kept = 0;
-    for (uint32_t i = 0; i < s->n_io; i++) {
-        struct coro *c = s->io[i];
-        uint16_t revents = s->fds[s->entry[i]].revents;
-        if (revents & (c->io_events | MNVKD_POLLHUP | MNVKD_POLLNVAL)) {
-            c->io_revents = revents;
-            coro_wake(s, c);
-        } else {
-            s->entry[kept] = s->entry[i];
-            s->io[kept++] = c;
-        }
-    }
-    s->n_io = kept;
+    /* Handles the reports changed again: for the next call. */
+    memmove(s->changed, s->changed + end, (s->n_changed - end) * sizeof s->changed[0]);
+    s->n_changed -= end;
 }
 
 /* Runs every coroutine until all are done. Returns 0, or -1 when the
- * remaining ones all wait for each other (a deadlock in the heap) or more
- * than CORO_MAX_IO wait for handles at once. */
+ * remaining ones all wait for each other (a deadlock in the heap), more
+ * than CORO_MAX_IO wait for handles at once, or one waits on a handle
+ * number of CORO_MAX_HANDLES or more. */
 static inline int coro_run(struct coro_sched *s) {
     uint32_t runs = 0;
     for (;;) {
@@ -292,9 +352,19 @@ static inline int coro_run(struct coro_sched *s) {
                 coro_wake(s, c);
                 break;
             case CORO_IO:
-                if (s->n_io == CORO_MAX_IO)
+                if (c->io_handle < 0) {
+                    /* Never open: answered at once, as the host would. */
+                    c->io_revents = MNVKD_POLLNVAL;
+                    coro_wake(s, c);
+                    break;
+                }
+                if (s->n_io == CORO_MAX_IO || c->io_handle >= CORO_MAX_HANDLES)
                     return -1;
+                c->io_index = s->n_io;
                 s->io[s->n_io++] = c;
+                c->io_next = s->waiters[c->io_handle];
+                s->waiters[c->io_handle] = c;
+                coro_changed_(s, c->io_handle);
                 break;
             case CORO_DONE:
                 s->live--;
