@@ -11,6 +11,7 @@
 //! coroutine waits for, the executor skips the `poll` and lets the blocking
 //! import (`read`, `write`) wait in the host: nothing else could run.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -111,6 +112,8 @@ pub struct Stream {
     /// Whether dropping the stream closes the handle (not for handle 0,
     /// which, like [`connection()`](crate::connection), is only viewed).
     owned: bool,
+    /// Reads and writes that moved bytes so far ([`Stream::progress`]).
+    progress: Cell<u64>,
 }
 
 impl Stream {
@@ -126,6 +129,7 @@ impl Stream {
         Stream {
             raw: 0,
             owned: false,
+            progress: Cell::new(0),
         }
     }
 
@@ -145,6 +149,7 @@ impl Stream {
         Stream {
             raw: handle.into_raw(),
             owned: true,
+            progress: Cell::new(0),
         }
     }
 
@@ -157,6 +162,26 @@ impl Stream {
     /// ```
     pub fn as_raw(&self) -> i32 {
         self.raw
+    }
+
+    /// How many reads and writes moved bytes so far: a server that ends
+    /// connections making no progress ([`Listener::serve_each`]) compares
+    /// it over time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(mnvkd_guest::task::Stream::connection().progress(), 0);
+    /// ```
+    pub fn progress(&self) -> u64 {
+        self.progress.get()
+    }
+
+    fn moved(&self, n: usize) -> usize {
+        if n > 0 {
+            self.progress.set(self.progress.get() + 1);
+        }
+        n
     }
 
     /// Reads what is there (at least one byte; 0 at end of stream), waiting
@@ -180,10 +205,10 @@ impl Stream {
         }
         loop {
             if readiness(self.raw, PollFd::READABLE).await & EXCLUSIVE != 0 {
-                return handle::read(self.raw, buf);
+                return handle::read(self.raw, buf).map(|n| self.moved(n));
             }
             if let Some(n) = handle::try_read(self.raw, buf)? {
-                return Ok(n);
+                return Ok(self.moved(n));
             }
         }
     }
@@ -210,10 +235,10 @@ impl Stream {
         }
         loop {
             if let Some(n) = handle::try_write(self.raw, buf)? {
-                return Ok(n);
+                return Ok(self.moved(n));
             }
             if readiness(self.raw, PollFd::WRITABLE).await & EXCLUSIVE != 0 {
-                return handle::write(self.raw, buf);
+                return handle::write(self.raw, buf).map(|n| self.moved(n));
             }
         }
     }

@@ -13,7 +13,9 @@
 //! - [`block_on`] runs a future and every spawned coroutine until the
 //!   future completes (a guest's `main` calls it once);
 //! - [`Stream`] reads and writes connections, outbound connections
-//!   ([`connect`]) and host pipe ends; [`Listener`] accepts;
+//!   ([`connect`]) and host pipe ends; [`Listener`] accepts, and
+//!   [`Listener::serve_each`] serves every client of a listener-mode app
+//!   as a coroutine (idle timeout, drain);
 //! - [`sleep`], [`yield_now`];
 //! - [`channel`] (values) and [`pipe`] (bytes), bounded: a full one makes
 //!   its writer wait (back-pressure inside the heap);
@@ -58,6 +60,7 @@ mod executor;
 mod io;
 mod pipe;
 mod select;
+mod serve;
 
 use std::cell::RefCell;
 use std::future::Future;

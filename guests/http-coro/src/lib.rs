@@ -13,7 +13,6 @@
 //! own connection (connection mode), and `http-coro-many` serves every
 //! connection of a listener-mode app from one process.
 
-use std::cell::Cell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::rc::Rc;
@@ -53,24 +52,9 @@ struct Job {
 /// A read or write that failed; a client that leaves mid-answer is an end,
 /// not a failure.
 pub async fn serve(conn: Rc<Stream>) -> io::Result<()> {
-    serve_counting(conn, Rc::new(Cell::new(0))).await
-}
-
-/// As [`serve`], adding one to `progress` at every read that got bytes
-/// and every batch of answers written: a process serving many connections
-/// ends those that make none for a while (`http-coro-many`).
-///
-/// # Errors
-///
-/// As [`serve`].
-pub async fn serve_counting(conn: Rc<Stream>, progress: Rc<Cell<u64>>) -> io::Result<()> {
     let (jobs, queue) = task::channel(QUEUE);
-    let writer = task::spawn(write_responses(
-        Rc::clone(&conn),
-        queue,
-        Rc::clone(&progress),
-    ));
-    let read = read_requests(&conn, jobs, &progress).await;
+    let writer = task::spawn(write_responses(Rc::clone(&conn), queue));
+    let read = read_requests(&conn, jobs).await;
     let written = writer.await;
     match read.and(written) {
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -79,7 +63,7 @@ pub async fn serve_counting(conn: Rc<Stream>, progress: Rc<Cell<u64>>) -> io::Re
 }
 
 /// The request reader: parses requests as they arrive and queues them.
-async fn read_requests(conn: &Stream, jobs: Sender<Job>, progress: &Cell<u64>) -> io::Result<()> {
+async fn read_requests(conn: &Stream, jobs: Sender<Job>) -> io::Result<()> {
     // `buf[start..len]` is what arrived and is not parsed yet; the buffer is
     // zeroed once and grows (doubling) only for a larger request.
     let mut buf = vec![0u8; 4 * 1024];
@@ -109,7 +93,6 @@ async fn read_requests(conn: &Stream, jobs: Sender<Job>, progress: &Cell<u64>) -
         if n == 0 {
             return Ok(()); // the client is done; `jobs` drops: the writer ends
         }
-        progress.set(progress.get() + 1);
         len += n;
     }
 }
@@ -189,11 +172,7 @@ fn refusal(status: u16) -> Job {
 
 /// The response writer: answers queued requests in order, all those queued
 /// at once in one write.
-async fn write_responses(
-    conn: Rc<Stream>,
-    queue: Receiver<Job>,
-    progress: Rc<Cell<u64>>,
-) -> io::Result<()> {
+async fn write_responses(conn: Rc<Stream>, queue: Receiver<Job>) -> io::Result<()> {
     let mut out = Vec::with_capacity(4096);
     let mut date = Date::new();
     while let Some(job) = queue.recv().await {
@@ -205,7 +184,6 @@ async fn write_responses(
             close = respond(&mut out, &job, &date);
         }
         conn.write_all(&out).await?;
-        progress.set(progress.get() + 1);
         out.clear();
         if close {
             return conn.shutdown(std::net::Shutdown::Write);
