@@ -44,6 +44,8 @@ export const POLLIN: u16 = 1;
 export const POLLOUT: u16 = 2;
 export const POLLHUP: u16 = 4;
 export const POLLNVAL: u16 = 8;
+// In events: readable may be stale (told from events alone); read with try-read.
+export const POLLLAZY: u16 = 16;
 
 // The connection the process was started for.
 export const CONN: i32 = 0;

@@ -48,6 +48,8 @@ extern "C" {
 #define MNVKD_POLLOUT 2
 #define MNVKD_POLLHUP 4
 #define MNVKD_POLLNVAL 8
+/* In events: readable may be stale (told from events alone, a syscall less); read with try-read. */
+#define MNVKD_POLLLAZY 16
 
 /* mnvkd_shutdown directions (or both). */
 #define MNVKD_SHUT_READ 1

@@ -312,6 +312,10 @@ static inline void coro_poll_(struct coro_sched *s, int32_t timeout_ms) {
             s->dirty[h] = 0;
             for (struct coro *w = s->waiters[h]; w; w = w->io_next)
                 want |= w->io_events;
+            /* Lazy: a woken operation uses the non-blocking imports and
+             * waits again on MNVKD_EAGAIN, so a stale readable is a retry. */
+            if (want)
+                want |= MNVKD_POLLLAZY;
             if (want != s->armed[h]) {
                 s->changes[n].handle = h;
                 s->changes[n].events = want;

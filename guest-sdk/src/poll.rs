@@ -42,6 +42,12 @@ impl PollFd {
     pub const HANGUP: u16 = 4;
     /// Invalid (only in `revents`): the handle is not open in this process.
     pub const INVALID: u16 = 8;
+    /// Lazy (only in `events`, with [`PollFd::READABLE`]): readable may be
+    /// told from the socket's events alone, a system call less per wait,
+    /// but at times stale (an event for bytes a read already took). Read
+    /// with `try-read` after it and wait again on `again`. Without it,
+    /// readable means a read finds bytes or the end of the stream.
+    pub const LAZY: u16 = 16;
 
     /// An entry waiting for `events` on handle `handle`, with `revents` 0.
     ///

@@ -354,6 +354,8 @@ extern "C" {
     /// Returns the number of entries written (0 on timeout), [`FAULT`], or
     /// [`INVAL`] (more than 1024 changes, `ready_max` 0 or above 1024, an
     /// unknown event bit, more arms of handles not open than `ready_max`).
+    /// [`PollFd::LAZY`] in an arm makes readable possibly stale, as for
+    /// [`poll`].
     ///
     /// # Safety
     ///

@@ -68,6 +68,8 @@ pub const POLLIN: u16 = 1;
 pub const POLLOUT: u16 = 2;
 pub const POLLHUP: u16 = 4;
 pub const POLLNVAL: u16 = 8;
+/// In events: readable may be stale (told from events alone); read with try-read.
+pub const POLLLAZY: u16 = 16;
 
 /// One entry of `poll`: 8 bytes, as the host reads it.
 pub const PollFd = extern struct {

@@ -219,13 +219,14 @@ impl Connection {
         &self,
         want_read: bool,
         want_write: bool,
+        lazy: bool,
         cx: Option<&Context<'_>>,
     ) -> Readiness {
         let fd = match &self.socket {
             Socket::Tcp(stream) => stream.as_raw_fd(),
             Socket::Unix(stream) => stream.as_raw_fd(),
         };
-        readiness(&self.source, fd, want_read, want_write, cx)
+        readiness(&self.source, fd, want_read, want_write, lazy, cx)
     }
 
     /// Counts one more handle to this connection (`dup`).
@@ -296,32 +297,46 @@ pub struct Readiness {
 /// Level-triggered readiness of `fd` (one `poll(2)` with timeout 0), parking
 /// `cx` on `source` when none of the wanted conditions hold. The event counts
 /// are read before the probe, so an event racing with it is never lost.
+///
+/// A reader that waits after its read found the stream drained (the HTTP
+/// loop between requests) is answered from the event count: no event since
+/// means nothing to read, without a syscall. An event since usually means
+/// bytes, but not always: it may be for bytes the read already took (it
+/// was queued before the read and counted after). With `lazy` that event
+/// is taken as readable all the same (stale at times; the caller reads
+/// with `try-read` and waits again on `again`); otherwise the probe
+/// decides, and a probe that finds nothing moves the drained mark to the
+/// count it saw, so the next wait is answered from the count again.
 pub(crate) fn readiness(
     source: &Source,
     fd: RawFd,
     want_read: bool,
     want_write: bool,
+    lazy: bool,
     cx: Option<&Context<'_>>,
 ) -> Readiness {
     loop {
         let seen_read = source.events(Direction::Read);
         let seen_write = source.events(Direction::Write);
-        // A reader waiting after its read found nothing (the HTTP loop
-        // between requests): the event count answers without a syscall.
-        if let (true, false, Some(drained)) = (want_read, want_write, source.read_drained_at()) {
-            if seen_read != drained {
+        let drained = source
+            .read_drained_at()
+            .filter(|_| want_read && !want_write);
+        if let Some(drained) = drained {
+            if seen_read == drained {
+                match cx {
+                    None => return Readiness::default(),
+                    Some(cx) if source.park(Direction::Read, seen_read, cx) => {
+                        return Readiness::default()
+                    }
+                    // An event came in between: look again.
+                    Some(_) => continue,
+                }
+            }
+            if lazy {
                 return Readiness {
                     readable: true,
                     ..Readiness::default()
                 };
-            }
-            match cx {
-                None => return Readiness::default(),
-                Some(cx) if source.park(Direction::Read, seen_read, cx) => {
-                    return Readiness::default()
-                }
-                // An event came in between: look again.
-                Some(_) => continue,
             }
         }
         let mut probe = libc::pollfd {
@@ -345,6 +360,10 @@ pub(crate) fn readiness(
                 hangup: bits & (libc::POLLHUP | libc::POLLERR) != 0,
             }
         };
+        if drained.is_some() && !now.readable && !now.hangup {
+            // The event since the drain was for bytes already taken.
+            source.note_drained_at(seen_read);
+        }
         let wanted = (want_read && now.readable) || (want_write && now.writable) || now.hangup;
         let Some(cx) = cx else { return now };
         if wanted {

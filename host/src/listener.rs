@@ -149,9 +149,17 @@ impl Listener {
         unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
     }
 
-    /// Readiness now (readable = a connection waits); parks `cx` if not readable.
-    pub fn readiness(&self, cx: Option<&Context<'_>>) -> Readiness {
-        readiness(&self.source, self.listener.as_raw_fd(), true, false, cx)
+    /// Readiness now (readable = a connection waits); parks `cx` if not
+    /// readable. `lazy`: as for a connection ([`crate::conn::readiness`]).
+    pub fn readiness(&self, lazy: bool, cx: Option<&Context<'_>>) -> Readiness {
+        readiness(
+            &self.source,
+            self.listener.as_raw_fd(),
+            true,
+            false,
+            lazy,
+            cx,
+        )
     }
 }
 

@@ -32,9 +32,11 @@ pub(crate) trait Io {
     fn close(&mut self);
 }
 
-/// Waits on handle `raw` with the host's `poll`.
+/// Waits on handle `raw` with the host's `poll`. Lazy: the loop reads with
+/// [`Io::read_ready`] after it and waits again on a stale readable, and
+/// an exact wait would cost a `poll(2)` in the host per request.
 fn poll_readable(raw: i32, timeout: Duration) -> io::Result<bool> {
-    let mut fds = [PollFd::new(raw, PollFd::READABLE)];
+    let mut fds = [PollFd::new(raw, PollFd::READABLE | PollFd::LAZY)];
     Ok(poll(&mut fds, Some(timeout))? > 0)
 }
 

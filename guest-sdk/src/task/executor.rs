@@ -321,7 +321,13 @@ impl Executor {
         let timeout_ms = match (look, next, now) {
             (true, _, _) => 0,
             (false, Some(at), Some(now)) => {
-                let ms = (at - now).as_micros().div_ceil(1000);
+                // Whole milliseconds, rounded up, in u64: `as_millis` is
+                // u128 arithmetic, a few hundred instructions on wasm32.
+                let left = at - now;
+                let ms = left
+                    .as_secs()
+                    .saturating_mul(1000)
+                    .saturating_add(u64::from(left.subsec_nanos().div_ceil(1_000_000)));
                 i32::try_from(ms).unwrap_or(i32::MAX)
             }
             (false, _, _) => -1,
@@ -346,9 +352,8 @@ impl Executor {
             }
             (_, timeout_ms) => self.watch(timeout_ms),
         }
-        if !self.timers.borrow().is_empty() {
-            self.fire_timers(Instant::now());
-        }
+        // Timers that came due meanwhile fire at the next wait, which reads
+        // the clock first: one clock read (a host call) per wait, not two.
     }
 
     /// Brings the host's interest set up to date with the waits, waits up
@@ -407,6 +412,14 @@ impl Executor {
                 .filter_map(|&id| waits[id].as_ref())
                 .filter(|wait| wait.result.is_none())
                 .fold(0, |events, wait| events | wait.events);
+            // Lazy: a woken operation reads with `try-read` and waits again
+            // on `again`, so a stale readable costs a retry, where an exact
+            // one would cost a `poll(2)` in the host per wait.
+            let wanted = if wanted == 0 {
+                0
+            } else {
+                wanted | PollFd::LAZY
+            };
             if wanted != interest.armed {
                 changes.push(PollFd::new(handle, wanted));
                 interest.armed = wanted;

@@ -62,6 +62,7 @@ const READABLE: u16 = 1;
 const WRITABLE: u16 = 2;
 const HANGUP: u16 = 4;
 const INVALID: u16 = 8;
+const LAZY: u16 = 16;
 
 /// What a handle the fuzzer holds stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

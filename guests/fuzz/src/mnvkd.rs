@@ -321,7 +321,7 @@ impl Fuzzer {
         for _ in 0..count.min(6) {
             let h = self.handle();
             let events = if self.rng.chance(80) {
-                self.rng.below(4) as u16
+                self.rng.below(4) as u16 | if self.rng.chance(25) { LAZY } else { 0 }
             } else {
                 self.rng.u32() as u16
             };
@@ -406,7 +406,7 @@ impl Fuzzer {
         for _ in 0..change_count.min(6) {
             let h = self.handle();
             let events = if self.rng.chance(85) {
-                self.rng.below(4) as u16
+                self.rng.below(4) as u16 | if self.rng.chance(25) { LAZY } else { 0 }
             } else {
                 self.rng.u32() as u16
             };
@@ -438,7 +438,9 @@ impl Fuzzer {
             "watch({changes_ptr:#x}, {change_count}, {ready_ptr:#x}, {ready_max}, {timeout}) [{changes:?}]"
         );
         self.expect_one_of(&what, code, &[FAULT, INVAL]);
-        let bad_bits = changes.iter().any(|(_, e)| e & !(READABLE | WRITABLE) != 0);
+        let bad_bits = changes
+            .iter()
+            .any(|(_, e)| e & !(READABLE | WRITABLE | LAZY) != 0);
         let not_open = changes
             .iter()
             .filter(|(h, e)| *e != 0 && self.is_unknown(*h))
@@ -459,7 +461,7 @@ impl Fuzzer {
                 let h = i32::from_le_bytes([0, 1, 2, 3].map(|k| self.byte(at + k)));
                 let events = u16::from_le_bytes([self.byte(at + 4), self.byte(at + 5)]);
                 let revents = u16::from_le_bytes([self.byte(at + 6), self.byte(at + 7)]);
-                let wrong = if !(1..=3).contains(&events) || revents == 0 {
+                let wrong = if events & !(READABLE | WRITABLE | LAZY) != 0 || revents == 0 {
                     true
                 } else if self.is_unknown(h) {
                     revents != INVALID

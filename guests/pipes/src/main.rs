@@ -480,7 +480,7 @@ fn watch() -> io::Result<()> {
     report("elapsed_ms", start.elapsed().as_millis());
     // Bad calls change nothing.
     let mut ready = [PollFd::default(); 1];
-    let bad_bit = [PollFd::new(quiet.as_raw(), 0x10)];
+    let bad_bit = [PollFd::new(quiet.as_raw(), 0x20)];
     // SAFETY: the buffers are valid for their lengths; the last call passes
     // a pointer past the heap on purpose (the host must answer `fault`).
     let codes = unsafe {

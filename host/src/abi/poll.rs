@@ -22,6 +22,10 @@ pub const WRITABLE: u16 = 2;
 pub const HANGUP: u16 = 4;
 /// Result bit: the handle is not open.
 pub const INVALID: u16 = 8;
+/// Event bit: readable may be told from the socket's events alone, without
+/// the `poll(2)` that confirms an event left bytes: a syscall less a wait,
+/// but at times stale (the caller reads with `try-read`).
+pub const LAZY: u16 = 16;
 /// Most entries one `poll` takes.
 pub const MAX_ENTRIES: u32 = 1024;
 /// Bytes per entry: handle (s32), events (u16), revents (u16).
@@ -171,10 +175,11 @@ impl Timeout {
 pub(super) fn readiness(handle: Option<&Handle>, events: u16, cx: Option<&Context<'_>>) -> u16 {
     let want_read = events & READABLE != 0;
     let want_write = events & WRITABLE != 0;
+    let lazy = events & LAZY != 0;
     let bits = match handle {
         None => return INVALID,
-        Some(Handle::Connection(conn)) => bits(conn.readiness(want_read, want_write, cx)),
-        Some(Handle::Listener(listener)) => bits(listener.readiness(cx)),
+        Some(Handle::Connection(conn)) => bits(conn.readiness(want_read, want_write, lazy, cx)),
+        Some(Handle::Listener(listener)) => bits(listener.readiness(lazy, cx)),
         Some(Handle::PipeRead(pipe)) => pipe.readiness(events, cx),
         Some(Handle::PipeWrite(pipe)) => pipe.readiness(events, cx),
         Some(Handle::Child(status)) => {

@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use wasmtime::{Caller, Linker};
 
 use super::handles::IoCtx;
-use super::poll::{readiness, Timeout, INVALID, MAX_ENTRIES, READABLE, WRITABLE};
+use super::poll::{readiness, Timeout, INVALID, LAZY, MAX_ENTRIES, READABLE, WRITABLE};
 use super::{guest_buffer, Errno, MODULE};
 use crate::process::ProcessState;
 
@@ -90,7 +90,7 @@ async fn watch(
         for entry in changes.memory.data(&caller)[changes.range].chunks_exact(ENTRY_SIZE as usize) {
             let handle = i32::from_le_bytes(entry[..4].try_into().unwrap());
             let events = u16::from_le_bytes(entry[4..6].try_into().unwrap());
-            if events & !(READABLE | WRITABLE) != 0 {
+            if events & !(READABLE | WRITABLE | LAZY) != 0 {
                 return Err(Errno::Inval);
             }
             if io.get(handle).is_ok() {

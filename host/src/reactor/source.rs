@@ -186,6 +186,12 @@ impl Source {
         self.read_drained.store(0, Ordering::Relaxed);
     }
 
+    /// Notes that nothing was readable at read event count `seen` (a probe
+    /// found nothing after an event for bytes a read had already taken).
+    pub fn note_drained_at(&self, seen: u64) {
+        self.read_drained.store(seen + 1, Ordering::Relaxed);
+    }
+
     /// The read event count at which a read last found nothing, unless a
     /// read got bytes since.
     pub fn read_drained_at(&self) -> Option<u64> {
