@@ -263,15 +263,24 @@ fn microheap_http_coro_many_serves_200_connections_from_one_process() {
     drop(clients);
 }
 
+/// Serves `http-coro-many` from a temp dir with its manifest plus `extra`
+/// lines and `IDLE_SECS = idle_secs` in its environment.
+fn serve_http_coro_many(extra: &str, idle_secs: u32) -> (crate::util::TempDir, Server) {
+    let dir = crate::util::TempDir::new();
+    let manifest = format!(
+        "kind = \"listener\"\nmax_memory = \"64MiB\"\n{extra}[env]\nIDLE_SECS = \"{idle_secs}\"\n"
+    );
+    let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", &manifest);
+    let server = Server::start(&[("http-coro-many", app)], &[]);
+    (dir, server)
+}
+
 /// `http-coro-many` with `IDLE_SECS` set: the process-wide sweeper ends a
 /// keep-alive connection that stays idle, so idle clients cannot hold the
 /// process's handles.
 #[test]
 fn microheap_http_coro_many_closes_an_idle_connection() {
-    let dir = crate::util::TempDir::new();
-    let manifest = "kind = \"listener\"\nmax_memory = \"64MiB\"\n[env]\nIDLE_SECS = \"1\"\n";
-    let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", manifest);
-    let server = Server::start(&[("http-coro-many", app)], &[]);
+    let (_dir, server) = serve_http_coro_many("", 1);
     let (_conn, mut reader) = three_keep_alive_requests(&server, "http-coro-many");
     // Nothing more is sent: the server ends the connection by itself.
     assert!(
@@ -287,11 +296,7 @@ fn microheap_http_coro_many_closes_an_idle_connection() {
 /// has closed idle connections to make room.
 #[test]
 fn microheap_http_coro_many_serves_clients_beyond_its_handles_as_idle_ones_close() {
-    let dir = crate::util::TempDir::new();
-    let manifest =
-        "kind = \"listener\"\nmax_memory = \"64MiB\"\nmax_handles = 12\n[env]\nIDLE_SECS = \"1\"\n";
-    let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", manifest);
-    let server = Server::start(&[("http-coro-many", app)], &[]);
+    let (_dir, server) = serve_http_coro_many("max_handles = 12\n", 1);
     let addr = server.addr("http-coro-many");
     // 30 clients, each asking once and then staying idle: at most 11 are
     // served at a time (handle 0 is the listener).
@@ -319,10 +324,7 @@ fn microheap_http_coro_many_serves_clients_beyond_its_handles_as_idle_ones_close
 /// drain timeout (the idle timeout is an hour here).
 #[test]
 fn microheap_http_coro_many_lets_its_clients_go_when_the_host_drains() {
-    let dir = crate::util::TempDir::new();
-    let manifest = "kind = \"listener\"\nmax_memory = \"64MiB\"\n[env]\nIDLE_SECS = \"3600\"\n";
-    let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", manifest);
-    let server = Server::start(&[("http-coro-many", app)], &[]);
+    let (_dir, server) = serve_http_coro_many("", 3600);
     let (_conn, mut reader) = three_keep_alive_requests(&server, "http-coro-many");
     server.signal(libc::SIGTERM);
     assert!(

@@ -311,28 +311,36 @@ impl Fuzzer {
         }
     }
 
-    pub(crate) fn fuzz_poll(&mut self) {
-        let count = match self.rng.below(12) {
-            0 => 1025 + self.rng.below(1000) as u32,
-            1 => self.rng.u32().max(1025),
-            _ => self.rng.below(6) as u32,
-        };
+    /// `count` `poll`/`watch` entries: (handle, events), and their bytes
+    /// (revents 0xaaaa). Events are the defined bits `good_percent` of the
+    /// time, any 16 bits otherwise.
+    fn random_entries(&mut self, count: u32, good_percent: u64) -> (Vec<(i32, u16)>, Vec<u8>) {
         let mut entries = Vec::new();
-        for _ in 0..count.min(6) {
+        for _ in 0..count {
             let h = self.handle();
-            let events = if self.rng.chance(80) {
+            let events = if self.rng.chance(good_percent) {
                 self.rng.below(4) as u16 | if self.rng.chance(25) { LAZY } else { 0 }
             } else {
                 self.rng.u32() as u16
             };
             entries.push((h, events));
         }
-        let bytes: Vec<u8> = entries
+        let bytes = entries
             .iter()
             .flat_map(|(h, e)| {
                 [h.to_le_bytes().as_slice(), &e.to_le_bytes(), &[0xaa, 0xaa]].concat()
             })
             .collect();
+        (entries, bytes)
+    }
+
+    pub(crate) fn fuzz_poll(&mut self) {
+        let count = match self.rng.below(12) {
+            0 => 1025 + self.rng.below(1000) as u32,
+            1 => self.rng.u32().max(1025),
+            _ => self.rng.below(6) as u32,
+        };
+        let (entries, bytes) = self.random_entries(count.min(6), 80);
         let mut ptr = self.put(0, &bytes);
         let mut inside = true;
         if self.rng.chance(10) {
@@ -402,22 +410,7 @@ impl Fuzzer {
             1 => 1025 + self.rng.below(1000) as u32,
             _ => 1 + self.rng.below(8) as u32,
         };
-        let mut changes = Vec::new();
-        for _ in 0..change_count.min(6) {
-            let h = self.handle();
-            let events = if self.rng.chance(85) {
-                self.rng.below(4) as u16 | if self.rng.chance(25) { LAZY } else { 0 }
-            } else {
-                self.rng.u32() as u16
-            };
-            changes.push((h, events));
-        }
-        let bytes: Vec<u8> = changes
-            .iter()
-            .flat_map(|(h, e)| {
-                [h.to_le_bytes().as_slice(), &e.to_le_bytes(), &[0xaa, 0xaa]].concat()
-            })
-            .collect();
+        let (changes, bytes) = self.random_entries(change_count.min(6), 85);
         // Changes at the front of the scratch buffer, reports after them.
         const REPORTS_AT: usize = 512;
         let mut changes_ptr = self.put(0, &bytes);
