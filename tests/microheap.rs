@@ -264,12 +264,10 @@ fn microheap_http_coro_many_serves_200_connections_from_one_process() {
 }
 
 /// Serves `http-coro-many` from a temp dir with its manifest plus `extra`
-/// lines and `IDLE_SECS = idle_secs` in its environment.
-fn serve_http_coro_many(extra: &str, idle_secs: u32) -> (crate::util::TempDir, Server) {
+/// lines and `env` lines in its `[env]`.
+fn serve_http_coro_many(extra: &str, env: &str) -> (crate::util::TempDir, Server) {
     let dir = crate::util::TempDir::new();
-    let manifest = format!(
-        "kind = \"listener\"\nmax_memory = \"64MiB\"\n{extra}[env]\nIDLE_SECS = \"{idle_secs}\"\n"
-    );
+    let manifest = format!("kind = \"listener\"\nmax_memory = \"64MiB\"\n{extra}[env]\n{env}");
     let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", &manifest);
     let server = Server::start(&[("http-coro-many", app)], &[]);
     (dir, server)
@@ -280,7 +278,7 @@ fn serve_http_coro_many(extra: &str, idle_secs: u32) -> (crate::util::TempDir, S
 /// process's handles.
 #[test]
 fn microheap_http_coro_many_closes_an_idle_connection() {
-    let (_dir, server) = serve_http_coro_many("", 1);
+    let (_dir, server) = serve_http_coro_many("", "IDLE_SECS = \"1\"\n");
     let (_conn, mut reader) = three_keep_alive_requests(&server, "http-coro-many");
     // Nothing more is sent: the server ends the connection by itself.
     assert!(
@@ -296,7 +294,7 @@ fn microheap_http_coro_many_closes_an_idle_connection() {
 /// has closed idle connections to make room.
 #[test]
 fn microheap_http_coro_many_serves_clients_beyond_its_handles_as_idle_ones_close() {
-    let (_dir, server) = serve_http_coro_many("max_handles = 12\n", 1);
+    let (_dir, server) = serve_http_coro_many("max_handles = 12\n", "IDLE_SECS = \"1\"\n");
     let addr = server.addr("http-coro-many");
     // 30 clients, each asking once and then staying idle: at most 11 are
     // served at a time (handle 0 is the listener).
@@ -319,12 +317,45 @@ fn microheap_http_coro_many_serves_clients_beyond_its_handles_as_idle_ones_close
     server.assert_alive();
 }
 
+/// A slowloris client (a request head a byte at a time, never finished)
+/// makes progress, so the idle timeout never ends it; the request timeout
+/// does: 408, then the connection closes, while another client is served.
+#[test]
+fn microheap_http_coro_many_answers_a_slowloris_408() {
+    let (_dir, server) =
+        serve_http_coro_many("", "IDLE_SECS = \"3600\"\nREQUEST_TIMEOUT_SECS = \"1\"\n");
+    let addr = server.addr("http-coro-many");
+    let mut slow = connect(addr);
+    let mut trickle = slow.try_clone().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::clone(&done);
+    let writer = thread::spawn(move || {
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+            if stop.load(std::sync::atomic::Ordering::Relaxed)
+                || trickle.write_all(&[*byte]).is_err()
+            {
+                return;
+            }
+            thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    three_keep_alive_requests(&server, "http-coro-many");
+    let reply = read_until_closed(&mut slow);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        reply.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+}
+
 /// On drain, `http-coro-many` stops reading requests: an idle keep-alive
 /// client is let go, and the host exits drained, well before its 30 s
 /// drain timeout (the idle timeout is an hour here).
 #[test]
 fn microheap_http_coro_many_lets_its_clients_go_when_the_host_drains() {
-    let (_dir, server) = serve_http_coro_many("", 3600);
+    let (_dir, server) = serve_http_coro_many("", "IDLE_SECS = \"3600\"\n");
     let (_conn, mut reader) = three_keep_alive_requests(&server, "http-coro-many");
     server.signal(libc::SIGTERM);
     assert!(

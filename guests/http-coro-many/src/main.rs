@@ -13,7 +13,8 @@
 //! handle table, shutting down a connection whose reads and writes moved
 //! nothing for `IDLE_SECS` seconds (environment, default 30), and, when the
 //! host drains, no more requests read, the answers to those read still
-//! sent, then the end of the process.
+//! sent, then the end of the process. A request must arrive whole within
+//! `REQUEST_TIMEOUT_SECS` (default 30) of its first byte, or it gets 408.
 
 use std::io;
 use std::time::Duration;
@@ -21,14 +22,16 @@ use std::time::Duration;
 use mnvkd_guest::task::{self, Listener};
 
 fn main() -> io::Result<()> {
-    let idle_secs = std::env::var("IDLE_SECS")
-        .ok()
-        .and_then(|secs| secs.parse().ok())
-        .unwrap_or(30);
-    let idle = Some(Duration::from_secs(idle_secs));
-    task::block_on(Listener::get().serve_each(idle, |conn| async move {
-        if let Err(err) = http_coro::serve(conn).await {
-            eprintln!("http-coro-many: connection: {err}");
-        }
-    }))
+    let secs = |name: &str| {
+        let secs = std::env::var(name).ok().and_then(|secs| secs.parse().ok());
+        Duration::from_secs(secs.unwrap_or(30))
+    };
+    let (idle, request_timeout) = (secs("IDLE_SECS"), secs("REQUEST_TIMEOUT_SECS"));
+    task::block_on(
+        Listener::get().serve_each(Some(idle), move |conn| async move {
+            if let Err(err) = http_coro::serve_within(conn, request_timeout).await {
+                eprintln!("http-coro-many: connection: {err}");
+            }
+        }),
+    )
 }

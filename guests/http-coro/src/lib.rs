@@ -16,9 +16,10 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use mnvkd_guest::http::Date;
-use mnvkd_guest::task::{self, Receiver, Sender, Stream};
+use mnvkd_guest::task::{self, Either, Receiver, Sender, Stream};
 use mnvkd_http1::chunked::{Decoder, Progress};
 use mnvkd_http1::Framing;
 
@@ -31,6 +32,9 @@ const MAX_BODY: usize = 1 << 20;
 const QUEUE: usize = 64;
 /// Answers gathered into one write at most.
 const FLUSH_AT: usize = 64 * 1024;
+/// How long a request may take to arrive whole, head and body, from its
+/// first byte ([`serve`]); a slower one gets 408 and the connection closes.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the reader hands the writer: one request to answer.
 #[derive(Debug)]
@@ -52,9 +56,20 @@ struct Job {
 /// A read or write that failed; a client that leaves mid-answer is an end,
 /// not a failure.
 pub async fn serve(conn: Rc<Stream>) -> io::Result<()> {
+    serve_within(conn, REQUEST_TIMEOUT).await
+}
+
+/// As [`serve`], with `request_timeout` for each request to arrive whole
+/// from its first byte: a client trickling bytes (slowloris) makes
+/// progress but cannot hold its connection longer than that.
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn serve_within(conn: Rc<Stream>, request_timeout: Duration) -> io::Result<()> {
     let (jobs, queue) = task::channel(QUEUE);
     let writer = task::spawn(write_responses(Rc::clone(&conn), queue));
-    let read = read_requests(&conn, jobs).await;
+    let read = read_requests(&conn, jobs, request_timeout).await;
     let written = writer.await;
     match read.and(written) {
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -63,15 +78,23 @@ pub async fn serve(conn: Rc<Stream>) -> io::Result<()> {
 }
 
 /// The request reader: parses requests as they arrive and queues them.
-async fn read_requests(conn: &Stream, jobs: Sender<Job>) -> io::Result<()> {
+async fn read_requests(
+    conn: &Stream,
+    jobs: Sender<Job>,
+    request_timeout: Duration,
+) -> io::Result<()> {
     // `buf[start..len]` is what arrived and is not parsed yet; the buffer is
     // zeroed once and grows (doubling) only for a larger request.
     let mut buf = vec![0u8; 4 * 1024];
     let (mut start, mut len) = (0, 0);
+    // When the first byte of the request not yet whole arrived (read
+    // from the clock only then: between requests nothing is timed here).
+    let mut began: Option<Instant> = None;
     loop {
         // Every complete request in the buffer, then read more.
         while let Parsed::Complete(job, used) = parse(&buf[start..len]) {
             start += used;
+            began = None;
             let stop = !job.keep_alive;
             if jobs.send(job).await.is_err() || stop {
                 return Ok(());
@@ -89,7 +112,19 @@ async fn read_requests(conn: &Stream, jobs: Sender<Job>) -> io::Result<()> {
             }
             buf.resize(2 * len, 0);
         }
-        let n = conn.read(&mut buf[len..]).await?;
+        let n = if len == 0 {
+            conn.read(&mut buf[len..]).await?
+        } else {
+            let began = *began.get_or_insert_with(Instant::now);
+            let left = request_timeout.saturating_sub(began.elapsed());
+            match task::select(conn.read(&mut buf[len..]), task::sleep(left)).await {
+                Either::Left(read) => read?,
+                Either::Right(()) => {
+                    let _ = jobs.send(refusal(408)).await;
+                    return Ok(());
+                }
+            }
+        };
         if n == 0 {
             return Ok(()); // the client is done; `jobs` drops: the writer ends
         }
@@ -198,6 +233,7 @@ fn respond(out: &mut Vec<u8>, job: &Job, date: &Date) -> bool {
         200 if job.path.is_empty() => ("200 OK", &["Hello, World!\n"]),
         200 => ("200 OK", &[job.path.as_str(), "\n"]),
         400 => ("400 Bad Request", &[]),
+        408 => ("408 Request Timeout", &[]),
         413 => ("413 Content Too Large", &[]),
         431 => ("431 Request Header Fields Too Large", &[]),
         _ => ("501 Not Implemented", &[]),
