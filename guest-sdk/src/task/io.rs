@@ -22,7 +22,8 @@ use crate::{handle, Handle, PollFd};
 
 /// Waits, as a coroutine, until `handle` has one of `events`
 /// ([`PollFd::READABLE`], [`PollFd::WRITABLE`]); returns the revents (hang-up
-/// and invalid included).
+/// and invalid included). Readable is exact, as `poll`'s, unless `events`
+/// has [`PollFd::LAZY`] (then it may be stale: read with `try-read`).
 ///
 /// # Examples
 ///
@@ -204,7 +205,8 @@ impl Stream {
             return Ok(0);
         }
         loop {
-            if readiness(self.raw, PollFd::READABLE).await & EXCLUSIVE != 0 {
+            // Lazy: a stale readable costs one `again` and another wait.
+            if readiness(self.raw, PollFd::READABLE | PollFd::LAZY).await & EXCLUSIVE != 0 {
                 return handle::read(self.raw, buf).map(|n| self.moved(n));
             }
             if let Some(n) = handle::try_read(self.raw, buf)? {
@@ -237,7 +239,7 @@ impl Stream {
             if let Some(n) = handle::try_write(self.raw, buf)? {
                 return Ok(self.moved(n));
             }
-            if readiness(self.raw, PollFd::WRITABLE).await & EXCLUSIVE != 0 {
+            if readiness(self.raw, PollFd::WRITABLE | PollFd::LAZY).await & EXCLUSIVE != 0 {
                 return handle::write(self.raw, buf).map(|n| self.moved(n));
             }
         }
