@@ -116,6 +116,16 @@ struct Interest {
     dirty: bool,
 }
 
+impl Interest {
+    /// Notes that the waits on `handle` (this interest's) changed, once.
+    fn mark_dirty(&mut self, handle: i32, dirty: &RefCell<Vec<i32>>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.borrow_mut().push(handle);
+        }
+    }
+}
+
 /// The hasher of handle numbers: one multiplication (Fibonacci hashing).
 /// Handles are small integers the guest cannot choose, and SipHash cost
 /// a few hundred instructions per request in a server's hot path.
@@ -442,10 +452,7 @@ impl Executor {
         interest.armed = 0;
         // Waits it does not answer (a writer, when readable came) are armed
         // again at the next wait.
-        if !interest.dirty {
-            interest.dirty = true;
-            self.dirty.borrow_mut().push(handle);
-        }
+        interest.mark_dirty(handle, &self.dirty);
         let mut waits = self.waits.borrow_mut();
         for &id in &interest.waits {
             let Some(Some(wait)) = waits.get_mut(id) else {
@@ -454,30 +461,20 @@ impl Executor {
             if wait.result.is_none()
                 && revents & (wait.events | PollFd::HANGUP | PollFd::INVALID) != 0
             {
-                wait.result = Some(revents);
-                self.pending.set(self.pending.get() - 1);
-                // Only queues the task's number: no executor state is borrowed.
-                wait.waker.wake_by_ref();
+                self.settle(wait, revents);
             }
-        }
-    }
-
-    /// Notes that the waits on `handle` changed.
-    fn mark_dirty(&self, handle: i32) {
-        let mut interests = self.interests.borrow_mut();
-        let interest = interests.entry(handle).or_default();
-        if !interest.dirty {
-            interest.dirty = true;
-            self.dirty.borrow_mut().push(handle);
         }
     }
 
     /// Wakes the waiter of wait `id` with `revents`.
     fn complete(&self, id: usize, revents: u16) {
-        let mut waits = self.waits.borrow_mut();
-        let Some(Some(wait)) = waits.get_mut(id) else {
-            return;
-        };
+        if let Some(Some(wait)) = self.waits.borrow_mut().get_mut(id) {
+            self.settle(wait, revents);
+        }
+    }
+
+    /// Gives `wait` its result and wakes its waiter.
+    fn settle(&self, wait: &mut IoWait, revents: u16) {
         if wait.result.is_none() {
             self.pending.set(self.pending.get() - 1);
         }
@@ -530,14 +527,11 @@ pub(crate) fn add_wait(handle: i32, events: u16, waker: &Waker) -> usize {
             }
         };
         executor.pending.set(executor.pending.get() + 1);
-        executor.mark_dirty(handle);
-        executor
-            .interests
-            .borrow_mut()
-            .get_mut(&handle)
-            .expect("marked dirty above")
-            .waits
-            .push(id);
+        // One lookup: this runs on every wait.
+        let mut interests = executor.interests.borrow_mut();
+        let interest = interests.entry(handle).or_default();
+        interest.waits.push(id);
+        interest.mark_dirty(handle, &executor.dirty);
         id
     })
 }
@@ -570,8 +564,8 @@ pub(crate) fn remove_wait(id: usize) {
         }
         if let Some(interest) = executor.interests.borrow_mut().get_mut(&wait.handle) {
             interest.waits.retain(|&other| other != id);
+            interest.mark_dirty(wait.handle, &executor.dirty);
         }
-        executor.mark_dirty(wait.handle);
     });
 }
 

@@ -126,7 +126,7 @@ async fn watch(
             }
         })
         .await;
-        set.woken.set_process(None);
+        drop(set.woken.set_process(None));
         timeout.keep(&mut caller);
         caller.data_mut().io.watch = Some(set);
         let memory = &mut ready.memory.data_mut(&mut caller)[ready.range];
@@ -199,12 +199,15 @@ struct WokenState {
 }
 
 impl Woken {
-    fn set_process(&self, waker: Option<&Waker>) {
+    /// Sets (or, with `None`, clears) the process waker; returns the
+    /// state, still locked.
+    fn set_process(&self, waker: Option<&Waker>) -> std::sync::MutexGuard<'_, WokenState> {
         let mut state = self.state.lock().unwrap();
         match (&state.process, waker) {
             (Some(parked), Some(waker)) if parked.will_wake(waker) => {}
             _ => state.process = waker.cloned(),
         }
+        state
     }
 }
 
@@ -282,10 +285,9 @@ impl WatchSet {
         cx: &Context<'_>,
     ) {
         {
-            // The process waker goes in before the list is taken: a handle
-            // woken after the take finds it and wakes the process.
-            self.woken.set_process(Some(cx.waker()));
-            let mut state = self.woken.state.lock().unwrap();
+            // The process waker goes in with the list taken, under one
+            // lock: a handle woken after finds it and wakes the process.
+            let mut state = self.woken.set_process(Some(cx.waker()));
             std::mem::swap(&mut state.handles, &mut self.spare);
         }
         let mut woken = std::mem::take(&mut self.spare);
