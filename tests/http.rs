@@ -1,7 +1,11 @@
 //! Guest-side HTTP (`mnvkd_guest::http`): the `hello-http` and `http-echo`
 //! guests over real sockets: keep-alive, pipelining, request bodies by
 //! length and chunked, bad input (400, 431, 413, 501, 408), idle close,
-//! HTTP/1.0, and many clients at once.
+//! HTTP/1.0, a failing handler, and many clients at once.
+//!
+//! Every scenario runs twice, once per shape of the SDK's server
+//! ([`Shape`]): `process_per_connection::*` (`http::serve`, the default)
+//! and `one_heap::*` (`http::serve_each` in a listener-mode app).
 
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -56,24 +60,81 @@ impl Client {
     }
 }
 
-fn serve_http() -> Server {
+/// How the apps serve their connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// `http::serve`: a process per connection (connection mode).
+    ProcessPerConnection,
+    /// `http::serve_each`: one listener-mode process serves every
+    /// connection as a coroutine of its micro-heap (`hello-http-many`, and
+    /// `http-echo` with `HTTP_SERVE_EACH=1`).
+    OneHeap,
+}
+
+/// Serves `hello-http` and `http-echo` in `shape`, from copies in `dir`
+/// with manifests; `echo_env` is more of `http-echo`'s `[env]` (its
+/// timeouts, in milliseconds).
+fn serve_http_in(dir: &TempDir, shape: Shape, echo_env: &str) -> Server {
+    let (hello, listener, each) = match shape {
+        Shape::ProcessPerConnection => ("hello-http", "", ""),
+        Shape::OneHeap => (
+            "hello-http-many",
+            "kind = \"listener\"\nmax_memory = \"64MiB\"\n",
+            "HTTP_SERVE_EACH = \"1\"\n",
+        ),
+    };
+    std::fs::copy(guest(hello), dir.join("hello-http.wasm")).expect("failed to copy hello-http");
+    std::fs::copy(guest("http-echo"), dir.join("http-echo.wasm"))
+        .expect("failed to copy http-echo.wasm");
+    dir.write("hello-http.toml", listener);
+    dir.write(
+        "http-echo.toml",
+        format!("{listener}[env]\n{each}{echo_env}\n"),
+    );
     Server::start(
         &[
-            ("hello-http", guest("hello-http")),
-            ("http-echo", guest("http-echo")),
+            ("hello-http", dir.join("hello-http.wasm")),
+            ("http-echo", dir.join("http-echo.wasm")),
         ],
-        &[],
+        &["--admin".into(), "127.0.0.1:0".into()],
     )
 }
 
-/// Serves a copy of `http-echo` with a manifest whose `[env]` sets the
-/// guest's timeouts (in milliseconds).
-fn serve_echo_with_timeouts(dir: &TempDir, env: &str) -> Server {
-    let wasm = dir.join("http-echo.wasm");
-    std::fs::copy(guest("http-echo"), &wasm).expect("failed to copy http-echo.wasm");
-    dir.write("http-echo.toml", format!("[env]\n{env}\n"));
-    Server::start(&[("http-echo", wasm)], &[])
+/// Runs each scenario (a `fn(Shape)`) as a test of each shape:
+/// `process_per_connection::NAME` and `one_heap::NAME`.
+macro_rules! in_both_shapes {
+    ($($scenario:ident),* $(,)?) => {
+        mod process_per_connection {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(super::Shape::ProcessPerConnection);
+            })*
+        }
+        mod one_heap {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(super::Shape::OneHeap);
+            })*
+        }
+    };
 }
+
+in_both_shapes!(
+    hello_http_answers_1000_sequential_requests_on_one_connection,
+    ten_pipelined_requests_in_one_write_are_answered_in_order,
+    chunked_request_body_is_decoded,
+    large_bodies_are_echoed_by_length_and_chunked,
+    malformed_requests_get_400_and_close,
+    a_header_section_over_16k_gets_431_and_close,
+    a_body_over_the_limit_gets_413_and_close,
+    an_unsupported_transfer_encoding_gets_501_and_close,
+    an_unfinished_head_gets_408_and_close,
+    an_idle_keep_alive_connection_is_closed,
+    http_1_0_is_answered_and_closed,
+    connection_close_is_honoured,
+    a_failing_handler_gets_500_and_ends_only_its_own_connection,
+    two_hundred_concurrent_clients_each_get_their_answers,
+);
 
 /// Sends `bytes` on a fresh connection and returns the one response the
 /// server sends before it closes the connection.
@@ -89,9 +150,9 @@ fn refused(addr: SocketAddr, bytes: &[u8]) -> Response {
     response
 }
 
-#[test]
-fn hello_http_answers_1000_sequential_requests_on_one_connection() {
-    let server = serve_http();
+fn hello_http_answers_1000_sequential_requests_on_one_connection(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let mut client = Client::new(server.addr("hello-http"));
     for i in 0..1000 {
         client.send(format!("GET /{i} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
@@ -111,9 +172,9 @@ fn hello_http_answers_1000_sequential_requests_on_one_connection() {
     server.assert_alive();
 }
 
-#[test]
-fn ten_pipelined_requests_in_one_write_are_answered_in_order() {
-    let server = serve_http();
+fn ten_pipelined_requests_in_one_write_are_answered_in_order(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let mut client = Client::new(server.addr("http-echo"));
     let mut batch = Vec::new();
     for i in 0..10 {
@@ -151,9 +212,9 @@ fn ten_pipelined_requests_in_one_write_are_answered_in_order() {
     server.assert_alive();
 }
 
-#[test]
-fn chunked_request_body_is_decoded() {
-    let server = serve_http();
+fn chunked_request_body_is_decoded(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let mut client = Client::new(server.addr("http-echo"));
     client.send(
         b"POST /chunked HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\
@@ -175,9 +236,9 @@ fn chunked_request_body_is_decoded() {
     server.assert_alive();
 }
 
-#[test]
-fn large_bodies_are_echoed_by_length_and_chunked() {
-    let server = serve_http();
+fn large_bodies_are_echoed_by_length_and_chunked(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let addr = server.addr("http-echo");
     let body = util::pseudo_random_bytes(4, 512 * 1024);
     let mut chunked = Vec::new();
@@ -221,9 +282,9 @@ fn large_bodies_are_echoed_by_length_and_chunked() {
     server.assert_alive();
 }
 
-#[test]
-fn malformed_requests_get_400_and_close() {
-    let server = serve_http();
+fn malformed_requests_get_400_and_close(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let addr = server.addr("http-echo");
     for bad in [
         &b"NOT HTTP AT ALL\r\n\r\n"[..],
@@ -245,9 +306,9 @@ fn malformed_requests_get_400_and_close() {
     server.assert_alive();
 }
 
-#[test]
-fn a_header_section_over_16k_gets_431_and_close() {
-    let server = serve_http();
+fn a_header_section_over_16k_gets_431_and_close(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let addr = server.addr("http-echo");
     let big = format!(
         "GET / HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
@@ -274,9 +335,9 @@ fn a_header_section_over_16k_gets_431_and_close() {
     server.assert_alive();
 }
 
-#[test]
-fn a_body_over_the_limit_gets_413_and_close() {
-    let server = serve_http();
+fn a_body_over_the_limit_gets_413_and_close(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let addr = server.addr("http-echo");
     let too_long = format!(
         "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\nthe start of it",
@@ -300,9 +361,9 @@ fn a_body_over_the_limit_gets_413_and_close() {
     server.assert_alive();
 }
 
-#[test]
-fn an_unsupported_transfer_encoding_gets_501_and_close() {
-    let server = serve_http();
+fn an_unsupported_transfer_encoding_gets_501_and_close(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let addr = server.addr("http-echo");
     for coding in ["gzip", "gzip, chunked", "identity"] {
         let request =
@@ -314,10 +375,9 @@ fn an_unsupported_transfer_encoding_gets_501_and_close() {
     server.assert_alive();
 }
 
-#[test]
-fn an_unfinished_head_gets_408_and_close() {
+fn an_unfinished_head_gets_408_and_close(shape: Shape) {
     let dir = TempDir::new();
-    let server = serve_echo_with_timeouts(&dir, "HTTP_HEAD_TIMEOUT_MS = \"300\"");
+    let server = serve_http_in(&dir, shape, "HTTP_HEAD_TIMEOUT_MS = \"300\"");
     let mut client = Client::new(server.addr("http-echo"));
     // A complete request first: the head timeout is per request.
     client.send(b"GET /first HTTP/1.1\r\nHost: test\r\n\r\n");
@@ -330,10 +390,11 @@ fn an_unfinished_head_gets_408_and_close() {
     server.assert_alive();
 }
 
-#[test]
-fn an_idle_keep_alive_connection_is_closed() {
+/// In one heap the idle timeout is the sweeper's (whole seconds, checked
+/// once a second): the connection goes within two seconds.
+fn an_idle_keep_alive_connection_is_closed(shape: Shape) {
     let dir = TempDir::new();
-    let server = serve_echo_with_timeouts(&dir, "HTTP_IDLE_TIMEOUT_MS = \"300\"");
+    let server = serve_http_in(&dir, shape, "HTTP_IDLE_TIMEOUT_MS = \"300\"");
     let mut client = Client::new(server.addr("http-echo"));
     client.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
     assert_eq!(client.response().status, 200);
@@ -342,9 +403,9 @@ fn an_idle_keep_alive_connection_is_closed() {
     server.assert_alive();
 }
 
-#[test]
-fn http_1_0_is_answered_and_closed() {
-    let server = serve_http();
+fn http_1_0_is_answered_and_closed(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     for app in ["hello-http", "http-echo"] {
         let mut client = Client::new(server.addr(app));
         client.send(b"GET /old HTTP/1.0\r\n\r\n");
@@ -363,9 +424,9 @@ fn http_1_0_is_answered_and_closed() {
     server.assert_alive();
 }
 
-#[test]
-fn connection_close_is_honoured() {
-    let server = serve_http();
+fn connection_close_is_honoured(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let mut client = Client::new(server.addr("hello-http"));
     client.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     let response = client.response();
@@ -375,14 +436,15 @@ fn connection_close_is_honoured() {
     server.assert_alive();
 }
 
-#[test]
-fn two_hundred_concurrent_clients_each_get_their_answers() {
+fn two_hundred_concurrent_clients_each_get_their_answers(shape: Shape) {
     const CLIENTS: usize = 200;
     const THREADS: usize = 8;
-    let server = serve_http();
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
     let addr = server.addr("http-echo");
     // Every client connects and sends its first request before any reads,
-    // so all 200 processes are alive at once.
+    // so all 200 connections are served at once (200 processes, or 200
+    // coroutines of one).
     let clients: Vec<(usize, Client)> = (0..CLIENTS)
         .map(|i| {
             let mut client = Client::new(addr);
@@ -421,5 +483,64 @@ fn two_hundred_concurrent_clients_each_get_their_answers() {
             });
         }
     });
+    if shape == Shape::OneHeap {
+        assert_eq!(
+            processes_of(&server, "http-echo"),
+            1,
+            "one process served them all"
+        );
+    }
     server.assert_alive();
+}
+
+fn a_failing_handler_gets_500_and_ends_only_its_own_connection(shape: Shape) {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, shape, "");
+    let addr = server.addr("http-echo");
+    let mut bystander = Client::new(addr);
+    bystander.send(b"GET /before HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(bystander.response().status, 200);
+    let mut failing = Client::new(addr);
+    failing.send(b"GET /fail HTTP/1.1\r\nHost: test\r\n\r\n");
+    let response = failing.response();
+    assert_eq!(response.status, 500, "{response:?}");
+    assert_eq!(response.text(), "Internal Server Error\n");
+    assert_eq!(response.header("Connection"), Some("close"));
+    failing.assert_closed();
+    server.wait_for_log("asked to fail", util::DEADLINE);
+    // The other connection, in the same process or not, goes on.
+    bystander.send(b"GET /after HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert!(bystander
+        .response()
+        .text()
+        .starts_with("GET /after HTTP/1.1\n"));
+    server.assert_alive();
+}
+
+/// How many processes of `app` the admin endpoint lists.
+fn processes_of(server: &Server, app: &str) -> usize {
+    let listing = util::http_get(server.admin_addr(), "/processes");
+    String::from_utf8_lossy(&listing.body)
+        .matches(&format!("\"{app}\""))
+        .count()
+}
+
+/// One heap through a drain: the idle keep-alive client is let go, and
+/// the host ends with every process finished, not at the drain timeout.
+#[test]
+fn one_heap_lets_its_clients_go_when_the_host_drains() {
+    let dir = TempDir::new();
+    let server = serve_http_in(&dir, Shape::OneHeap, "");
+    let mut client = Client::new(server.addr("hello-http"));
+    client.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(client.response().text(), "Hello, World!\n");
+    server.signal(libc::SIGTERM);
+    client.assert_closed();
+    let status = server.wait_exit(util::DEADLINE);
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert!(
+        server.log().contains("drained: every process finished"),
+        "{}",
+        server.log()
+    );
 }

@@ -2,16 +2,25 @@
 //! connection, another handle, or any `Read + Write` stream.
 
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::rc::Rc;
 use std::time::Duration;
 
+use crate::task::{self, Either};
 use crate::{poll, Connection, Handle, PollFd};
 
 /// A byte stream the server loop runs on.
+///
+/// The loop is `async`, so that one definition serves both shapes: a
+/// blocking stream (this process's connection, a handle, any `Read +
+/// Write`) whose futures are ready when first polled, driven by
+/// [`run_blocking`](super::run_blocking), and a coroutine's stream
+/// ([`Coroutine`]) whose futures wait in the task executor.
 pub(crate) trait Io {
     /// Reads some bytes; 0 is end of stream.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes all of `buf`.
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Reads what is there without waiting: `None` when nothing is (or
     /// the stream cannot tell; the loop then waits and reads).
     fn try_read(&mut self, _buf: &mut [u8]) -> io::Result<Option<usize>> {
@@ -22,14 +31,21 @@ pub(crate) trait Io {
     /// stale (an event for bytes an earlier read already took); a blocking
     /// read then would wait for the client past every timeout, so a stream
     /// that can read without waiting does, and the loop waits again. A
-    /// stream that cannot tell reads as [`Io::read`] does.
-    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        self.read(buf).map(Some)
-    }
+    /// stream that cannot tell blocks in its read.
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
     /// Waits until a read would not block; `false` if `timeout` passed first.
-    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool>;
+    async fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool>;
     /// Closes the stream (both directions, where it can).
     fn close(&mut self);
+    /// Where a handler's response writes at once what is too large to
+    /// batch; `None` when the stream cannot block inside the handler.
+    fn sink(&mut self) -> Option<&mut dyn Sink>;
+}
+
+/// A blocking writer for a response's large parts (see [`Io::sink`]).
+pub(crate) trait Sink {
+    /// Writes all of `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
 }
 
 /// Waits on handle `raw` with the host's `poll`. Lazy: the loop reads with
@@ -70,11 +86,11 @@ fn write_all_handle(raw: i32, mut buf: &[u8]) -> io::Result<()> {
 }
 
 impl Io for Connection {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         read_handle(0, buf)
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         write_all_handle(0, buf)
     }
 
@@ -86,12 +102,22 @@ impl Io for Connection {
         crate::handle::try_read(0, buf)
     }
 
-    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+    async fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
         poll_readable(0, timeout)
     }
 
     fn close(&mut self) {
         let _ = crate::connection().close();
+    }
+
+    fn sink(&mut self) -> Option<&mut dyn Sink> {
+        Some(self)
+    }
+}
+
+impl Sink for Connection {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        write_all_handle(0, buf)
     }
 }
 
@@ -100,18 +126,15 @@ impl Io for Connection {
 pub(crate) struct Owned(pub(crate) Option<Handle>);
 
 impl Io for Owned {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &self.0 {
             Some(handle) => read_handle(handle.as_raw(), buf),
             None => Ok(0),
         }
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match &self.0 {
-            Some(handle) => write_all_handle(handle.as_raw(), buf),
-            None => Err(io::ErrorKind::NotConnected.into()),
-        }
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Sink::write_all(self, buf)
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
@@ -125,7 +148,7 @@ impl Io for Owned {
         self.try_read(buf)
     }
 
-    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+    async fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
         match &self.0 {
             Some(handle) => poll_readable(handle.as_raw(), timeout),
             None => Ok(true),
@@ -137,28 +160,48 @@ impl Io for Owned {
             let _ = handle.close();
         }
     }
+
+    fn sink(&mut self) -> Option<&mut dyn Sink> {
+        Some(self)
+    }
+}
+
+impl Sink for Owned {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &self.0 {
+            Some(handle) => write_all_handle(handle.as_raw(), buf),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
 }
 
 /// Any stream: no timeouts (a read just blocks), closed by dropping it.
 #[derive(Debug)]
 pub(crate) struct Stream<S>(pub(crate) Option<S>);
 
-impl<S: Read + Write> Io for Stream<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl<S: Read> Stream<S> {
+    fn read_blocking(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.0 {
             Some(stream) => stream.read(buf),
             None => Ok(0),
         }
     }
+}
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match &mut self.0 {
-            Some(stream) => stream.write_all(buf),
-            None => Err(io::ErrorKind::NotConnected.into()),
-        }
+impl<S: Read + Write> Io for Stream<S> {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_blocking(buf)
     }
 
-    fn wait_readable(&mut self, _timeout: Duration) -> io::Result<bool> {
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Sink::write_all(self, buf)
+    }
+
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.read_blocking(buf).map(Some)
+    }
+
+    async fn wait_readable(&mut self, _timeout: Duration) -> io::Result<bool> {
         Ok(true)
     }
 
@@ -166,5 +209,60 @@ impl<S: Read + Write> Io for Stream<S> {
         if let Some(mut stream) = self.0.take() {
             let _ = stream.flush();
         }
+    }
+
+    fn sink(&mut self) -> Option<&mut dyn Sink> {
+        Some(self)
+    }
+}
+
+impl<S: Read + Write> Sink for Stream<S> {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.0 {
+            Some(stream) => stream.write_all(buf),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+/// A connection served as a coroutine of a process serving many
+/// ([`Server::serve_each`](super::Server::serve_each)): its reads and
+/// writes wait in the task executor, so the other connections run
+/// meanwhile; a handler's response waits in the batch until it returns.
+#[derive(Debug)]
+pub(crate) struct Coroutine(pub(crate) Rc<task::Stream>);
+
+impl Io for Coroutine {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).await
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf).await
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.0.try_read(buf)
+    }
+
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.0.try_read(buf)
+    }
+
+    async fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        // Lazy: the loop reads with `try-read` after it, and waits again.
+        let readable = task::readiness(self.0.as_raw(), PollFd::READABLE | PollFd::LAZY);
+        Ok(matches!(
+            task::select(readable, task::sleep(timeout)).await,
+            Either::Left(_)
+        ))
+    }
+
+    fn close(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+
+    fn sink(&mut self) -> Option<&mut dyn Sink> {
+        None
     }
 }

@@ -1,10 +1,14 @@
-//! A fast HTTP/1.1 server for a micro-process's connection.
+//! A fast HTTP/1.1 server for a micro-process's connection, or for every
+//! connection of a listener-mode app from one process.
 //!
 //! [`serve`] runs a request loop over [`connection()`](crate::connection):
 //! it reads requests into one reused buffer, parses each head with
 //! [`httparse`](https://docs.rs/httparse) into slices of that buffer, and
 //! calls the handler with a [`Request`] (method, path, headers, body; all
 //! borrowed, nothing copied) and a [`Response`] to fill in.
+//! [`serve_each`] runs the same loop, with the same handler, on every
+//! connection a listener-mode app accepts, each as a coroutine of this one
+//! micro-heap ([`Server::serve_each`] says what changes for the handler).
 //!
 //! - **Keep-alive**: HTTP/1.1 connections stay open unless the client sends
 //!   `Connection: close`; HTTP/1.0 ones only with `Connection: keep-alive`.
@@ -62,21 +66,25 @@ mod response;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 pub use date::Date;
 pub use httparse::Header;
 pub use response::{ChunkedBody, Response};
 
-use self::io::{Io, Owned, Stream};
+use self::io::{Coroutine, Io, Owned, Sink, Stream};
 use mnvkd_http1::chunked::{Decoder, Progress};
 use mnvkd_http1::Framing;
 use response::{Exchange, FLUSH_AT};
 
-use crate::Handle;
+use crate::{task, Handle};
 
 /// The most header fields one request may have; more get `431`.
 pub const MAX_HEADERS: usize = 100;
@@ -266,7 +274,59 @@ impl Server {
     where
         F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
     {
-        run(self, &mut crate::connection(), &mut handler)
+        run_blocking(self, &mut crate::connection(), &mut handler)
+    }
+
+    /// Serves HTTP on every connection of a listener-mode app (manifest
+    /// `kind = "listener"`) from this one process: each connection is a
+    /// coroutine of its micro-heap ([`task::Listener::serve_each`]), so a
+    /// thousand clients cost a thousand small sessions (a 4 KiB read buffer
+    /// and the output batch each), not a thousand processes. Connections
+    /// share the heap and the handler, so they trust each other.
+    ///
+    /// The handler is the same as for [`serve`](Self::serve), with two
+    /// differences, because it runs between the connection's waits and
+    /// cannot block: a response is written out after the handler returns
+    /// (a streamed [`chunked`](Response::chunked) body is held whole until
+    /// then), and a handler's error ends only its connection (after a
+    /// `500`, logged to stderr), not the process.
+    ///
+    /// The idle timeout is the connection's: no byte read or written for
+    /// that long (checked once a second). Returns once the host drains and
+    /// every connection has ended: the requests already read are answered.
+    ///
+    /// # Errors
+    ///
+    /// None yet; the `Result` leaves room for one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mnvkd_guest::http::Server;
+    ///
+    /// Server::new().serve_each(|_req, res| res.body("Hello from one heap\n"))?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn serve_each<F>(&self, handler: F) -> std::io::Result<()>
+    where
+        F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()> + 'static,
+    {
+        let handler = Rc::new(RefCell::new(handler));
+        // Idle connections are the sweeper's: no timer per wait.
+        let config = Rc::new(self.clone().idle_timeout(None));
+        let listener = task::Listener::get();
+        let serving = listener.serve_each(self.idle_timeout, move |conn| {
+            let (handler, config) = (Rc::clone(&handler), Rc::clone(&config));
+            async move {
+                // The handler never awaits, so no two coroutines hold it at once.
+                let mut call =
+                    |req: &Request<'_>, res: &mut Response<'_>| (handler.borrow_mut())(req, res);
+                if let Err(err) = run(&config, &mut Coroutine(conn), &mut call).await {
+                    eprintln!("http: a connection's handler failed: {err}");
+                }
+            }
+        });
+        task::block_on(serving)
     }
 
     /// Serves HTTP on `handle` (say, a connection a listener-mode app
@@ -279,7 +339,7 @@ impl Server {
     where
         F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
     {
-        run(self, &mut Owned(Some(handle)), &mut handler)
+        run_blocking(self, &mut Owned(Some(handle)), &mut handler)
     }
 
     /// Serves HTTP on any byte stream, without timeouts (a read just
@@ -315,7 +375,7 @@ impl Server {
         S: Read + Write,
         F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
     {
-        run(self, &mut Stream(Some(stream)), &mut handler)
+        run_blocking(self, &mut Stream(Some(stream)), &mut handler)
     }
 }
 
@@ -340,6 +400,27 @@ where
     F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
 {
     Server::new().serve(handler)
+}
+
+/// Serves HTTP on every connection of a listener-mode app from this one
+/// process, with the default [`Server`]: see [`Server::serve_each`].
+///
+/// # Errors
+///
+/// As for [`Server::serve_each`].
+///
+/// # Examples
+///
+/// ```no_run
+/// fn main() -> std::io::Result<()> {
+///     mnvkd_guest::http::serve_each(|_req, res| res.body("Hello, World!\n"))
+/// }
+/// ```
+pub fn serve_each<F>(handler: F) -> std::io::Result<()>
+where
+    F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()> + 'static,
+{
+    Server::new().serve_each(handler)
 }
 
 /// What the server needs from a request head, owned, so the buffer can be
@@ -418,38 +499,12 @@ impl InBuf {
         self.end -= range.len();
     }
 
-    /// Reads once, with room for at least `want` pending bytes in all, and
-    /// for `MIN_READ` more where the limit allows (moving the pending bytes
-    /// to the front, or growing, first).
-    fn read(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<usize> {
-        self.read_with(want, |room| io.read(room).map(Some))
-            .map(|n| n.unwrap_or(0))
-    }
-
-    /// As [`InBuf::read`], without waiting: `None` when nothing is there.
-    fn try_read(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<Option<usize>> {
-        self.read_with(want, |room| io.try_read(room))
-    }
-
-    /// As [`InBuf::read`], after a wait said the stream is readable (see
-    /// [`Io::read_ready`]): `None` when nothing was there after all.
-    fn read_ready(&mut self, io: &mut dyn Io, want: usize) -> std::io::Result<Option<usize>> {
-        self.read_with(want, |room| io.read_ready(room))
-    }
-
-    /// Reads with `read` into the room for `want` (see [`InBuf::read`]),
-    /// noting whether it took all there was.
-    fn read_with(
-        &mut self,
-        want: usize,
-        read: impl FnOnce(&mut [u8]) -> std::io::Result<Option<usize>>,
-    ) -> std::io::Result<Option<usize>> {
-        let room = self.room(want);
-        let capacity = room.len();
-        let n = read(room)?;
+    /// Notes a read of `n` bytes (`None`: nothing was there) into a
+    /// [`room`](InBuf::room) of `capacity`, and whether it took all there
+    /// was.
+    fn filled(&mut self, n: Option<usize>, capacity: usize) {
         self.end += n.unwrap_or(0);
         self.drained = n.is_some_and(|n| n > 0 && n < capacity);
-        Ok(n)
     }
 
     /// The free space after the pending bytes, made at least `want` pending
@@ -472,13 +527,16 @@ impl InBuf {
 }
 
 /// One connection's server loop state.
-struct Session<'s> {
+struct Session<'s, I> {
     config: &'s Server,
-    io: &'s mut dyn Io,
+    io: &'s mut I,
     input: InBuf,
     output: Output,
     /// When the head being read must be complete.
     head_deadline: Option<Instant>,
+    /// The handler's error, once it failed: the session writes out the
+    /// batch (the `500`) and ends with it.
+    failed: Option<std::io::Error>,
 }
 
 /// The output side: kept apart from the input so a response can be written
@@ -497,7 +555,11 @@ struct Output {
 
 impl Output {
     /// A fresh response for `exchange`, appended to the batch.
-    fn response<'a>(&'a mut self, io: &'a mut dyn Io, exchange: Exchange) -> Response<'a> {
+    fn response<'a>(
+        &'a mut self,
+        sink: Option<&'a mut dyn Sink>,
+        exchange: Exchange,
+    ) -> Response<'a> {
         if self.date_stale {
             if let Some(date) = &mut self.date {
                 date.refresh();
@@ -505,7 +567,7 @@ impl Output {
             self.date_stale = false;
         }
         Response::new(
-            io,
+            sink,
             &mut self.out,
             &mut self.headers,
             self.date.as_ref(),
@@ -515,51 +577,56 @@ impl Output {
 }
 
 /// Runs the handler and completes its response; returns whether the
-/// connection stays open.
-fn dispatch<F>(
-    io: &mut dyn Io,
-    output: &mut Output,
+/// connection stays open, or how the handler failed.
+fn dispatch<'a, F>(
+    sink: Option<&'a mut dyn Sink>,
+    output: &'a mut Output,
     handler: &mut F,
     request: &Request<'_>,
     exchange: Exchange,
-) -> std::io::Result<bool>
+) -> Result<bool, Failure>
 where
     F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
 {
-    let mut response = output.response(&mut *io, exchange);
+    let mut response = output.response(sink, exchange);
     let result = handler(request, &mut response).and_then(|()| response.finish());
-    let sent = response.is_sent();
-    let keep_alive = response.exchange.keep_alive;
     match result {
-        Ok(()) => Ok(keep_alive),
-        Err(err) => {
-            if !sent && !is_disconnect(&err) {
-                let exchange = Exchange {
-                    keep_alive: false,
-                    ..exchange
-                };
-                let mut response = output.response(&mut *io, exchange);
-                response.status(500).header("Content-Type", "text/plain");
-                let _ = response.body("Internal Server Error\n");
-            }
-            let _ = response_flush(io, output);
-            Err(err)
-        }
+        Ok(()) => Ok(response.exchange.keep_alive),
+        Err(err) => Err(Failure {
+            err,
+            sent: response.is_sent(),
+            exchange,
+        }),
     }
 }
 
-/// Writes out the batched responses.
-fn response_flush(io: &mut dyn Io, output: &mut Output) -> std::io::Result<()> {
-    if !output.out.is_empty() {
-        let result = io.write_all(&output.out);
-        output.out.clear();
-        result?;
-    }
-    Ok(())
+/// A handler that failed (or whose response could not be written).
+struct Failure {
+    err: std::io::Error,
+    /// Whether its response was sent before.
+    sent: bool,
+    exchange: Exchange,
 }
 
-fn run<F>(config: &Server, io: &mut dyn Io, handler: &mut F) -> std::io::Result<()>
+/// Serves a blocking stream: the session's futures are all ready when
+/// first polled (no [`Io`] of a blocking stream ever waits in a future),
+/// so one poll runs it to the end.
+fn run_blocking<I, F>(config: &Server, io: &mut I, handler: &mut F) -> std::io::Result<()>
 where
+    I: Io,
+    F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
+{
+    let session = std::pin::pin!(run(config, io, handler));
+    match session.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => unreachable!("a blocking stream's session waited in a future"),
+    }
+}
+
+/// Serves one connection to its end, and closes it.
+async fn run<I, F>(config: &Server, io: &mut I, handler: &mut F) -> std::io::Result<()>
+where
+    I: Io,
     F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
 {
     let mut session = Session {
@@ -582,8 +649,9 @@ where
             date_stale: true,
         },
         head_deadline: None,
+        failed: None,
     };
-    match session.serve(handler) {
+    match session.serve(handler).await {
         Ok(()) => Ok(()),
         Err(err) if is_disconnect(&err) => {
             session.io.close();
@@ -607,16 +675,43 @@ fn is_disconnect(err: &std::io::Error) -> bool {
     )
 }
 
-impl Session<'_> {
-    fn serve<F>(&mut self, handler: &mut F) -> std::io::Result<()>
+/// How a request at the start of the buffer went, as far as it could
+/// without I/O ([`Session::answer`]).
+enum Answer {
+    /// Answered (the handler ran): the bytes it took, and whether the
+    /// connection goes on.
+    Answered(usize, bool),
+    /// The head is not all here yet.
+    Partial,
+    /// Refused with this status, without calling the handler.
+    Refuse(u16),
+    /// The head is here, the body is still arriving.
+    Body(Head),
+}
+
+impl<I: Io> Session<'_, I> {
+    async fn serve<F>(&mut self, handler: &mut F) -> std::io::Result<()>
     where
         F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
     {
         loop {
             let step = if self.input.pending().is_empty() {
-                self.wait_for_request()?
+                self.wait_for_request().await?
             } else {
-                self.next_request(handler)?
+                match self.answer(handler) {
+                    Answer::Answered(consumed, keep_alive) => {
+                        self.input.consume(consumed);
+                        // The common case, free of `await`s (each is a state
+                        // machine step, even on a stream that never waits).
+                        if keep_alive && self.failed.is_none() && self.output.out.len() < FLUSH_AT {
+                            continue;
+                        }
+                        self.answered(keep_alive).await?
+                    }
+                    Answer::Partial => self.read_more_head().await?,
+                    Answer::Refuse(status) => self.refuse(status).await?,
+                    Answer::Body(head) => self.answer_body(handler, head).await?,
+                }
             };
             if step == Step::Closed {
                 return Ok(());
@@ -625,9 +720,9 @@ impl Session<'_> {
     }
 
     /// Between requests: sends what is batched and waits for the next one.
-    fn wait_for_request(&mut self) -> std::io::Result<Step> {
-        self.flush()?;
-        match self.fill_within(self.config.idle_timeout, 0)? {
+    async fn wait_for_request(&mut self) -> std::io::Result<Step> {
+        self.flush().await?;
+        match self.fill_within(self.config.idle_timeout, 0).await? {
             None | Some(0) => {
                 self.io.close();
                 Ok(Step::Closed)
@@ -636,9 +731,28 @@ impl Session<'_> {
         }
     }
 
-    /// Parses the request at the start of the buffer and answers it, or
-    /// reads more of it.
-    fn next_request<F>(&mut self, handler: &mut F) -> std::io::Result<Step>
+    /// Reads the body of the request whose head is `head`, then answers it.
+    async fn answer_body<F>(&mut self, handler: &mut F, head: Head) -> std::io::Result<Step>
+    where
+        F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
+    {
+        let (body, consumed) = match self.read_body(&head).await? {
+            Ok(body) => body,
+            Err(Some(status)) => return self.refuse(status).await,
+            Err(None) => {
+                self.io.close();
+                return Ok(Step::Closed);
+            }
+        };
+        let keep_alive = self.answer_with_body(handler, &head, body);
+        self.input.consume(consumed);
+        self.answered(keep_alive).await
+    }
+
+    /// Parses the request at the start of the buffer and, when all of it is
+    /// here, runs the handler on it. No I/O: the parse's header slots stay
+    /// on the stack, not in the session's future.
+    fn answer<F>(&mut self, handler: &mut F) -> Answer
     where
         F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
     {
@@ -648,84 +762,110 @@ impl Session<'_> {
         let len = match parsed.parse_with_uninit_headers(pending, &mut slots) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if pending.len() > self.config.max_head => {
-                return self.refuse(431)
+                return Answer::Refuse(431)
             }
-            Ok(httparse::Status::Partial) => return self.read_more_head(),
-            Err(httparse::Error::TooManyHeaders) => return self.refuse(431),
-            Err(_) => return self.refuse(400),
+            Ok(httparse::Status::Partial) => return Answer::Partial,
+            Err(httparse::Error::TooManyHeaders) => return Answer::Refuse(431),
+            Err(_) => return Answer::Refuse(400),
         };
         if len > self.config.max_head {
-            return self.refuse(431);
+            return Answer::Refuse(431);
         }
         self.head_deadline = None;
         let head = match analyze(&parsed, len, self.config.max_body) {
             Ok(head) => head,
-            Err(status) => return self.refuse(status),
+            Err(status) => return Answer::Refuse(status),
         };
         let body = match head.framing {
-            Framing::Empty => Some(len..len),
+            Framing::Empty => len..len,
             // n <= max_body, a usize.
-            Framing::Length(n) if (pending.len() - len) as u64 >= n => Some(len..len + n as usize),
-            Framing::Length(_) | Framing::Chunked => None,
+            Framing::Length(n) if (pending.len() - len) as u64 >= n => len..len + n as usize,
+            Framing::Length(_) | Framing::Chunked => return Answer::Body(head),
         };
-        if let Some(body) = body {
-            // The whole request is here: answer it from this parse.
-            let consumed = body.end;
-            let request = request(&parsed, &pending[body]);
-            let keep_alive = dispatch(
-                &mut *self.io,
-                &mut self.output,
-                handler,
-                &request,
-                head.exchange,
-            )?;
-            return self.answered(consumed, keep_alive);
-        }
-        // The body is still arriving: read it, then parse the head again
-        // (the buffer may have moved).
-        let (body, consumed) = match self.read_body(&head)? {
-            Ok(body) => body,
-            Err(Some(status)) => return self.refuse(status),
-            Err(None) => {
-                self.io.close();
-                return Ok(Step::Closed);
+        // The whole request is here: answer it from this parse.
+        let consumed = body.end;
+        let request = request(&parsed, &pending[body]);
+        match dispatch(
+            self.io.sink(),
+            &mut self.output,
+            handler,
+            &request,
+            head.exchange,
+        ) {
+            Ok(keep_alive) => Answer::Answered(consumed, keep_alive),
+            Err(failure) => {
+                self.fail(failure);
+                Answer::Answered(consumed, false)
             }
-        };
+        }
+    }
+
+    /// Parses the head again (the buffer may have moved while the body
+    /// arrived) and runs the handler on the request whose body is `body`.
+    fn answer_with_body<F>(&mut self, handler: &mut F, head: &Head, body: Range<usize>) -> bool
+    where
+        F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
+    {
         let mut slots = [const { MaybeUninit::<Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut []);
         let pending = self.input.pending();
         let reparsed = parsed.parse_with_uninit_headers(&pending[..head.len], &mut slots);
         debug_assert_eq!(reparsed, Ok(httparse::Status::Complete(head.len)));
         let request = request(&parsed, &pending[body]);
-        let keep_alive = dispatch(
-            &mut *self.io,
+        match dispatch(
+            self.io.sink(),
             &mut self.output,
             handler,
             &request,
             head.exchange,
-        )?;
-        self.answered(consumed, keep_alive)
+        ) {
+            Ok(keep_alive) => keep_alive,
+            Err(failure) => {
+                self.fail(failure);
+                false
+            }
+        }
     }
 
-    /// After a response: drops the request's bytes; closes if the
-    /// exchange said so.
-    fn answered(&mut self, consumed: usize, keep_alive: bool) -> std::io::Result<Step> {
-        self.input.consume(consumed);
+    /// Notes that the handler failed: the session batches a `500` if
+    /// nothing was sent yet (and the client is still there), writes it out
+    /// and ends with the error ([`Session::answered`]).
+    fn fail(&mut self, failure: Failure) {
+        if !failure.sent && !is_disconnect(&failure.err) {
+            let exchange = Exchange {
+                keep_alive: false,
+                ..failure.exchange
+            };
+            let mut response = self.output.response(None, exchange);
+            response.status(500).header("Content-Type", "text/plain");
+            let _ = response.body("Internal Server Error\n");
+        }
+        self.failed = Some(failure.err);
+    }
+
+    /// After a response (its request's bytes dropped): closes if the
+    /// exchange said so, and ends with the handler's error if it failed
+    /// (after writing out what was batched, its `500` included).
+    async fn answered(&mut self, keep_alive: bool) -> std::io::Result<Step> {
+        if let Some(err) = self.failed.take() {
+            let _ = self.flush().await;
+            return Err(err);
+        }
         if !keep_alive {
-            self.flush()?;
-            self.close_gently(false);
+            self.flush().await?;
+            self.close_gently(false).await;
             return Ok(Step::Closed);
         }
         if self.output.out.len() >= FLUSH_AT {
-            self.flush()?;
+            self.flush().await?;
         }
         Ok(Step::Next)
     }
 
     /// The head is incomplete: sends what is batched, waits (until the
     /// head deadline) and reads.
-    fn read_more_head(&mut self) -> std::io::Result<Step> {
-        self.flush()?;
+    async fn read_more_head(&mut self) -> std::io::Result<Step> {
+        self.flush().await?;
         let timeout = match self.config.head_timeout {
             None => None,
             Some(limit) => {
@@ -734,8 +874,8 @@ impl Session<'_> {
                 Some(deadline.saturating_duration_since(now))
             }
         };
-        match self.fill_within(timeout, 0)? {
-            None => self.refuse(408),
+        match self.fill_within(timeout, 0).await? {
+            None => self.refuse(408).await,
             Some(0) => {
                 // The client gave up mid-head.
                 self.io.close();
@@ -750,7 +890,7 @@ impl Session<'_> {
     /// many pending bytes the request takes; `Err(Some(status))` to refuse
     /// it, `Err(None)` if the client closed first.
     #[allow(clippy::type_complexity)]
-    fn read_body(
+    async fn read_body(
         &mut self,
         head: &Head,
     ) -> std::io::Result<Result<(Range<usize>, usize), Option<u16>>> {
@@ -764,7 +904,7 @@ impl Session<'_> {
             Framing::Length(n) => {
                 let total = head.len + n as usize;
                 while self.input.pending().len() < total {
-                    if let Err(refusal) = self.read_body_bytes(total)? {
+                    if let Err(refusal) = self.read_body_bytes(total).await? {
                         return Ok(Err(refusal));
                     }
                 }
@@ -789,7 +929,7 @@ impl Session<'_> {
                         .remove(head.len + garbage.start..head.len + garbage.end);
                     decoder.compacted();
                     let want = self.input.pending().len() + MIN_READ;
-                    if let Err(refusal) = self.read_body_bytes(want)? {
+                    if let Err(refusal) = self.read_body_bytes(want).await? {
                         return Ok(Err(refusal));
                     }
                 }
@@ -798,9 +938,9 @@ impl Session<'_> {
     }
 
     /// Waits for and reads more body bytes, with room for `want` pending.
-    fn read_body_bytes(&mut self, want: usize) -> std::io::Result<Result<(), Option<u16>>> {
-        self.flush()?;
-        match self.fill_within(self.config.body_timeout, want)? {
+    async fn read_body_bytes(&mut self, want: usize) -> std::io::Result<Result<(), Option<u16>>> {
+        self.flush().await?;
+        match self.fill_within(self.config.body_timeout, want).await? {
             None => Ok(Err(Some(408))),
             Some(0) => Ok(Err(None)),
             Some(_) => Ok(Ok(())),
@@ -808,17 +948,17 @@ impl Session<'_> {
     }
 
     /// Answers `status` with a short text body, and closes.
-    fn refuse(&mut self, status: u16) -> std::io::Result<Step> {
+    async fn refuse(&mut self, status: u16) -> std::io::Result<Step> {
         let exchange = Exchange {
             version: 1,
             head: false,
             keep_alive: false,
         };
-        let mut response = self.output.response(&mut *self.io, exchange);
+        let mut response = self.output.response(None, exchange);
         response.status(status).header("Content-Type", "text/plain");
         response.body_parts(&[response::phrase(status), b"\n"])?;
-        self.flush()?;
-        self.close_gently(true);
+        self.flush().await?;
+        self.close_gently(true).await;
         Ok(Step::Closed)
     }
 
@@ -826,12 +966,12 @@ impl Session<'_> {
     /// still sends (briefly, when `linger`; else only what already
     /// arrived), so the close does not reset a connection whose client has
     /// not read the answer yet.
-    fn close_gently(&mut self, linger: bool) {
+    async fn close_gently(&mut self, linger: bool) {
         let wait = if linger { LINGER_WAIT } else { Duration::ZERO };
         let mut dropped = 0;
         let scratch = &mut self.input.data[..];
         while dropped < LINGER_BYTES {
-            match self.io.wait_readable(wait) {
+            match self.io.wait_readable(wait).await {
                 Ok(true) => {}
                 _ => break,
             }
@@ -846,14 +986,24 @@ impl Session<'_> {
     }
 
     /// Writes out the batched responses.
-    fn flush(&mut self) -> std::io::Result<()> {
-        response_flush(self.io, &mut self.output)
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.out.is_empty() {
+            let result = self.io.write_all(&self.output.out).await;
+            self.output.out.clear();
+            result?;
+        }
+        Ok(())
     }
 
-    /// Reads once (see [`InBuf::read`]).
-    fn fill(&mut self, want: usize) -> std::io::Result<usize> {
+    /// Reads once, with room for at least `want` pending bytes in all, and
+    /// for `MIN_READ` more where the limit allows (see [`InBuf::room`]).
+    async fn fill(&mut self, want: usize) -> std::io::Result<usize> {
         self.output.date_stale = true;
-        self.input.read(self.io, want)
+        let room = self.input.room(want);
+        let capacity = room.len();
+        let n = self.io.read(room).await?;
+        self.input.filled(Some(n), capacity);
+        Ok(n)
     }
 
     /// Reads once, waiting at most `timeout` for bytes (`None`: as long as
@@ -863,26 +1013,34 @@ impl Session<'_> {
     /// short read the stream had nothing more, and the host would answer
     /// that `try-read` from its event count: the loop goes straight to
     /// `poll`, which answers at once if bytes came since.
-    fn fill_within(
+    async fn fill_within(
         &mut self,
         timeout: Option<Duration>,
         want: usize,
     ) -> std::io::Result<Option<usize>> {
         let Some(timeout) = timeout else {
-            return self.fill(want).map(Some);
+            return self.fill(want).await.map(Some);
         };
         self.output.date_stale = true;
         if !self.input.drained {
-            if let Some(n) = self.input.try_read(self.io, want)? {
-                return Ok(Some(n));
+            let room = self.input.room(want);
+            let capacity = room.len();
+            let n = self.io.try_read(room)?;
+            if n.is_some() {
+                self.input.filled(n, capacity);
+                return Ok(n);
             }
         }
         loop {
-            if !self.io.wait_readable(timeout)? {
+            if !self.io.wait_readable(timeout).await? {
                 return Ok(None);
             }
-            if let Some(n) = self.input.read_ready(self.io, want)? {
-                return Ok(Some(n));
+            let room = self.input.room(want);
+            let capacity = room.len();
+            let n = self.io.read_ready(room)?;
+            self.input.filled(n, capacity);
+            if n.is_some() {
+                return Ok(n);
             }
             // Stale readiness: nothing to read after all; wait again.
         }

@@ -6,11 +6,12 @@ use std::io::{self, Write};
 use mnvkd_http1::has_token;
 
 use super::date::Date;
-use super::io::Io;
+use super::io::Sink;
 
 /// Responses batched in the output buffer are written out once it holds
 /// this much; a body at least this large is written straight from the
-/// caller's slice instead of being copied into the batch.
+/// caller's slice instead of being copied into the batch (where the stream
+/// can block: see [`Response::sink`]).
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 /// How a response ends the exchange, as far as the connection goes.
@@ -60,7 +61,11 @@ enum State {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Response<'a> {
-    pub(crate) io: &'a mut dyn Io,
+    /// Where large parts and full batches are written at once, blocking;
+    /// `None` for a connection served as a coroutine, which cannot block
+    /// in the handler: everything then waits in `out` until the handler
+    /// returns.
+    pub(crate) sink: Option<&'a mut dyn Sink>,
     /// The output batch this response is appended to.
     pub(crate) out: &'a mut Vec<u8>,
     /// The header lines set so far (reused between responses).
@@ -86,7 +91,7 @@ impl fmt::Debug for Response<'_> {
 
 impl<'a> Response<'a> {
     pub(crate) fn new(
-        io: &'a mut dyn Io,
+        sink: Option<&'a mut dyn Sink>,
         out: &'a mut Vec<u8>,
         headers: &'a mut Vec<u8>,
         date: Option<&'a Date>,
@@ -94,7 +99,7 @@ impl<'a> Response<'a> {
     ) -> Response<'a> {
         headers.clear();
         Response {
-            io,
+            sink,
             out,
             headers,
             date,
@@ -224,12 +229,7 @@ impl<'a> Response<'a> {
             return Ok(());
         }
         for part in parts {
-            if part.len() >= FLUSH_AT {
-                self.flush()?;
-                self.io.write_all(part)?;
-            } else {
-                self.out.extend_from_slice(part);
-            }
+            self.push(part)?;
         }
         Ok(())
     }
@@ -294,12 +294,33 @@ impl<'a> Response<'a> {
         }
     }
 
-    /// Writes out the output batch.
+    /// Appends `part` to the batch, or writes the batch and then `part`
+    /// straight from its slice when it is large and the stream can block.
+    fn push(&mut self, part: &[u8]) -> io::Result<()> {
+        match &mut self.sink {
+            Some(sink) if part.len() >= FLUSH_AT => {
+                if !self.out.is_empty() {
+                    let result = sink.write_all(self.out);
+                    self.out.clear();
+                    result?;
+                }
+                sink.write_all(part)
+            }
+            _ => {
+                self.out.extend_from_slice(part);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes out the output batch, where the stream can block.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            let result = self.io.write_all(self.out);
-            self.out.clear();
-            result?;
+        if let Some(sink) = &mut self.sink {
+            if !self.out.is_empty() {
+                let result = sink.write_all(self.out);
+                self.out.clear();
+                result?;
+            }
         }
         Ok(())
     }
@@ -423,12 +444,7 @@ impl Write for ChunkedBody<'_, '_> {
             push_hex(self.response.out, buf.len());
             self.response.out.extend_from_slice(b"\r\n");
         }
-        if buf.len() >= FLUSH_AT {
-            self.response.flush()?;
-            self.response.io.write_all(buf)?;
-        } else {
-            self.response.out.extend_from_slice(buf);
-        }
+        self.response.push(buf)?;
         if self.framed {
             self.response.out.extend_from_slice(b"\r\n");
         }

@@ -528,11 +528,11 @@ struct StaleReadiness {
 }
 
 impl Io for StaleReadiness {
-    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+    async fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
         panic!("a blocking read after a stale readiness would wait forever");
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.writes.extend_from_slice(buf);
         Ok(())
     }
@@ -548,7 +548,7 @@ impl Io for StaleReadiness {
         self.try_read(buf)
     }
 
-    fn wait_readable(&mut self, _timeout: Duration) -> io::Result<bool> {
+    async fn wait_readable(&mut self, _timeout: Duration) -> io::Result<bool> {
         if self.stale_waits > 0 {
             self.stale_waits -= 1;
             return Ok(true);
@@ -558,6 +558,10 @@ impl Io for StaleReadiness {
 
     fn close(&mut self) {
         self.closed = true;
+    }
+
+    fn sink(&mut self) -> Option<&mut dyn Sink> {
+        None
     }
 }
 
@@ -570,7 +574,7 @@ fn serve_stale(request: &[u8], stale_waits: u32) -> (io::Result<()>, bool, Strin
         writes: Vec::new(),
         closed: false,
     };
-    let result = run(
+    let result = run_blocking(
         &server(),
         &mut io,
         &mut |_req: &Request<'_>, res: &mut Response<'_>| res.body("hi\n"),

@@ -209,10 +209,27 @@ impl Stream {
             if readiness(self.raw, PollFd::READABLE | PollFd::LAZY).await & EXCLUSIVE != 0 {
                 return handle::read(self.raw, buf).map(|n| self.moved(n));
             }
-            if let Some(n) = handle::try_read(self.raw, buf)? {
-                return Ok(self.moved(n));
+            if let Some(n) = self.try_read(buf)? {
+                return Ok(n);
             }
         }
+    }
+
+    /// Reads what is there without waiting: `None` when nothing is (the
+    /// `try-read` import's `again`); `Some(0)` at end of stream.
+    ///
+    /// # Errors
+    ///
+    /// The import's error ([`sys::BADF`](crate::sys::BADF), …).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let got = mnvkd_guest::task::Stream::connection().try_read(&mut [0; 64])?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(handle::try_read(self.raw, buf)?.map(|n| self.moved(n)))
     }
 
     /// Writes what the handle takes of `buf` now (all of it when no other

@@ -1,13 +1,16 @@
 //! HTTP echo: answers every request with a text/plain copy of it: the
-//! request line, each header field, a blank line, then the body.
+//! request line, each header field, a blank line, then the body. The path
+//! `/fail` makes the handler fail instead (the server answers 500).
 //!
 //! Bodies up to 4 MiB are taken. The environment (from the app's manifest
 //! `[env]`) can shorten the timeouts, which the tests use:
-//! `HTTP_HEAD_TIMEOUT_MS`, `HTTP_BODY_TIMEOUT_MS`, `HTTP_IDLE_TIMEOUT_MS`.
+//! `HTTP_HEAD_TIMEOUT_MS`, `HTTP_BODY_TIMEOUT_MS`, `HTTP_IDLE_TIMEOUT_MS`;
+//! `HTTP_SERVE_EACH=1` serves every connection of a listener-mode app
+//! from one process (`Server::serve_each`) instead of this process's own.
 
 use std::time::Duration;
 
-use mnvkd_guest::http::Server;
+use mnvkd_guest::http::{Request, Response, Server};
 
 /// The largest request body this app takes.
 const MAX_BODY: usize = 4 << 20;
@@ -37,7 +40,10 @@ fn main() -> std::io::Result<()> {
         ));
     // The echoed head, rebuilt in one buffer reused across requests.
     let mut head = Vec::new();
-    server.serve(|req, res| {
+    let echo = move |req: &Request<'_>, res: &mut Response<'_>| {
+        if req.path == "/fail" {
+            return Err(std::io::Error::other("asked to fail"));
+        }
         head.clear();
         head.extend_from_slice(req.method.as_bytes());
         head.push(b' ');
@@ -56,5 +62,10 @@ fn main() -> std::io::Result<()> {
         head.push(b'\n');
         res.header("Content-Type", "text/plain")
             .body_parts(&[&head, req.body])
-    })
+    };
+    if std::env::var("HTTP_SERVE_EACH").is_ok_and(|on| on == "1") {
+        server.serve_each(echo)
+    } else {
+        server.serve(echo)
+    }
 }
