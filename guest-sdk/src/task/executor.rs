@@ -15,11 +15,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Instant;
 
 use crate::{sys, PollFd};
 
@@ -150,8 +150,8 @@ impl Hasher for HandleHasher {
 
 /// A sleeping coroutine's deadline.
 struct Timer {
-    /// When.
-    deadline: Instant,
+    /// When, in [`now_ns`] nanoseconds.
+    deadline: u64,
     /// Registration order.
     seq: u64,
     /// Whom to wake.
@@ -323,22 +323,16 @@ impl Executor {
     /// looks, with timeout 0), and wakes whom it concerns.
     fn wait(&self, look: bool) {
         // Reading the clock is a host call: only when someone sleeps.
-        let now = (!self.timers.borrow().is_empty()).then(Instant::now);
+        let now = (!self.timers.borrow().is_empty()).then(now_ns);
         let next = now.and_then(|now| self.fire_timers(now));
         if next.is_some() && next == now {
             return;
         }
         let timeout_ms = match (look, next, now) {
             (true, _, _) => 0,
+            // Whole milliseconds, rounded up.
             (false, Some(at), Some(now)) => {
-                // Whole milliseconds, rounded up, in u64: `as_millis` is
-                // u128 arithmetic, a few hundred instructions on wasm32.
-                let left = at - now;
-                let ms = left
-                    .as_secs()
-                    .saturating_mul(1000)
-                    .saturating_add(u64::from(left.subsec_nanos().div_ceil(1_000_000)));
-                i32::try_from(ms).unwrap_or(i32::MAX)
+                i32::try_from((at - now).div_ceil(1_000_000)).unwrap_or(i32::MAX)
             }
             (false, _, _) => -1,
         };
@@ -371,7 +365,9 @@ impl Executor {
     /// on the handles reported.
     fn watch(&self, timeout_ms: i32) {
         let changes = self.changes();
-        let mut ready = [PollFd::default(); WATCH_BATCH];
+        // Uninitialized: the host writes the reports it returns, and
+        // zeroing 64 entries cost as much as a wait's bookkeeping.
+        let mut ready = [const { MaybeUninit::<PollFd>::uninit() }; WATCH_BATCH];
         let mut chunks = changes.chunks(WATCH_BATCH).peekable();
         let mut reported = false;
         loop {
@@ -386,7 +382,7 @@ impl Executor {
                 sys::watch(
                     chunk.as_ptr(),
                     chunk.len(),
-                    ready.as_mut_ptr(),
+                    ready.as_mut_ptr().cast::<PollFd>(),
                     ready.len(),
                     timeout_ms,
                 )
@@ -394,6 +390,8 @@ impl Executor {
             let n = usize::try_from(n).expect("watch with checked arguments failed");
             reported |= n > 0;
             for report in &ready[..n] {
+                // SAFETY: `watch` wrote the first `n` entries.
+                let report = unsafe { report.assume_init_ref() };
                 self.reported(report.handle, report.revents);
             }
             if last {
@@ -485,7 +483,7 @@ impl Executor {
 
     /// Wakes the sleepers whose deadline passed; returns the next deadline
     /// (`now` itself if any fired).
-    fn fire_timers(&self, now: Instant) -> Option<Instant> {
+    fn fire_timers(&self, now: u64) -> Option<u64> {
         let mut fired = Vec::new();
         let next = {
             let mut timers = self.timers.borrow_mut();
@@ -569,8 +567,8 @@ pub(crate) fn remove_wait(id: usize) {
     });
 }
 
-/// Wakes `waker` at `deadline`.
-pub(crate) fn add_timer(deadline: Instant, waker: &Waker) {
+/// Wakes `waker` at `deadline` ([`now_ns`] nanoseconds).
+pub(crate) fn add_timer(deadline: u64, waker: &Waker) {
     EXECUTOR.with(|executor| {
         let seq = executor.timer_seq.get();
         executor.timer_seq.set(seq + 1);
@@ -580,6 +578,36 @@ pub(crate) fn add_timer(deadline: Instant, waker: &Waker) {
             waker: waker.clone(),
         });
     });
+}
+
+/// The monotonic clock of timers, in nanoseconds: WASI's monotonic clock
+/// read with the import itself, not through `Instant` (libc's
+/// `clock_gettime` and `timespec` arithmetic cost some 300 instructions a
+/// read, and the executor reads the clock at every wait while a timer is
+/// pending).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn now_ns() -> u64 {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    extern "C" {
+        // The signature std's own import has: the linker joins the two.
+        fn clock_time_get(id: i32, precision: i64, time: *mut u64) -> i32;
+    }
+    const MONOTONIC: i32 = 1;
+    let mut time = 0;
+    // SAFETY: `time` is valid for an aligned 8-byte write. The monotonic
+    // clock always exists; on an error `time` stays 0, which fires timers
+    // early rather than never.
+    unsafe { clock_time_get(MONOTONIC, 1, &mut time) };
+    time
+}
+
+/// The monotonic clock of timers, in nanoseconds (natively: since its
+/// first read).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn now_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let since = EPOCH.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Spawned coroutines alive now (running or waiting; not the future given
@@ -610,11 +638,11 @@ mod tests {
 
     #[test]
     fn timers_pop_earliest_first() {
-        let now = Instant::now();
+        let now = now_ns();
         let mut heap = BinaryHeap::new();
         for (i, ms) in [30u64, 10, 20].into_iter().enumerate() {
             heap.push(Timer {
-                deadline: now + std::time::Duration::from_millis(ms),
+                deadline: now + ms * 1_000_000,
                 seq: i as u64,
                 waker: Waker::noop().clone(),
             });

@@ -67,7 +67,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use channel::{channel, Receiver, Sender};
 pub use executor::{block_on, live};
@@ -233,8 +233,9 @@ impl Future for YieldNow {
 /// task::block_on(task::sleep(Duration::from_millis(10)));
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
+    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     Sleep {
-        deadline: Instant::now() + duration,
+        deadline: executor::now_ns().saturating_add(nanos),
         registered: false,
     }
 }
@@ -243,7 +244,8 @@ pub fn sleep(duration: Duration) -> Sleep {
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
-    deadline: Instant,
+    /// When, on the executor's clock ([`executor::now_ns`]).
+    deadline: u64,
     /// Whether its timer is in the executor's heap.
     registered: bool,
 }
@@ -252,7 +254,7 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        if executor::now_ns() >= self.deadline {
             return Poll::Ready(());
         }
         if !self.registered {
