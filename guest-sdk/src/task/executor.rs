@@ -365,8 +365,8 @@ impl Executor {
     /// on the handles reported.
     fn watch(&self, timeout_ms: i32) {
         let changes = self.changes();
-        // Uninitialized: the host writes the reports it returns, and
-        // zeroing 64 entries cost as much as a wait's bookkeeping.
+        // Uninitialized: the host writes the reports it returns; zeroing
+        // 64 entries (512 bytes) at every wait would be wasted.
         let mut ready = [const { MaybeUninit::<PollFd>::uninit() }; WATCH_BATCH];
         let mut chunks = changes.chunks(WATCH_BATCH).peekable();
         let mut reported = false;
