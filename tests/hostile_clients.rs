@@ -2,8 +2,10 @@
 //! the CGI front and on guest-side HTTP, a reader that never reads a large
 //! response, half-open and reset connections, a flood of connection
 //! attempts, and all of these at once against one process that serves
-//! every client (`http-coro-many`). Each time the host stays up, its memory bounded, and serves the
-//! next client.
+//! every client (`http-coro-many`); against one heap, too, more large
+//! bodies and more clients than its micro-heap holds (`503`s and a wait in
+//! the backlog, never an abort of the shared process). Each time the host
+//! stays up, its memory bounded, and serves the next client.
 //!
 //! No timing is asserted: the slow clients are slower than the timeouts
 //! they meet by a wide margin, and waits are bounded only by deadlines.
@@ -269,19 +271,6 @@ fn misbehaving_clients_of_one_shared_heap_leave_the_others_served() {
         &args!["--admin", "127.0.0.1:0"],
     );
     let addr = server.addr("http-coro-many");
-    // The listener process's `"pid": N`, once it has started.
-    let pid_line = |server: &Server| {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let listing = http_get(server.admin_addr(), "/processes");
-            let listing = String::from_utf8_lossy(&listing.body).into_owned();
-            if let Some(at) = listing.find("\"pid\"") {
-                return listing[at..].split(',').next().unwrap().to_owned();
-            }
-            assert!(Instant::now() < deadline, "no process listed: {listing}");
-            thread::sleep(Duration::from_millis(10));
-        }
-    };
     let before = pid_line(&server);
     let idle: Vec<TcpStream> = (0..100).map(|_| connect(addr)).collect();
     // Pipelines 2000 requests and never reads: its answers fill the socket.
@@ -323,6 +312,175 @@ fn misbehaving_clients_of_one_shared_heap_leave_the_others_served() {
     server.assert_alive();
     assert!(!server.log().contains("panicked"), "{}", server.log());
     drop((idle, hog));
+}
+
+/// The `"pid": N` of the one process `server` runs (a listener-mode app's),
+/// once it has started.
+fn pid_line(server: &Server) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let listing = http_get(server.admin_addr(), "/processes");
+        let listing = String::from_utf8_lossy(&listing.body).into_owned();
+        if let Some(at) = listing.find("\"pid\"") {
+            return listing[at..].split(',').next().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no process listed: {listing}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `http-echo` serving every connection from one process
+/// (`http::serve_each`) in a micro-heap of `max_memory`, with `env` in its
+/// `[env]`.
+fn serve_echo_in_one_heap(max_memory: &str, env: &str) -> (TempDir, Server) {
+    let dir = TempDir::new();
+    let wasm = dir.join("http-echo.wasm");
+    std::fs::copy(guest("http-echo"), &wasm).unwrap();
+    dir.write(
+        "http-echo.toml",
+        format!(
+            "kind = \"listener\"\nmax_memory = \"{max_memory}\"\n\
+             [env]\nHTTP_SERVE_EACH = \"1\"\n{env}"
+        ),
+    );
+    let server = Server::start(&[("http-echo", wasm)], &args!["--admin", "127.0.0.1:0"]);
+    (dir, server)
+}
+
+/// Twelve clients of `app` (one process, one micro-heap) each sending the
+/// head of a `length`-byte body and then `sent` bytes of it, at once;
+/// returns the status line each got before its connection closed.
+fn big_bodies_at_once(server: &Server, app: &str, length: usize, sent: usize) -> Vec<String> {
+    let addr = server.addr(app);
+    thread::scope(|scope| {
+        let clients: Vec<_> = (0..12)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut conn = connect(addr);
+                    let head =
+                        format!("PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n");
+                    // The server may answer and close before all of it is in.
+                    let _ = conn.write_all(head.as_bytes());
+                    let _ = conn.write_all(&vec![b'b'; sent]);
+                    let reply = read_until_closed(&mut conn);
+                    let reply = String::from_utf8_lossy(&reply).into_owned();
+                    reply.lines().next().unwrap_or_default().to_owned()
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    })
+}
+
+/// Asserts each of `statuses` is `503` (the buffer could not grow and
+/// leave the heap's headroom) or `408` (held, then timed out), and at
+/// least one `503`.
+#[track_caller]
+fn some_refused_the_rest_timed_out(statuses: &[String]) {
+    let refused = statuses
+        .iter()
+        .filter(|s| s.starts_with("HTTP/1.1 503 "))
+        .count();
+    let timed_out = statuses
+        .iter()
+        .filter(|s| s.starts_with("HTTP/1.1 408 "))
+        .count();
+    assert_eq!(refused + timed_out, statuses.len(), "{statuses:?}");
+    assert!(refused > 0, "some did not fit: {statuses:?}");
+}
+
+/// Clients of one heap each sending most of a 4 MiB body (within the app's
+/// `max_body`, but twelve of them are more than its 8 MiB micro-heap): a
+/// buffer that cannot grow and leave the heap's headroom gets its client a
+/// `503`, the others time out (`408`), and the process, which a failed
+/// allocation would have aborted with every connection, serves on.
+#[test]
+fn large_requests_to_one_heap_get_503_and_the_process_serves_on() {
+    let (_dir, server) = serve_echo_in_one_heap("8MiB", "HTTP_BODY_TIMEOUT_MS = \"2000\"\n");
+    let before = pid_line(&server);
+    some_refused_the_rest_timed_out(&big_bodies_at_once(&server, "http-echo", 4 << 20, 3 << 20));
+    let mut conn = connect(server.addr("http-echo"));
+    conn.write_all(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut BufReader::new(conn));
+    assert!(response.text().starts_with("GET /after HTTP/1.1\n"));
+    assert_eq!(
+        pid_line(&server),
+        before,
+        "the same process serves throughout"
+    );
+    server.assert_alive();
+}
+
+/// The same against `http-coro-many`, whose reader grows its own buffer
+/// with `mnvkd_guest::heap::reserve`: bodies just under its 1 MiB limit,
+/// twelve of them more than its 4 MiB micro-heap.
+#[test]
+fn large_requests_to_http_coro_many_get_503_and_the_process_serves_on() {
+    let dir = TempDir::new();
+    let wasm = dir.join("http-coro-many.wasm");
+    std::fs::copy(guest("http-coro-many"), &wasm).unwrap();
+    dir.write(
+        "http-coro-many.toml",
+        "kind = \"listener\"\nmax_memory = \"4MiB\"\n[env]\nREQUEST_TIMEOUT_SECS = \"2\"\n",
+    );
+    let server = Server::start(
+        &[("http-coro-many", wasm)],
+        &args!["--admin", "127.0.0.1:0"],
+    );
+    let before = pid_line(&server);
+    some_refused_the_rest_timed_out(&big_bodies_at_once(
+        &server,
+        "http-coro-many",
+        (1 << 20) - 1,
+        900 << 10,
+    ));
+    let mut conn = connect(server.addr("http-coro-many"));
+    conn.write_all(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut BufReader::new(conn)).text(), "/after\n");
+    assert_eq!(
+        pid_line(&server),
+        before,
+        "the same process serves throughout"
+    );
+    server.assert_alive();
+}
+
+/// More clients of one heap than its micro-heap holds sessions for: the
+/// process accepts only while the heap keeps its headroom, so the others
+/// wait in the listen backlog, and each is served as earlier clients leave.
+#[test]
+fn clients_beyond_what_one_heap_holds_wait_and_are_served() {
+    let (_dir, server) = serve_echo_in_one_heap("4MiB", "");
+    let addr = server.addr("http-echo");
+    let before = pid_line(&server);
+    // About 10 KiB a session: 1000 are more than twice what 4 MiB hold, so
+    // without the check the process would abort on a failed allocation.
+    let mut clients: Vec<TcpStream> = (0..1000)
+        .map(|i| {
+            let mut conn = connect(addr);
+            conn.write_all(format!("GET /c{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            conn
+        })
+        .collect();
+    for (i, conn) in clients.drain(..).enumerate() {
+        let response = read_response(&mut BufReader::new(conn));
+        assert!(
+            response
+                .text()
+                .starts_with(&format!("GET /c{i} HTTP/1.1\n")),
+            "client {i}: {response:?}"
+        );
+        // Dropped: the connection ends, its session's memory is free.
+    }
+    assert_eq!(
+        pid_line(&server),
+        before,
+        "the same process serves throughout"
+    );
+    server.assert_alive();
 }
 
 /// `attempts` connection attempts from `threads` threads, as fast as they

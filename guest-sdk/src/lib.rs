@@ -53,6 +53,7 @@
 mod connection;
 mod errno;
 mod handle;
+pub mod heap;
 pub mod http;
 mod net;
 mod pipe;

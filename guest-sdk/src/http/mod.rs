@@ -84,7 +84,7 @@ use mnvkd_http1::chunked::{Decoder, Progress};
 use mnvkd_http1::Framing;
 use response::{Exchange, FLUSH_AT};
 
-use crate::{task, Handle};
+use crate::{heap, task, Handle};
 
 /// The most header fields one request may have; more get `431`.
 pub const MAX_HEADERS: usize = 100;
@@ -509,7 +509,13 @@ impl InBuf {
 
     /// The free space after the pending bytes, made at least `want` pending
     /// bytes in all and `MIN_READ` more where the limit allows.
-    fn room(&mut self, want: usize) -> &mut [u8] {
+    ///
+    /// # Errors
+    ///
+    /// `OutOfMemory` when the buffer cannot grow and leave the heap's
+    /// headroom ([`heap::reserve`]): the client gets `503`, not the process
+    /// an abort.
+    fn room(&mut self, want: usize) -> std::io::Result<&mut [u8]> {
         let pending = self.end - self.start;
         let need = want.max(pending + 1);
         let room = need.max((pending + MIN_READ).min(self.cap));
@@ -520,9 +526,11 @@ impl InBuf {
         }
         if room > self.data.len() {
             let size = (self.data.len() * 2).min(self.cap).max(room);
+            let more = size - self.data.len();
+            heap::reserve(&mut self.data, more)?;
             self.data.resize(size, 0);
         }
-        &mut self.data[self.end..]
+        Ok(&mut self.data[self.end..])
     }
 }
 
@@ -653,6 +661,12 @@ where
     };
     match session.serve(handler).await {
         Ok(()) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::OutOfMemory => {
+            // A request the heap cannot hold: refused, and the server
+            // goes on (the batch before it is sent first).
+            let _ = session.refuse(503).await;
+            Err(err)
+        }
         Err(err) if is_disconnect(&err) => {
             session.io.close();
             Ok(())
@@ -999,7 +1013,7 @@ impl<I: Io> Session<'_, I> {
     /// for `MIN_READ` more where the limit allows (see [`InBuf::room`]).
     async fn fill(&mut self, want: usize) -> std::io::Result<usize> {
         self.output.date_stale = true;
-        let room = self.input.room(want);
+        let room = self.input.room(want)?;
         let capacity = room.len();
         let n = self.io.read(room).await?;
         self.input.filled(Some(n), capacity);
@@ -1023,7 +1037,7 @@ impl<I: Io> Session<'_, I> {
         };
         self.output.date_stale = true;
         if !self.input.drained {
-            let room = self.input.room(want);
+            let room = self.input.room(want)?;
             let capacity = room.len();
             let n = self.io.try_read(room)?;
             if n.is_some() {
@@ -1035,7 +1049,7 @@ impl<I: Io> Session<'_, I> {
             if !self.io.wait_readable(timeout).await? {
                 return Ok(None);
             }
-            let room = self.input.room(want);
+            let room = self.input.room(want)?;
             let capacity = room.len();
             let n = self.io.read_ready(room)?;
             self.input.filled(n, capacity);

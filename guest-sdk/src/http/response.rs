@@ -7,12 +7,17 @@ use mnvkd_http1::has_token;
 
 use super::date::Date;
 use super::io::Sink;
+use crate::heap;
 
 /// Responses batched in the output buffer are written out once it holds
 /// this much; a body at least this large is written straight from the
 /// caller's slice instead of being copied into the batch (where the stream
 /// can block: see [`Response::sink`]).
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
+
+/// Room reserved for a response's head beside the handler's own header
+/// lines: the status line, `Date`, `Content-Length`, `Connection`.
+const HEAD_ROOM: usize = 256;
 
 /// How a response ends the exchange, as far as the connection goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,6 +228,10 @@ impl<'a> Response<'a> {
         self.check_fresh()?;
         let len: usize = parts.iter().map(|part| part.len()).sum();
         let no_body = self.no_body();
+        // Room for all of it first: a response the heap cannot hold fails
+        // whole (the handler's error, a 500), not after its head.
+        let batched: usize = parts.iter().map(|part| self.batched(part)).sum();
+        heap::reserve(self.out, HEAD_ROOM + self.headers.len() + batched)?;
         self.write_head(if no_body { None } else { Some(len) });
         self.state = State::Sent;
         if no_body || self.exchange.head {
@@ -291,6 +300,16 @@ impl<'a> Response<'a> {
         match self.state {
             State::Fresh => self.body([]),
             State::Streaming | State::Sent => Ok(()),
+        }
+    }
+
+    /// How many bytes of `part` [`push`](Self::push) would copy into the
+    /// batch.
+    fn batched(&self, part: &[u8]) -> usize {
+        if self.sink.is_some() && part.len() >= FLUSH_AT {
+            0
+        } else {
+            part.len()
         }
     }
 
@@ -440,6 +459,9 @@ impl Write for ChunkedBody<'_, '_> {
             // An empty chunk would end the body.
             return Ok(buf.len());
         }
+        // The chunk's size line and its end: under 24 bytes.
+        let batched = self.response.batched(buf);
+        heap::reserve(self.response.out, 24 + batched)?;
         if self.framed {
             push_hex(self.response.out, buf.len());
             self.response.out.extend_from_slice(b"\r\n");

@@ -10,6 +10,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use super::{sleep, spawn, Listener, Stream};
+use crate::heap;
 
 /// How long to wait before accepting again after a refusal (`limit`: the
 /// process has its most handles open; the client waits in the backlog).
@@ -33,7 +34,11 @@ impl Listener {
     /// many clients).
     ///
     /// - A refused accept (`limit`: every handle is in use) is tried again
-    ///   10 ms later; the client waits in the listen backlog meanwhile.
+    ///   10 ms later; the client waits in the listen backlog meanwhile. So
+    ///   does the next client while the heap has less than
+    ///   [`heap::HEADROOM`] free: the connections' buffers then grow with
+    ///   [`heap::reserve`], and a client cannot make the process abort on
+    ///   a failed allocation.
     /// - With `idle_timeout`, a connection whose reads and writes moved no
     ///   byte for that long (checked once a second, so up to a second
     ///   more) is shut down both ways: an idle keep-alive client, or one
@@ -83,6 +88,12 @@ impl Listener {
             idle_timeout,
         ));
         loop {
+            if !heap::has_room() {
+                // A new connection's session would take the heap's last
+                // bytes: it waits in the backlog until others end.
+                sleep(RETRY).await;
+                continue;
+            }
             match self.accept().await {
                 Ok(stream) => {
                     let connection = Rc::new(Served {

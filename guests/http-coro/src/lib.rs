@@ -110,6 +110,12 @@ async fn read_requests(
                 let _ = jobs.send(refusal(431)).await;
                 return Ok(());
             }
+            // Never the heap's last bytes: a client's large request gets
+            // 503, not every connection of the process an abort.
+            if mnvkd_guest::heap::reserve(&mut buf, len).is_err() {
+                let _ = jobs.send(refusal(503)).await;
+                return Ok(());
+            }
             buf.resize(2 * len, 0);
         }
         let n = if len == 0 {
@@ -179,7 +185,11 @@ fn parse(buf: &[u8]) -> Parsed {
         Framing::Chunked => {
             // The decoder works in place: on a copy, so that a body not
             // all there yet is decoded afresh from its raw bytes next time.
-            let mut body = buf[head_len..].to_vec();
+            let mut body = Vec::new();
+            if mnvkd_guest::heap::reserve(&mut body, buf.len() - head_len).is_err() {
+                return Parsed::Complete(refusal(503), buf.len());
+            }
+            body.extend_from_slice(&buf[head_len..]);
             let mut decoder = Decoder::new(MAX_BODY, MAX_HEAD);
             match decoder.decode(&mut body) {
                 Ok(Progress::Done) => decoder.raw(),
@@ -236,6 +246,7 @@ fn respond(out: &mut Vec<u8>, job: &Job, date: &Date) -> bool {
         408 => ("408 Request Timeout", &[]),
         413 => ("413 Content Too Large", &[]),
         431 => ("431 Request Header Fields Too Large", &[]),
+        503 => ("503 Service Unavailable", &[]),
         _ => ("501 Not Implemented", &[]),
     };
     let length: usize = body.iter().map(|part| part.len()).sum();
