@@ -544,3 +544,16 @@ fn one_heap_lets_its_clients_go_when_the_host_drains() {
         server.log()
     );
 }
+
+/// `http::serve` in an app in listener mode, whose handle 0 is its
+/// listener: the guest's error says what to use instead.
+#[test]
+fn http_serve_in_listener_mode_says_to_use_serve_each() {
+    let dir = TempDir::new();
+    std::fs::copy(guest("hello-http"), dir.join("hello-http.wasm")).unwrap();
+    dir.write("hello-http.toml", "kind = \"listener\"\n");
+    let server = Server::start(&[("hello-http", dir.join("hello-http.wasm"))], &[]);
+    let line = server.wait_for_log("handle 0 is not a connection", util::DEADLINE);
+    assert!(line.contains("http::serve_each"), "{line}");
+    server.assert_alive();
+}

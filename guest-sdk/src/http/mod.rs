@@ -84,7 +84,7 @@ use mnvkd_http1::chunked::{Decoder, Progress};
 use mnvkd_http1::Framing;
 use response::{Exchange, FLUSH_AT};
 
-use crate::{heap, task, Handle};
+use crate::{heap, task, Errno, Handle};
 
 /// The most header fields one request may have; more get `431`.
 pub const MAX_HEADERS: usize = 100;
@@ -269,12 +269,31 @@ impl Server {
     ///
     /// The handler's error, after a `500` was sent for it if it had not
     /// sent its response. A connection reset or broken pipe is a normal
-    /// end, not an error.
+    /// end, not an error. In an app in listener mode, whose handle 0 is its
+    /// listener, an error that says to use [`serve_each`](Self::serve_each).
     pub fn serve<F>(&self, mut handler: F) -> std::io::Result<()>
     where
         F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
     {
-        run_blocking(self, &mut crate::connection(), &mut handler)
+        run_blocking(self, &mut crate::connection(), &mut handler).map_err(|err| {
+            let bad_handle = err
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<Errno>())
+                == Some(&Errno::from_code(crate::sys::BADF));
+            if bad_handle {
+                // Reading handle 0 fails so only if it is no connection.
+                std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "http::serve: handle 0 is not a connection ({err}); an app in listener \
+                         mode (kind = \"listener\") serves its connections with \
+                         http::serve_each"
+                    ),
+                )
+            } else {
+                err
+            }
+        })
     }
 
     /// Serves HTTP on every connection of a listener-mode app (manifest
