@@ -230,8 +230,10 @@ impl<'a> Response<'a> {
         let no_body = self.no_body();
         // Room for all of it first: a response the heap cannot hold fails
         // whole (the handler's error, a 500), not after its head.
-        let batched: usize = parts.iter().map(|part| self.batched(part)).sum();
-        heap::reserve(self.out, HEAD_ROOM + self.headers.len() + batched)?;
+        if self.out.capacity() - self.out.len() < HEAD_ROOM + self.headers.len() + len {
+            let batched: usize = parts.iter().map(|part| self.batched(part)).sum();
+            heap::reserve(self.out, HEAD_ROOM + self.headers.len() + batched)?;
+        }
         self.write_head(if no_body { None } else { Some(len) });
         self.state = State::Sent;
         if no_body || self.exchange.head {
