@@ -399,17 +399,8 @@ fn large_requests_to_one_heap_get_503_and_the_process_serves_on() {
     let (_dir, server) = serve_echo_in_one_heap("8MiB", "HTTP_BODY_TIMEOUT_MS = \"2000\"\n");
     let before = pid_line(&server);
     some_refused_the_rest_timed_out(&big_bodies_at_once(&server, "http-echo", 4 << 20, 3 << 20));
-    let mut conn = connect(server.addr("http-echo"));
-    conn.write_all(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let response = read_response(&mut BufReader::new(conn));
-    assert!(response.text().starts_with("GET /after HTTP/1.1\n"));
-    assert_eq!(
-        pid_line(&server),
-        before,
-        "the same process serves throughout"
-    );
-    server.assert_alive();
+    let after = served_after(&server, "http-echo", &before);
+    assert!(after.starts_with("GET /after HTTP/1.1\n"), "{after}");
 }
 
 /// The same against `http-coro-many`, whose reader grows its own buffer
@@ -435,16 +426,24 @@ fn large_requests_to_http_coro_many_get_503_and_the_process_serves_on() {
         (1 << 20) - 1,
         900 << 10,
     ));
-    let mut conn = connect(server.addr("http-coro-many"));
+    assert_eq!(served_after(&server, "http-coro-many", &before), "/after\n");
+}
+
+/// The answer of `app` to `GET /after`, checking it comes from the process
+/// whose `"pid": N` was `before` and the host is up.
+#[track_caller]
+fn served_after(server: &Server, app: &str, before: &str) -> String {
+    let mut conn = connect(server.addr(app));
     conn.write_all(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    assert_eq!(read_response(&mut BufReader::new(conn)).text(), "/after\n");
+    let text = read_response(&mut BufReader::new(conn)).text();
     assert_eq!(
-        pid_line(&server),
+        pid_line(server),
         before,
         "the same process serves throughout"
     );
     server.assert_alive();
+    text
 }
 
 /// More clients of one heap than its micro-heap holds sessions for: the

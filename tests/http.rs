@@ -536,13 +536,7 @@ fn one_heap_lets_its_clients_go_when_the_host_drains() {
     assert_eq!(client.response().text(), "Hello, World!\n");
     server.signal(libc::SIGTERM);
     client.assert_closed();
-    let status = server.wait_exit(util::DEADLINE);
-    assert!(status.success(), "{status}\n{}", server.log());
-    assert!(
-        server.log().contains("drained: every process finished"),
-        "{}",
-        server.log()
-    );
+    server.assert_drained();
 }
 
 /// `http::serve` in an app in listener mode, whose handle 0 is its

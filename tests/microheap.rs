@@ -362,13 +362,7 @@ fn microheap_http_coro_many_lets_its_clients_go_when_the_host_drains() {
         read_until_closed(reader.get_mut()).is_empty(),
         "the idle client was let go"
     );
-    let status = server.wait_exit(DEADLINE);
-    assert!(status.success(), "{status}\n{}", server.log());
-    assert!(
-        server.log().contains("drained: every process finished"),
-        "{}",
-        server.log()
-    );
+    server.assert_drained();
 }
 
 #[test]

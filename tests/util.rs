@@ -458,6 +458,20 @@ impl Server {
         }
     }
 
+    /// Waits for the server to exit after a drain and asserts it ended
+    /// well: status 0, every process finished (not cut off at the drain
+    /// timeout).
+    #[track_caller]
+    pub fn assert_drained(&self) {
+        let status = self.wait_exit(DEADLINE);
+        assert!(status.success(), "{status}\n{}", self.log());
+        assert!(
+            self.log().contains("drained: every process finished"),
+            "{}",
+            self.log()
+        );
+    }
+
     /// Asserts the server is still running, showing its log if not.
     #[track_caller]
     pub fn assert_alive(&self) {

@@ -818,19 +818,14 @@ impl<I: Io> Session<'_, I> {
         // The whole request is here: answer it from this parse.
         let consumed = body.end;
         let request = request(&parsed, &pending[body]);
-        match dispatch(
+        let result = dispatch(
             self.io.sink(),
             &mut self.output,
             handler,
             &request,
             head.exchange,
-        ) {
-            Ok(keep_alive) => Answer::Answered(consumed, keep_alive),
-            Err(failure) => {
-                self.fail(failure);
-                Answer::Answered(consumed, false)
-            }
-        }
+        );
+        Answer::Answered(consumed, self.settle(result))
     }
 
     /// Parses the head again (the buffer may have moved while the body
@@ -845,25 +840,25 @@ impl<I: Io> Session<'_, I> {
         let reparsed = parsed.parse_with_uninit_headers(&pending[..head.len], &mut slots);
         debug_assert_eq!(reparsed, Ok(httparse::Status::Complete(head.len)));
         let request = request(&parsed, &pending[body]);
-        match dispatch(
+        let result = dispatch(
             self.io.sink(),
             &mut self.output,
             handler,
             &request,
             head.exchange,
-        ) {
-            Ok(keep_alive) => keep_alive,
-            Err(failure) => {
-                self.fail(failure);
-                false
-            }
-        }
+        );
+        self.settle(result)
     }
 
-    /// Notes that the handler failed: the session batches a `500` if
-    /// nothing was sent yet (and the client is still there), writes it out
-    /// and ends with the error ([`Session::answered`]).
-    fn fail(&mut self, failure: Failure) {
+    /// Whether the connection stays open after a handler's `result`; a
+    /// failed handler gets a `500` batched if nothing was sent yet (and the
+    /// client is still there), and the session then writes it out and ends
+    /// with the error ([`Session::answered`]).
+    fn settle(&mut self, result: Result<bool, Failure>) -> bool {
+        let failure = match result {
+            Ok(keep_alive) => return keep_alive,
+            Err(failure) => failure,
+        };
         if !failure.sent && !is_disconnect(&failure.err) {
             let exchange = Exchange {
                 keep_alive: false,
@@ -874,6 +869,7 @@ impl<I: Io> Session<'_, I> {
             let _ = response.body("Internal Server Error\n");
         }
         self.failed = Some(failure.err);
+        false
     }
 
     /// After a response (its request's bytes dropped): closes if the
