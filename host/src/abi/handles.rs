@@ -1,6 +1,8 @@
 //! The per-process handle table: small integers standing for the process's
 //! sockets, pipe ends, child processes and listener.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::watch::WatchSet;
@@ -56,6 +58,12 @@ impl Handle {
 pub struct IoCtx {
     /// Index = handle number; `None` = closed. At most `max_handles` are `Some`.
     handles: Vec<Option<Handle>>,
+    /// How many of `handles` are `Some`.
+    open: usize,
+    /// The `None` slots of `handles`, lowest first: a process serving
+    /// thousands of connections accepts and closes without scanning its
+    /// table (each scan was O(handles), three times an accept).
+    free: BinaryHeap<Reverse<u32>>,
     /// Most handles open at once.
     max_handles: usize,
     /// The stdio made from handle 0's connection, cut off when handle 0 leaves.
@@ -73,7 +81,9 @@ impl IoCtx {
     /// once; `stdio` is the WASI stdio made from handle 0, if any.
     pub fn new(handles: Vec<Handle>, max_handles: usize, stdio: Option<Arc<StdioLink>>) -> IoCtx {
         IoCtx {
+            open: handles.len(),
             handles: handles.into_iter().map(Some).collect(),
+            free: BinaryHeap::new(),
             max_handles,
             stdio,
             poll_timer: None,
@@ -108,6 +118,9 @@ impl IoCtx {
             .and_then(|index| self.handles.get_mut(index))
             .and_then(Option::take)
             .ok_or(Errno::Badf)?;
+        self.open -= 1;
+        // `handle` indexed a slot, so it is a small non-negative number.
+        self.free.push(Reverse(handle as u32));
         if let Some(watch) = &mut self.watch {
             watch.closed(handle);
         }
@@ -116,7 +129,7 @@ impl IoCtx {
 
     /// Open handles.
     pub fn open_count(&self) -> usize {
-        self.handles.iter().filter(|slot| slot.is_some()).count()
+        self.open
     }
 
     /// Most handles open at once.
@@ -137,8 +150,9 @@ impl IoCtx {
         if !self.has_room(1) {
             return Err(Errno::Limit);
         }
-        let index = match self.handles.iter().position(Option::is_none) {
-            Some(index) => {
+        let index = match self.free.pop() {
+            Some(Reverse(index)) => {
+                let index = index as usize;
                 self.handles[index] = Some(handle);
                 index
             }
@@ -147,6 +161,7 @@ impl IoCtx {
                 self.handles.len() - 1
             }
         };
+        self.open += 1;
         i32::try_from(index).map_err(|_| Errno::Limit)
     }
 }
@@ -158,5 +173,33 @@ impl Drop for IoCtx {
         for handle in self.handles.drain(..).flatten() {
             handle.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::ChildStatus;
+
+    fn child() -> Handle {
+        Handle::Child(Arc::new(ChildStatus::default()))
+    }
+
+    #[test]
+    fn insert_takes_the_lowest_free_slot_and_counts_what_is_open() {
+        let mut io = IoCtx::new(vec![child()], 5, None);
+        let numbers: Vec<i32> = (0..4).map(|_| io.insert(child()).unwrap()).collect();
+        assert_eq!(numbers, [1, 2, 3, 4]);
+        assert_eq!(io.open_count(), 5);
+        assert_eq!(io.insert(child()).unwrap_err(), Errno::Limit);
+        for number in [3, 1, 4] {
+            io.take(number).unwrap();
+        }
+        assert_eq!(io.take(3).unwrap_err(), Errno::Badf, "taken already");
+        assert_eq!(io.open_count(), 2);
+        assert!(io.has_room(3) && !io.has_room(4));
+        let numbers: Vec<i32> = (0..3).map(|_| io.insert(child()).unwrap()).collect();
+        assert_eq!(numbers, [1, 3, 4], "lowest first, as before");
+        assert_eq!(io.insert(child()).unwrap_err(), Errno::Limit);
     }
 }
