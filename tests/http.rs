@@ -551,3 +551,22 @@ fn http_serve_in_listener_mode_says_to_use_serve_each() {
     assert!(line.contains("http::serve_each"), "{line}");
     server.assert_alive();
 }
+
+/// `http::serve_each` in an app in connection mode, whose handle 0 is a
+/// connection: the guest ends with an error that says it needs listener
+/// mode, instead of retrying its accept for ever.
+#[test]
+fn http_serve_each_in_connection_mode_says_it_needs_listener_mode() {
+    let dir = TempDir::new();
+    std::fs::copy(guest("http-echo"), dir.join("http-echo.wasm")).unwrap();
+    dir.write("http-echo.toml", "[env]\nHTTP_SERVE_EACH = \"1\"\n");
+    let server = Server::start(&[("http-echo", dir.join("http-echo.wasm"))], &[]);
+    // The connection's process starts, waits for it to be readable, then
+    // tries to accept on it.
+    let mut client = Client::new(server.addr("http-echo"));
+    client.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let line = server.wait_for_log("handle 0 is not a listener", util::DEADLINE);
+    assert!(line.contains("kind = \\\"listener\\\""), "{line}");
+    client.assert_closed();
+    server.assert_alive();
+}

@@ -149,6 +149,13 @@ impl From<Errno> for io::Error {
     }
 }
 
+/// Whether `err` is an import's error `code` (one of [`sys`]'s codes).
+pub(crate) fn is(err: &io::Error, code: i32) -> bool {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Errno>())
+        == Some(&Errno::from_code(code))
+}
+
 /// Turns an import's result into the byte count it stands for, or the error.
 pub(crate) fn check(ret: i32) -> io::Result<usize> {
     match usize::try_from(ret) {

@@ -84,7 +84,7 @@ use mnvkd_http1::chunked::{Decoder, Progress};
 use mnvkd_http1::Framing;
 use response::{Exchange, FLUSH_AT};
 
-use crate::{heap, task, Errno, Handle};
+use crate::{heap, task, Handle};
 
 /// The most header fields one request may have; more get `431`.
 pub const MAX_HEADERS: usize = 100;
@@ -276,11 +276,7 @@ impl Server {
         F: FnMut(&Request<'_>, &mut Response<'_>) -> std::io::Result<()>,
     {
         run_blocking(self, &mut crate::connection(), &mut handler).map_err(|err| {
-            let bad_handle = err
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<Errno>())
-                == Some(&Errno::from_code(crate::sys::BADF));
-            if bad_handle {
+            if crate::errno::is(&err, crate::sys::BADF) {
                 // Reading handle 0 fails so only if it is no connection.
                 std::io::Error::new(
                     err.kind(),

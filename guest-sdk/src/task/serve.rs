@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use super::{sleep, spawn, Listener, Stream};
-use crate::heap;
+use crate::{errno, heap, sys};
 
 /// How long to wait before accepting again after a refusal (`limit`: the
 /// process has its most handles open; the client waits in the backlog).
@@ -50,8 +50,8 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// None yet: accept errors other than the drain are retried. The
-    /// `Result` leaves room for one.
+    /// When handle 0 is not a listener (the app is not in listener mode),
+    /// at the first accept. Other accept errors than the drain are retried.
     ///
     /// # Examples
     ///
@@ -110,6 +110,16 @@ impl Listener {
                     .detach();
                 }
                 Err(err) if err.kind() == io::ErrorKind::BrokenPipe => break,
+                Err(err) if errno::is(&err, sys::BADF) => {
+                    // Not a listener: retrying would wait for ever.
+                    return Err(io::Error::new(
+                        err.kind(),
+                        format!(
+                            "serve_each: handle 0 is not a listener ({err}); it serves an app \
+                             in listener mode (kind = \"listener\")"
+                        ),
+                    ));
+                }
                 Err(_) => sleep(RETRY).await,
             }
         }
