@@ -454,9 +454,10 @@ fn clients_beyond_what_one_heap_holds_wait_and_are_served() {
     let (_dir, server) = serve_echo_in_one_heap("4MiB", "");
     let addr = server.addr("http-echo");
     let before = pid_line(&server);
-    // About 10 KiB a session: 1000 are more than twice what 4 MiB hold, so
-    // without the check the process would abort on a failed allocation.
-    let mut clients: Vec<TcpStream> = (0..1000)
+    // About 5 KiB a session: 1500 are more than twice what 4 MiB hold (the
+    // guest's stack and image take a quarter), so without the check the
+    // process would abort on a failed allocation.
+    let mut clients: Vec<TcpStream> = (0..1500)
         .map(|i| {
             let mut conn = connect(addr);
             conn.write_all(format!("GET /c{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())

@@ -21,7 +21,7 @@ use std::io;
 
 /// What must stay free in the heap after a buffer grows, for the
 /// allocations that cannot fail: 256 KiB (a connection's session takes
-/// about 10 KiB).
+/// about 5 KiB).
 pub const HEADROOM: usize = 256 * 1024;
 
 /// The piece the headroom is counted in.

@@ -89,8 +89,15 @@ use crate::{heap, task, Handle};
 /// The most header fields one request may have; more get `431`.
 pub const MAX_HEADERS: usize = 100;
 
-/// The read buffer's first size; it grows to fit the largest request.
-const INITIAL_BUFFER: usize = 4096;
+/// The read buffer's first size: one `MIN_READ`. It grows to fit the
+/// largest request, or a burst of pipelined ones.
+const INITIAL_BUFFER: usize = MIN_READ;
+
+/// The output batch's first capacity: a few small responses. It grows to
+/// the largest batch. A session costs its process these two buffers, so a
+/// process serving thousands of connections (`serve_each`) holds more of
+/// them in its heap when they start small.
+const INITIAL_OUTPUT: usize = 1024;
 
 /// A read is not started with less free room than this at the buffer's end
 /// (the pending bytes are moved to its start first).
@@ -295,8 +302,9 @@ impl Server {
     /// Serves HTTP on every connection of a listener-mode app (manifest
     /// `kind = "listener"`) from this one process: each connection is a
     /// coroutine of its micro-heap ([`task::Listener::serve_each`]), so a
-    /// thousand clients cost a thousand small sessions (a 4 KiB read buffer
-    /// and the output batch each), not a thousand processes. Connections
+    /// thousand clients cost a thousand small sessions (about 5 KiB each:
+    /// a 2 KiB read buffer and a 1 KiB output batch to start), not a
+    /// thousand processes. Connections
     /// share the heap and the handler, so they trust each other.
     ///
     /// The handler is the same as for [`serve`](Self::serve), with two
@@ -666,7 +674,7 @@ where
             drained: false,
         },
         output: Output {
-            out: Vec::with_capacity(INITIAL_BUFFER),
+            out: Vec::with_capacity(INITIAL_OUTPUT),
             headers: Vec::new(),
             date: config.date.then(Date::new),
             date_stale: true,
