@@ -304,8 +304,8 @@ impl Server {
     /// coroutine of its micro-heap ([`task::Listener::serve_each`]), so a
     /// thousand clients cost a thousand small sessions (about 5 KiB each:
     /// a 2 KiB read buffer and a 1 KiB output batch to start), not a
-    /// thousand processes. Connections
-    /// share the heap and the handler, so they trust each other.
+    /// thousand processes. Connections share the heap and the handler, so
+    /// they trust each other.
     ///
     /// The handler is the same as for [`serve`](Self::serve), with two
     /// differences, because it runs between the connection's waits and
@@ -320,7 +320,7 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// None yet; the `Result` leaves room for one.
+    /// When this app is not in listener mode (handle 0 is no listener).
     ///
     /// # Examples
     ///
@@ -345,7 +345,9 @@ impl Server {
                 let mut call =
                     |req: &Request<'_>, res: &mut Response<'_>| (handler.borrow_mut())(req, res);
                 if let Err(err) = run(&config, &mut Coroutine(conn), &mut call).await {
-                    eprintln!("http: a connection's handler failed: {err}");
+                    // The handler's error (after its 500), or a request the
+                    // heap could not hold (after a 503).
+                    eprintln!("http: a connection ended with an error: {err}");
                 }
             }
         });
