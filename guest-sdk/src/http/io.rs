@@ -90,7 +90,7 @@ impl Io for Connection {
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        write_all_handle(0, buf)
+        Sink::write_all(self, buf)
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {

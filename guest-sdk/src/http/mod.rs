@@ -687,8 +687,9 @@ where
     match session.serve(handler).await {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == ErrorKind::OutOfMemory => {
-            // A request the heap cannot hold: refused, and the server
-            // goes on (the batch before it is sent first).
+            // A request the heap cannot hold: refused (the batch before it
+            // is sent first), and the connection ends with the error; in
+            // one heap the other connections are served on.
             let _ = session.refuse(503).await;
             Err(err)
         }

@@ -414,20 +414,23 @@ impl Executor {
                 continue;
             };
             interest.dirty = false;
-            let pending = || {
-                interest
-                    .waits
-                    .iter()
-                    .filter_map(|&id| waits[id].as_ref())
-                    .filter(|wait| wait.result.is_none())
-            };
-            let wanted = pending().fold(0, |events, wait| events | wait.events);
             // Lazy only if every waiter asked for it: its operation reads
             // with `try-read` and waits again on `again`, so a stale
             // readable costs a retry where an exact one costs the host a
             // `poll(2)`. One that would block after a stale readable (the
             // blocking `accept`) gets the exact answer.
-            let wanted = if pending().all(|wait| wait.events & PollFd::LAZY != 0) {
+            let (wanted, all_lazy) = interest
+                .waits
+                .iter()
+                .filter_map(|&id| waits[id].as_ref())
+                .filter(|wait| wait.result.is_none())
+                .fold((0, true), |(events, lazy), wait| {
+                    (
+                        events | wait.events,
+                        lazy && wait.events & PollFd::LAZY != 0,
+                    )
+                });
+            let wanted = if all_lazy {
                 wanted
             } else {
                 wanted & !PollFd::LAZY
