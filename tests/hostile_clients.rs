@@ -333,17 +333,21 @@ fn pid_line(server: &Server) -> String {
 /// (`http::serve_each`) in a micro-heap of `max_memory`, with `env` in its
 /// `[env]`.
 fn serve_echo_in_one_heap(max_memory: &str, env: &str) -> (TempDir, Server) {
+    serve_in_one_heap(
+        "http-echo",
+        max_memory,
+        &format!("HTTP_SERVE_EACH = \"1\"\n{env}"),
+    )
+}
+
+/// Guest `app` as a listener-mode app (one process serves every client) in
+/// a micro-heap of `max_memory`, with `env` as its `[env]`, and the admin
+/// endpoint on.
+fn serve_in_one_heap(app: &str, max_memory: &str, env: &str) -> (TempDir, Server) {
     let dir = TempDir::new();
-    let wasm = dir.join("http-echo.wasm");
-    std::fs::copy(guest("http-echo"), &wasm).unwrap();
-    dir.write(
-        "http-echo.toml",
-        format!(
-            "kind = \"listener\"\nmax_memory = \"{max_memory}\"\n\
-             [env]\nHTTP_SERVE_EACH = \"1\"\n{env}"
-        ),
-    );
-    let server = Server::start(&[("http-echo", wasm)], &args!["--admin", "127.0.0.1:0"]);
+    let manifest = format!("kind = \"listener\"\nmax_memory = \"{max_memory}\"\n[env]\n{env}");
+    let wasm = app_with_manifest(&dir, app, app, &manifest);
+    let server = Server::start(&[(app, wasm)], &args!["--admin", "127.0.0.1:0"]);
     (dir, server)
 }
 
@@ -408,17 +412,8 @@ fn large_requests_to_one_heap_get_503_and_the_process_serves_on() {
 /// twelve of them more than its 4 MiB micro-heap.
 #[test]
 fn large_requests_to_http_coro_many_get_503_and_the_process_serves_on() {
-    let dir = TempDir::new();
-    let wasm = dir.join("http-coro-many.wasm");
-    std::fs::copy(guest("http-coro-many"), &wasm).unwrap();
-    dir.write(
-        "http-coro-many.toml",
-        "kind = \"listener\"\nmax_memory = \"4MiB\"\n[env]\nREQUEST_TIMEOUT_SECS = \"2\"\n",
-    );
-    let server = Server::start(
-        &[("http-coro-many", wasm)],
-        &args!["--admin", "127.0.0.1:0"],
-    );
+    let (_dir, server) =
+        serve_in_one_heap("http-coro-many", "4MiB", "REQUEST_TIMEOUT_SECS = \"2\"\n");
     let before = pid_line(&server);
     some_refused_the_rest_timed_out(&big_bodies_at_once(
         &server,

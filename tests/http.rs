@@ -12,8 +12,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 
 use crate::util::{
-    self, assert_bytes_eq, connect, guest, read_response, read_until_closed, Response, Server,
-    TempDir,
+    self, app_with_manifest, assert_bytes_eq, connect, read_response, read_until_closed, Response,
+    Server, TempDir,
 };
 
 /// `http-echo`'s body limit (`MAX_BODY` in guests/http-echo).
@@ -83,18 +83,17 @@ fn serve_http_in(dir: &TempDir, shape: Shape, echo_env: &str) -> Server {
             "HTTP_SERVE_EACH = \"1\"\n",
         ),
     };
-    std::fs::copy(guest(hello), dir.join("hello-http.wasm")).expect("failed to copy hello-http");
-    std::fs::copy(guest("http-echo"), dir.join("http-echo.wasm"))
-        .expect("failed to copy http-echo.wasm");
-    dir.write("hello-http.toml", listener);
-    dir.write(
-        "http-echo.toml",
-        format!("{listener}[env]\n{each}{echo_env}\n"),
-    );
+    let echo_manifest = format!("{listener}[env]\n{each}{echo_env}\n");
     Server::start(
         &[
-            ("hello-http", dir.join("hello-http.wasm")),
-            ("http-echo", dir.join("http-echo.wasm")),
+            (
+                "hello-http",
+                app_with_manifest(dir, hello, "hello-http", listener),
+            ),
+            (
+                "http-echo",
+                app_with_manifest(dir, "http-echo", "http-echo", &echo_manifest),
+            ),
         ],
         &["--admin".into(), "127.0.0.1:0".into()],
     )
@@ -544,9 +543,8 @@ fn one_heap_lets_its_clients_go_when_the_host_drains() {
 #[test]
 fn http_serve_in_listener_mode_says_to_use_serve_each() {
     let dir = TempDir::new();
-    std::fs::copy(guest("hello-http"), dir.join("hello-http.wasm")).unwrap();
-    dir.write("hello-http.toml", "kind = \"listener\"\n");
-    let server = Server::start(&[("hello-http", dir.join("hello-http.wasm"))], &[]);
+    let app = app_with_manifest(&dir, "hello-http", "hello-http", "kind = \"listener\"\n");
+    let server = Server::start(&[("hello-http", app)], &[]);
     let line = server.wait_for_log("handle 0 is not a connection", util::DEADLINE);
     assert!(line.contains("http::serve_each"), "{line}");
     server.assert_alive();
@@ -558,9 +556,9 @@ fn http_serve_in_listener_mode_says_to_use_serve_each() {
 #[test]
 fn http_serve_each_in_connection_mode_says_it_needs_listener_mode() {
     let dir = TempDir::new();
-    std::fs::copy(guest("http-echo"), dir.join("http-echo.wasm")).unwrap();
-    dir.write("http-echo.toml", "[env]\nHTTP_SERVE_EACH = \"1\"\n");
-    let server = Server::start(&[("http-echo", dir.join("http-echo.wasm"))], &[]);
+    let manifest = "[env]\nHTTP_SERVE_EACH = \"1\"\n";
+    let app = app_with_manifest(&dir, "http-echo", "http-echo", manifest);
+    let server = Server::start(&[("http-echo", app)], &[]);
     // The connection's process starts, waits for it to be readable, then
     // tries to accept on it.
     let mut client = Client::new(server.addr("http-echo"));

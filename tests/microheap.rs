@@ -268,7 +268,7 @@ fn microheap_http_coro_many_serves_200_connections_from_one_process() {
 fn serve_http_coro_many(extra: &str, env: &str) -> (crate::util::TempDir, Server) {
     let dir = crate::util::TempDir::new();
     let manifest = format!("kind = \"listener\"\nmax_memory = \"64MiB\"\n{extra}[env]\n{env}");
-    let app = app_with_manifest(&dir, "http-coro-many", "http-coro-many", &manifest);
+    let app = crate::util::app_with_manifest(&dir, "http-coro-many", "http-coro-many", &manifest);
     let server = Server::start(&[("http-coro-many", app)], &[]);
     (dir, server)
 }
@@ -402,18 +402,6 @@ fn microheap_dup_shares_a_connection_between_parent_and_child() {
     server.wait_for_log("dup: child ended with", DEADLINE);
 }
 
-/// `guests/<wasm>.wasm` copied into `dir` as `<name>.wasm` with `manifest`.
-fn app_with_manifest(
-    dir: &crate::util::TempDir,
-    wasm: &str,
-    name: &str,
-    manifest: &str,
-) -> std::path::PathBuf {
-    let bytes = std::fs::read(guest(wasm)).expect("failed to read the guest");
-    dir.write(&format!("{name}.toml"), manifest);
-    dir.write(&format!("{name}.wasm"), bytes)
-}
-
 #[test]
 fn microheap_proxy_coro_copies_both_ways_and_passes_the_half_close_on() {
     // An upstream that answers only after the client's end of stream.
@@ -430,7 +418,7 @@ fn microheap_proxy_coro_copies_both_ways_and_passes_the_half_close_on() {
     });
     let dir = crate::util::TempDir::new();
     let manifest = format!("allow_outbound = [\"{addr}\"]\n\n[env]\nUPSTREAM = \"{addr}\"\n");
-    let app = app_with_manifest(&dir, "proxy-coro", "proxy-coro", &manifest);
+    let app = crate::util::app_with_manifest(&dir, "proxy-coro", "proxy-coro", &manifest);
     let server = Server::start(&[("proxy-coro", app)], &[]);
     let payload = crate::util::pseudo_random_bytes(7, 300_000);
     let reply = roundtrip(server.addr("proxy-coro"), &payload);

@@ -87,6 +87,14 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// `guests/<wasm>.wasm` copied into `dir` as `<name>.wasm` with `manifest`
+/// beside it; returns the copy's path.
+pub fn app_with_manifest(dir: &TempDir, wasm: &str, name: &str, manifest: &str) -> PathBuf {
+    let bytes = std::fs::read(guest(wasm)).expect("failed to read the guest");
+    dir.write(&format!("{name}.toml"), manifest);
+    dir.write(&format!("{name}.wasm"), bytes)
+}
+
 /// A fresh directory for one test, removed on drop.
 #[derive(Debug)]
 pub struct TempDir {
