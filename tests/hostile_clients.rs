@@ -478,6 +478,37 @@ fn clients_beyond_what_one_heap_holds_wait_and_are_served() {
     server.assert_alive();
 }
 
+/// A drain reaches a one-heap process whose heap is full. The process then
+/// makes no `accept`, and `accept` is what tells it of a drain, so while it
+/// waits for room it looks for its listener's hang-up: its idle keep-alive
+/// clients are let go at once, not after their 30 s idle timeout (the
+/// clients' reads give up after 20 s, and so does `assert_drained`).
+#[test]
+fn a_drain_reaches_a_one_heap_process_whose_heap_is_full() {
+    let (_dir, server) = serve_echo_in_one_heap("4MiB", "");
+    let addr = server.addr("http-echo");
+    // More than 4 MiB hold (see above): the rest wait in the backlog.
+    let mut clients: Vec<TcpStream> = (0..1500)
+        .map(|i| {
+            let mut conn = connect(addr);
+            conn.write_all(format!("GET /c{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            conn
+        })
+        .collect();
+    let full = server.wait_for_log("new clients wait in the backlog", DEADLINE);
+    assert!(full.contains("max_memory"), "{full}");
+    server.signal(libc::SIGTERM);
+    let mut answered = 0;
+    for conn in &mut clients {
+        // Answered and then closed, or reset from the backlog.
+        let reply = read_until_closed(conn);
+        answered += usize::from(reply.starts_with(b"HTTP/1.1 200 "));
+    }
+    assert!((1..1500).contains(&answered), "{answered} of 1500 answered");
+    server.assert_drained();
+}
+
 /// `attempts` connection attempts from `threads` threads, as fast as they
 /// go, each closed at once with a reset; returns (connected, refused).
 pub fn flood(addr: SocketAddr, attempts: u64, threads: u64) -> (u64, u64) {

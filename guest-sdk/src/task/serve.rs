@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use super::{sleep, spawn, Listener, Stream};
-use crate::{errno, heap, sys};
+use crate::{errno, heap, poll, sys, PollFd};
 
 /// How long to wait before accepting again after a refusal (`limit`: the
 /// process has its most handles open; the client waits in the backlog).
@@ -38,13 +38,15 @@ impl Listener {
     ///   does the next client while the heap has less than
     ///   [`heap::HEADROOM`] free: the connections' buffers then grow with
     ///   [`heap::reserve`], and a client cannot make the process abort on
-    ///   a failed allocation.
+    ///   a failed allocation. Each time the heap fills, one line on stderr
+    ///   says so.
     /// - With `idle_timeout`, a connection whose reads and writes moved no
     ///   byte for that long (checked once a second, so up to a second
     ///   more) is shut down both ways: an idle keep-alive client, or one
     ///   that stopped reading its answers, cannot hold a handle for ever.
     ///   `serve` then sees end of stream or a broken pipe.
-    /// - When the host drains (`accept` says `pipe`), every connection's
+    /// - When the host drains (`accept` says `pipe`, or, while the heap is
+    ///   full and no accept is made, the listener hangs up), every connection's
     ///   reading side is shut down (`serve` sees end of stream; what it
     ///   writes still goes out), and this returns once every `serve` has.
     ///
@@ -87,13 +89,28 @@ impl Listener {
             Rc::clone(&draining),
             idle_timeout,
         ));
+        let mut full = false;
         loop {
             if !heap::has_room() {
                 // A new connection's session would take the heap's last
                 // bytes: it waits in the backlog until others end.
+                if !full {
+                    full = true;
+                    eprintln!(
+                        "serve_each: less than {} KiB of the heap is free; new clients wait in \
+                         the backlog until connections end (raise max_memory to hold more)",
+                        heap::HEADROOM / 1024
+                    );
+                }
                 sleep(RETRY).await;
+                // No accept is made meanwhile, and accept is what reports
+                // the drain: look for the listener's hang-up instead.
+                if listener_hung_up() {
+                    break;
+                }
                 continue;
             }
+            full = false;
             match self.accept().await {
                 Ok(stream) => {
                     let connection = Rc::new(Served {
@@ -130,6 +147,13 @@ impl Listener {
         sweeper.await;
         Ok(())
     }
+}
+
+/// Whether the host has shut the app's listener down (it drains), looked at
+/// without waiting.
+fn listener_hung_up() -> bool {
+    let mut fds = [PollFd::new(0, 0)];
+    poll(&mut fds, Some(Duration::ZERO)).is_ok() && fds[0].hangup()
 }
 
 /// Every second: shuts down the connections that moved nothing for
