@@ -100,11 +100,11 @@ pub fn load<A: Artifact>(
     cache: Option<&ModuleCache>,
 ) -> anyhow::Result<(A, Outcome)> {
     let Some(cache) = cache else {
-        return Ok((A::compile(engine, wasm)?, Outcome::Off));
+        return Ok((compile::<A>(engine, wasm)?, Outcome::Off));
     };
     if let Err(err) = cache.prepare_dir() {
         tracing::warn!("module cache off: {err:#}");
-        return Ok((A::compile(engine, wasm)?, Outcome::Off));
+        return Ok((compile::<A>(engine, wasm)?, Outcome::Off));
     }
     let path = cache.path_for(engine, wasm);
     match cache.read(engine, &path) {
@@ -112,11 +112,17 @@ pub fn load<A: Artifact>(
         Ok(None) => {}
         Err(err) => tracing::warn!("compiling again: {err:#}"),
     }
-    let module = A::compile(engine, wasm)?;
+    let module = compile::<A>(engine, wasm)?;
     if let Err(err) = cache.write(&path, &module).and_then(|()| cache.evict()) {
         tracing::warn!("failed to write the module cache: {err:#}");
     }
     Ok((module, Outcome::Miss))
+}
+
+/// Compiles `wasm`, noting it for [`crate::allocator::return_freed_memory`].
+fn compile<A: Artifact>(engine: &Engine, wasm: &[u8]) -> anyhow::Result<A> {
+    crate::allocator::compiled();
+    A::compile(engine, wasm)
 }
 
 impl fmt::Display for Outcome {

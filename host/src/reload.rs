@@ -67,6 +67,7 @@ impl Reloader<'_> {
                 }
             }
         }
+        crate::allocator::return_freed_memory();
     }
 
     /// The next version of `old`, read from its files.

@@ -118,6 +118,7 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .with_context(|| format!("failed to register the listener of `{}`", spec.name))?;
         apps.push((Arc::new(app), Arc::new(listener)));
     }
+    crate::allocator::return_freed_memory();
     let kernel = Kernel::start(config.threads, &engine, &reactor)?;
     let drain = Drain::new();
     let current: Vec<(Arc<CurrentApp>, Arc<Listener>)> = apps
