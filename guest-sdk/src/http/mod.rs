@@ -1035,6 +1035,16 @@ impl<I: Io> Session<'_, I> {
     /// for `MIN_READ` more where the limit allows (see [`InBuf::room`]).
     async fn fill(&mut self, want: usize) -> std::io::Result<usize> {
         self.output.date_stale = true;
+        if !self.input.drained {
+            // As in `fill_within`: a new connection's first request, or the
+            // next of a pipelined batch, is usually there already.
+            let room = self.input.room(want)?;
+            let capacity = room.len();
+            if let Some(n) = self.io.try_read(room)? {
+                self.input.filled(Some(n), capacity);
+                return Ok(n);
+            }
+        }
         let room = self.input.room(want)?;
         let capacity = room.len();
         let n = self.io.read(room).await?;
