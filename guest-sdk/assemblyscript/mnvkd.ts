@@ -22,6 +22,7 @@
 @external("mnvkd", "sleep") export declare function sleep(ms: u32): i32;
 @external("mnvkd", "connect") export declare function connect(addrPtr: usize, addrLen: usize): i32;
 @external("mnvkd", "accept") export declare function accept(listener: i32): i32;
+@external("mnvkd", "try-accept") export declare function try_accept(listener: i32): i32;
 
 // Error codes (wit `@errno`), stable forever.
 export const EBADF: i32 = -1;

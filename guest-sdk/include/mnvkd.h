@@ -82,6 +82,7 @@ __attribute__((import_module("mnvkd"), import_name("watch"))) int32_t mnvkd_watc
 __attribute__((import_module("mnvkd"), import_name("sleep"))) int32_t mnvkd_sleep(uint32_t ms);
 __attribute__((import_module("mnvkd"), import_name("connect"))) int32_t mnvkd_connect(const char *addr_ptr, size_t addr_len);
 __attribute__((import_module("mnvkd"), import_name("accept"))) int32_t mnvkd_accept(int32_t listener);
+__attribute__((import_module("mnvkd"), import_name("try-accept"))) int32_t mnvkd_try_accept(int32_t listener);
 
 /* Helpers. */
 

@@ -124,6 +124,33 @@ impl Listener {
         Ok(unsafe { Handle::from_raw(ret) })
     }
 
+    /// Accepts a waiting client without waiting: `None` when none is (the
+    /// import's `again`). For a guest that waits on the listener itself;
+    /// [`task::Listener::accept`](crate::task::Listener::accept) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](Listener::accept).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// if let Some(conn) = mnvkd_guest::Listener::get().try_accept()? {
+    ///     drop(conn); // a client was waiting
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_accept(&self) -> io::Result<Option<Handle>> {
+        // SAFETY: the import touches no memory.
+        let ret = unsafe { sys::try_accept(Listener::HANDLE) };
+        if ret == sys::AGAIN {
+            return Ok(None);
+        }
+        errno::check(ret)?;
+        // SAFETY: the host just opened the handle for this process.
+        Ok(Some(unsafe { Handle::from_raw(ret) }))
+    }
+
     /// An endless iterator of [`accept`](Listener::accept)ed connections,
     /// like [`std::net::TcpListener::incoming`].
     ///

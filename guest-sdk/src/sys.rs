@@ -433,6 +433,27 @@ extern "C" {
     /// let conn = unsafe { mnvkd_guest::sys::accept(0) };
     /// ```
     pub fn accept(listener: i32) -> i32;
+
+    /// Accepts like [`accept`], but never blocks: [`AGAIN`] when no client
+    /// is waiting. After an `AGAIN` the host knows the backlog is empty
+    /// until the listener's next event, so a lazy wait on it
+    /// ([`PollFd::LAZY`](crate::PollFd::LAZY)) needs no system call.
+    ///
+    /// Returns the new connection's handle, [`AGAIN`], or an error as
+    /// [`accept`].
+    ///
+    /// # Safety
+    ///
+    /// Always safe; it is `unsafe` only because every import is.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // SAFETY: touches no memory.
+    /// let conn = unsafe { mnvkd_guest::sys::try_accept(0) };
+    /// ```
+    #[link_name = "try-accept"]
+    pub fn try_accept(listener: i32) -> i32;
 }
 
 /// Native stub of the `read` import: touches nothing and returns [`IO`].
@@ -750,6 +771,26 @@ pub unsafe fn connect(addr_ptr: *const u8, addr_len: usize) -> i32 {
 /// ```
 #[cfg(not(target_arch = "wasm32"))]
 pub unsafe fn accept(listener: i32) -> i32 {
+    let _ = listener;
+    IO
+}
+
+/// Native stub of the `try-accept` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// // SAFETY: touches no memory.
+/// let ret = unsafe { mnvkd_guest::sys::try_accept(0) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn try_accept(listener: i32) -> i32 {
     let _ = listener;
     IO
 }

@@ -22,6 +22,7 @@ pub const raw = struct {
     pub extern "mnvkd" fn sleep(ms: u32) i32;
     pub extern "mnvkd" fn connect(addr_ptr: [*]const u8, addr_len: usize) i32;
     pub extern "mnvkd" fn accept(listener: i32) i32;
+    pub extern "mnvkd" fn @"try-accept"(listener: i32) i32;
 };
 
 /// Error codes (wit `@errno`), stable forever.

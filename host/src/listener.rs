@@ -101,6 +101,25 @@ impl Listener {
             })
     }
 
+    /// Accepts the next connection if one is waiting, registered with the
+    /// reactor; `WouldBlock` when none is. After a `WouldBlock`, and until
+    /// the next readiness event, the backlog is known to be empty: this
+    /// answers without the syscall, and a lazy wait ([`Self::readiness`])
+    /// parks without a probe. After [`shutdown`](Self::shutdown), fails
+    /// with `NotConnected`, as [`Self::poll_accept`] does.
+    pub fn try_accept(&self) -> io::Result<Connection> {
+        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        if self.source.read_drained_at() == Some(self.source.events(Direction::Read)) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let (accepted, _) = self
+            .source
+            .try_io(Direction::Read, || self.listener.accept());
+        accepted.and_then(|(stream, _)| Connection::new(Socket::Tcp(stream), &self.reactor))
+    }
+
     /// Before a drain closes a `SO_REUSEPORT` listener: steers the
     /// connections that arrive from now on to the socket that joined the
     /// address's group after this one (the new host taking over), so that

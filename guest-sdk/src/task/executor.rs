@@ -487,21 +487,70 @@ impl Executor {
     /// Wakes the sleepers whose deadline passed; returns the next deadline
     /// (`now` itself if any fired).
     fn fire_timers(&self, now: u64) -> Option<u64> {
-        let mut fired = Vec::new();
-        let next = {
-            let mut timers = self.timers.borrow_mut();
-            while timers.peek().is_some_and(|timer| timer.deadline <= now) {
-                fired.push(timers.pop().expect("peeked").waker);
-            }
-            timers.peek().map(|timer| timer.deadline)
-        };
-        if fired.is_empty() {
-            next
-        } else {
-            fired.into_iter().for_each(Waker::wake);
+        let mut timers = self.timers.borrow_mut();
+        let mut fired = false;
+        while timers.peek().is_some_and(|timer| timer.deadline <= now) {
+            // Woken one by one, not gathered in a list: a list of
+            // thousands could not grow in a nearly full heap. A wake only
+            // queues a task number (room made by `reserve`).
+            timers.pop().expect("peeked").waker.wake();
+            fired = true;
+        }
+        if fired {
             Some(now)
+        } else {
+            timers.peek().map(|timer| timer.deadline)
         }
     }
+}
+
+/// I/O waits, and timers, one coroutine has at once as [`reserve`] counts
+/// them: a connection's session waits for its handle and a timeout at most.
+const WAITS_PER_TASK: usize = 2;
+
+/// Handles waited on besides one per coroutine (the listener, pipes), as
+/// [`reserve`] counts them.
+const SPARE_HANDLES: usize = 8;
+
+/// Makes room in the executor's tables for `tasks` more coroutines, and
+/// for every coroutine to have [`WAITS_PER_TASK`] waits and timers, so
+/// that they do not grow until more are spawned; `false` when the heap
+/// cannot hold that.
+///
+/// The tables grow by doubling, so a process serving thousands of
+/// connections asks for one large block now and then. In a nearly full
+/// heap that block may not exist even where many small ones do, and a
+/// failed allocation aborts the process (every connection in it): so a
+/// server makes the room before it takes a connection, when failing only
+/// means waiting (`Listener::serve_each`).
+pub(crate) fn reserve(tasks: usize) -> bool {
+    /// Room in `vec` for `len` items in all.
+    fn upto<T>(vec: &mut Vec<T>, len: usize) -> bool {
+        vec.try_reserve(len.saturating_sub(vec.len())).is_ok()
+    }
+    EXECUTOR.with(|executor| {
+        let mut all_tasks = executor.tasks.borrow_mut();
+        let task_slots = all_tasks.len().saturating_add(tasks);
+        let wait_slots = task_slots.saturating_mul(WAITS_PER_TASK);
+        let handles = task_slots.saturating_add(SPARE_HANDLES);
+        let mut interests = executor.interests.borrow_mut();
+        let more_handles = handles.saturating_sub(interests.len());
+        let mut timers = executor.timers.borrow_mut();
+        let more_timers = wait_slots.saturating_sub(timers.len());
+        upto(&mut all_tasks, task_slots)
+            && upto(&mut executor.free.borrow_mut(), task_slots)
+            && upto(&mut executor.waits.borrow_mut(), wait_slots)
+            && upto(&mut executor.free_waits.borrow_mut(), wait_slots)
+            && interests.try_reserve(more_handles).is_ok()
+            && upto(&mut executor.dirty.borrow_mut(), handles)
+            && upto(&mut executor.changes.borrow_mut(), handles)
+            && timers.try_reserve(more_timers).is_ok()
+            && RUN_QUEUE.with(|queue| {
+                let mut queue = queue.borrow_mut();
+                let additional = task_slots.saturating_sub(queue.len());
+                queue.try_reserve(additional).is_ok()
+            })
+    })
 }
 
 /// Registers interest in `events` on `handle`; returns the wait's id, for
@@ -638,6 +687,28 @@ pub fn live() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `reserve` made room for is spawned without a table growing.
+    #[test]
+    fn spawning_what_was_reserved_grows_no_table() {
+        assert!(reserve(100));
+        let capacities = || {
+            EXECUTOR.with(|executor| {
+                (
+                    executor.tasks.borrow().capacity(),
+                    executor.free.borrow().capacity(),
+                    RUN_QUEUE.with(|queue| queue.borrow().capacity()),
+                )
+            })
+        };
+        let before = capacities();
+        assert!(before.0 >= 100 && before.1 >= 100 && before.2 >= 100);
+        for _ in 0..100 {
+            spawn_boxed(Box::pin(std::future::pending()));
+        }
+        assert_eq!(capacities(), before);
+        assert!(!reserve(usize::MAX / 4), "more than the address space");
+    }
 
     #[test]
     fn timers_pop_earliest_first() {

@@ -406,7 +406,19 @@ impl Listener {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub async fn accept(&self) -> io::Result<Stream> {
-        readiness(0, PollFd::READABLE).await;
-        crate::Listener::get().accept().map(Stream::from_handle)
+        let listener = crate::Listener::get();
+        loop {
+            // Tried first: under load the next client is usually waiting.
+            if let Some(conn) = listener.try_accept()? {
+                return Ok(Stream::from_handle(conn));
+            }
+            // Lazy: after that `again` the host knows the backlog is empty
+            // until the listener's next event, so this wait costs no
+            // `poll(2)`; a stale readable costs one more `again`.
+            if readiness(0, PollFd::READABLE | PollFd::LAZY).await & EXCLUSIVE != 0 {
+                // Nothing else in the heap could run meanwhile: block.
+                return listener.accept().map(Stream::from_handle);
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::net::Shutdown;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use super::{sleep, spawn, Listener, Stream};
+use super::{executor, sleep, spawn, yield_now, Listener, Stream};
 use crate::{errno, heap, poll, sys, PollFd};
 
 /// How long to wait before accepting again after a refusal (`limit`: the
@@ -25,6 +25,8 @@ struct Served {
     seen: Cell<u64>,
     /// Sweeps since it last moved.
     idle: Cell<u32>,
+    /// Whether its coroutine has run (up to its first wait).
+    started: Cell<bool>,
 }
 
 impl Listener {
@@ -91,7 +93,9 @@ impl Listener {
         ));
         let mut full = false;
         loop {
-            if !heap::has_room() {
+            // The executor's tables first (they may need a large block),
+            // then the headroom the new session takes its buffers from.
+            if !(executor::reserve(1) && served_has_room(&served) && heap::has_room()) {
                 // A new connection's session would take the heap's last
                 // bytes: it waits in the backlog until others end.
                 if !full {
@@ -117,14 +121,25 @@ impl Listener {
                         stream: Rc::new(stream),
                         seen: Cell::new(0),
                         idle: Cell::new(0),
+                        started: Cell::new(false),
                     });
                     served.borrow_mut().push(Rc::downgrade(&connection));
                     let serving = serve(Rc::clone(&connection.stream));
+                    let started = Rc::clone(&connection);
                     spawn(async move {
+                        connection.started.set(true);
                         serving.await;
                         drop(connection); // the sweeper forgets it
                     })
                     .detach();
+                    // The new connection runs first, up to its first wait,
+                    // so that its buffers are in the heap before the next
+                    // room check: while clients wait, `accept` does not,
+                    // and hundreds would be taken on one check's word.
+                    // Other coroutines queued before it run too.
+                    while !started.started.get() {
+                        yield_now().await;
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::BrokenPipe => break,
                 Err(err) if errno::is(&err, sys::BADF) => {
@@ -147,6 +162,12 @@ impl Listener {
         sweeper.await;
         Ok(())
     }
+}
+
+/// Makes room in `served` for one more connection (see
+/// [`executor::reserve`]); `false` when the heap cannot hold it.
+fn served_has_room(served: &RefCell<Vec<Weak<Served>>>) -> bool {
+    served.borrow_mut().try_reserve(1).is_ok()
 }
 
 /// Whether the host has shut the app's listener down (it drains), looked at

@@ -1,5 +1,6 @@
 //! Network handles beyond the process's own connection: outbound `connect`
-//! (only to the app's allowlist) and `accept` on a listener handle.
+//! (only to the app's allowlist), and `accept` and `try-accept` on a
+//! listener handle.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -11,9 +12,10 @@ use wasmtime::{Caller, Linker};
 use super::handles::Handle;
 use super::{guest_buffer, Errno, MODULE};
 use crate::conn::Connection;
+use crate::listener::Listener;
 use crate::process::ProcessState;
 
-/// Registers `connect` and `accept`.
+/// Registers `connect`, `accept` and `try-accept`.
 ///
 /// # Errors
 /// When a name is already defined in `linker`.
@@ -24,6 +26,7 @@ pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     linker.func_wrap_async(MODULE, "accept", |caller, (listener,)| {
         Box::new(accept(caller, listener))
     })?;
+    linker.func_wrap(MODULE, "try-accept", try_accept)?;
     Ok(())
 }
 
@@ -73,22 +76,56 @@ async fn connect(
 /// **Traps:** never.
 async fn accept(mut caller: Caller<'_, ProcessState>, listener: i32) -> wasmtime::Result<i32> {
     let result = async {
-        let Handle::Listener(listener) = caller.data().io.get(listener)?.clone() else {
-            return Err(Errno::Badf);
-        };
-        if !caller.data().io.has_room(1) {
-            return Err(Errno::Limit);
-        }
+        let listener = listener_for_accept(&caller, listener)?;
         let conn = poll_fn(|cx| listener.poll_accept(cx))
             .await
             .map_err(Errno::from)?;
-        let metrics = &caller.data().app.metrics;
-        metrics.connections.fetch_add(1, Ordering::Relaxed);
-        conn.meter(metrics);
-        caller
-            .data_mut()
-            .io
-            .insert(Handle::Connection(Arc::new(conn)))
+        adopt(&mut caller, conn)
     };
     Ok(result.await.unwrap_or_else(Errno::code))
+}
+
+/// Accepts a connection on the listener handle `listener` if one is
+/// waiting, without waiting: a plain host call, for guests that wait on
+/// the listener themselves (`watch` or `poll` with `LAZY`: after an
+/// `again`, the host knows the backlog is empty until its next event, so
+/// neither this call nor that wait needs a syscall).
+///
+/// **Returns:** a connection handle, `again` (none waiting), `badf`,
+/// `pipe` (the host drains: no more will come), `io`, `limit`.
+/// **Traps:** never.
+fn try_accept(mut caller: Caller<'_, ProcessState>, listener: i32) -> i32 {
+    let result = listener_for_accept(&caller, listener).and_then(|listener| {
+        let conn = listener.try_accept().map_err(Errno::from)?;
+        adopt(&mut caller, conn)
+    });
+    result.unwrap_or_else(Errno::code)
+}
+
+/// The listener behind handle `listener`, if the process has room for one
+/// more handle.
+fn listener_for_accept(
+    caller: &Caller<'_, ProcessState>,
+    listener: i32,
+) -> Result<Arc<Listener>, Errno> {
+    let Handle::Listener(listener) = caller.data().io.get(listener)? else {
+        return Err(Errno::Badf);
+    };
+    let listener = Arc::clone(listener);
+    if !caller.data().io.has_room(1) {
+        return Err(Errno::Limit);
+    }
+    Ok(listener)
+}
+
+/// Counts an accepted connection in the app's metrics and gives the
+/// process a handle to it.
+fn adopt(caller: &mut Caller<'_, ProcessState>, conn: Connection) -> Result<i32, Errno> {
+    let metrics = &caller.data().app.metrics;
+    metrics.connections.fetch_add(1, Ordering::Relaxed);
+    conn.meter(metrics);
+    caller
+        .data_mut()
+        .io
+        .insert(Handle::Connection(Arc::new(conn)))
 }

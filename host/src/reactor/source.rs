@@ -72,7 +72,11 @@ impl Source {
             fd,
             registry,
             write_interest: AtomicBool::new(false),
-            read_drained: AtomicU64::new(0),
+            // Nothing to read until the first event: registering a socket
+            // that has bytes (or end of stream) already queued reports
+            // them as an event, edge-triggered or not, so a new
+            // connection's first read needs no syscall to learn it is empty.
+            read_drained: AtomicU64::new(1),
             read_closed: AtomicBool::new(false),
         }
     }
