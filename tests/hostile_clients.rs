@@ -441,6 +441,18 @@ fn served_after(server: &Server, app: &str, before: &str) -> String {
     text
 }
 
+/// `count` clients of `addr`, each having sent `GET /c<i>` (keep-alive).
+fn clients_with_a_request_each(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|i| {
+            let mut conn = connect(addr);
+            conn.write_all(format!("GET /c{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            conn
+        })
+        .collect()
+}
+
 /// More clients of one heap than its micro-heap holds sessions for: the
 /// process accepts only while the heap keeps its headroom, so the others
 /// wait in the listen backlog, and each is served as earlier clients leave.
@@ -452,14 +464,7 @@ fn clients_beyond_what_one_heap_holds_wait_and_are_served() {
     // About 5 KiB a session: 1500 are more than twice what 4 MiB hold (the
     // guest's stack and image take a quarter), so without the check the
     // process would abort on a failed allocation.
-    let mut clients: Vec<TcpStream> = (0..1500)
-        .map(|i| {
-            let mut conn = connect(addr);
-            conn.write_all(format!("GET /c{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .unwrap();
-            conn
-        })
-        .collect();
+    let mut clients = clients_with_a_request_each(addr, 1500);
     for (i, conn) in clients.drain(..).enumerate() {
         let response = read_response(&mut BufReader::new(conn));
         assert!(
@@ -488,14 +493,7 @@ fn a_drain_reaches_a_one_heap_process_whose_heap_is_full() {
     let (_dir, server) = serve_echo_in_one_heap("4MiB", "");
     let addr = server.addr("http-echo");
     // More than 4 MiB hold (see above): the rest wait in the backlog.
-    let mut clients: Vec<TcpStream> = (0..1500)
-        .map(|i| {
-            let mut conn = connect(addr);
-            conn.write_all(format!("GET /c{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .unwrap();
-            conn
-        })
-        .collect();
+    let mut clients = clients_with_a_request_each(addr, 1500);
     let full = server.wait_for_log("new clients wait in the backlog", DEADLINE);
     assert!(full.contains("max_memory"), "{full}");
     server.signal(libc::SIGTERM);

@@ -1,7 +1,8 @@
-//! Soak: mixed load on one host — echo, HTTP keep-alive (guest-side), CGI,
-//! a chat room, spawning pipelines — with CPU hogs and trapping guests
-//! beside it. Every response is checked; RSS, fds and live processes are
-//! sampled. A short run in the suite; `scripts/soak` runs long ones.
+//! Soak: mixed load on one host — echo, HTTP keep-alive (guest-side: a
+//! process per connection, and one heap serving them all), CGI, a chat
+//! room, spawning pipelines — with CPU hogs and trapping guests beside it.
+//! Every response is checked; RSS, fds and live processes are sampled. A
+//! short run in the suite; `scripts/soak` runs long ones.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,6 +20,7 @@ type Exchange = fn(&Addrs, u64) -> Result<(), String>;
 struct Addrs {
     echo: SocketAddr,
     http: SocketAddr,
+    http_one_heap: SocketAddr,
     cgi: SocketAddr,
     chat: SocketAddr,
     pipeline: SocketAddr,
@@ -57,18 +59,50 @@ fn echo(addrs: &Addrs, n: u64) -> Result<(), String> {
 }
 
 fn http_keep_alive(addrs: &Addrs, n: u64) -> Result<(), String> {
-    let mut stream = BufReader::new(connect(addrs.http));
-    for i in 0..20 {
+    hello_requests(addrs.http, "http", n, 20, false)
+}
+
+/// One heap (`hello-http-many`, every connection a coroutine of one
+/// process): a new connection each time, a few requests on it, and every
+/// other connection closed by the server (`Connection: close`) rather
+/// than by the client.
+fn http_one_heap(addrs: &Addrs, n: u64) -> Result<(), String> {
+    hello_requests(
+        addrs.http_one_heap,
+        "one heap",
+        n,
+        1 + n % 4,
+        n.is_multiple_of(2),
+    )
+}
+
+/// `requests` keep-alive requests to a hello-http server at `addr` on one
+/// connection, each answer checked; the last asks the server to close
+/// when `close`.
+fn hello_requests(
+    addr: SocketAddr,
+    load: &str,
+    n: u64,
+    requests: u64,
+    close: bool,
+) -> Result<(), String> {
+    let mut stream = BufReader::new(connect(addr));
+    for i in 0..requests {
+        let close = if close && i + 1 == requests {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
         // One write per request: a request in pieces meets Nagle's
         // algorithm and the peer's delayed ACK (40 ms a request).
-        let request = format!("GET /{n}/{i} HTTP/1.1\r\nHost: soak\r\n\r\n");
+        let request = format!("GET /{n}/{i} HTTP/1.1\r\nHost: soak\r\n{close}\r\n");
         stream
             .get_mut()
             .write_all(request.as_bytes())
-            .map_err(|err| format!("http {n}: {err}"))?;
+            .map_err(|err| format!("{load} {n}: {err}"))?;
         let response = read_response(&mut stream);
         if response.status != 200 || response.text() != "Hello, World!\n" {
-            return Err(format!("http {n}/{i}: {response:?}"));
+            return Err(format!("{load} {n}/{i}: {response:?}"));
         }
     }
     Ok(())
@@ -200,6 +234,7 @@ pub fn soak(duration: Duration, every: Duration, print: bool) -> Report {
         &[
             ("echo", guest("echo")),
             ("hello-http", guest("hello-http")),
+            ("hello-http-many", guest("hello-http-many")),
             ("cgi-probe", guest("cgi-probe")),
             ("chat", guest("chat")),
             ("pipeline", guest("pipeline")),
@@ -216,15 +251,17 @@ pub fn soak(duration: Duration, every: Duration, print: bool) -> Report {
     let addrs = Addrs {
         echo: server.addr("echo"),
         http: server.addr("hello-http"),
+        http_one_heap: server.addr("hello-http-many"),
         cgi: server.addr("cgi-probe"),
         chat: server.addr("chat"),
         pipeline: server.addr("pipeline"),
         spin: server.addr("spin"),
         trap: server.addr("trap"),
     };
-    let loads: [(&'static str, Exchange, usize); 6] = [
+    let loads: [(&'static str, Exchange, usize); 7] = [
         ("echo", echo, 2),
         ("http", http_keep_alive, 2),
+        ("http one heap", http_one_heap, 2),
         ("cgi", cgi, 2),
         ("pipeline", pipeline, 2),
         ("spin", spin, 1),

@@ -47,10 +47,11 @@ impl Listener {
     ///   more) is shut down both ways: an idle keep-alive client, or one
     ///   that stopped reading its answers, cannot hold a handle for ever.
     ///   `serve` then sees end of stream or a broken pipe.
-    /// - When the host drains (`accept` says `pipe`, or, while the heap is
-    ///   full and no accept is made, the listener hangs up), every connection's
-    ///   reading side is shut down (`serve` sees end of stream; what it
-    ///   writes still goes out), and this returns once every `serve` has.
+    /// - When the host drains (`accept` says `pipe`; or, while the heap is
+    ///   full and no accept is made, the listener hangs up), every
+    ///   connection's reading side is shut down (`serve` sees end of
+    ///   stream; what it writes still goes out), and this returns once
+    ///   every `serve` has.
     ///
     /// # Errors
     ///
@@ -125,7 +126,7 @@ impl Listener {
                     });
                     served.borrow_mut().push(Rc::downgrade(&connection));
                     let serving = serve(Rc::clone(&connection.stream));
-                    let started = Rc::clone(&connection);
+                    let this = Rc::clone(&connection);
                     spawn(async move {
                         connection.started.set(true);
                         serving.await;
@@ -137,7 +138,7 @@ impl Listener {
                     // room check: while clients wait, `accept` does not,
                     // and hundreds would be taken on one check's word.
                     // Other coroutines queued before it run too.
-                    while !started.started.get() {
+                    while !this.started.get() {
                         yield_now().await;
                     }
                 }

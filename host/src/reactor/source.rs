@@ -40,9 +40,11 @@ pub struct Source {
     write_interest: AtomicBool,
     /// The read event count, plus one, when a read last left nothing to
     /// read: it found nothing, or got fewer bytes than it asked for; 0 once
-    /// a read filled its buffer (or none ran yet). Until the next event,
-    /// a read needs no syscall (it would find nothing) and neither does a
-    /// wait for readability: an event since means there is something.
+    /// a read filled its buffer. It starts at 1 (drained at count 0): what
+    /// is queued when the socket is registered comes as its first event.
+    /// Until the next event, a read needs no syscall (it would find
+    /// nothing) and neither does a wait for readability: an event since
+    /// means there is something.
     read_drained: AtomicU64,
     /// Whether an event reported end of stream or an error. A short read
     /// then no longer means the queue is empty: the end of stream behind
@@ -75,7 +77,9 @@ impl Source {
             // Nothing to read until the first event: registering a socket
             // that has bytes (or end of stream) already queued reports
             // them as an event, edge-triggered or not, so a new
-            // connection's first read needs no syscall to learn it is empty.
+            // connection's first read needs no syscall to learn it is
+            // empty. (As with any drained mark, a zero-timeout `poll`
+            // says "not readable" until the reactor has seen that event.)
             read_drained: AtomicU64::new(1),
             read_closed: AtomicBool::new(false),
         }
