@@ -11,6 +11,7 @@
 @external("mnvkd", "write") export declare function write(handle: i32, ptr: usize, len: usize): i32;
 @external("mnvkd", "close") export declare function close(handle: i32): i32;
 @external("mnvkd", "try-read") export declare function try_read(handle: i32, ptr: usize, len: usize): i32;
+@external("mnvkd", "read-within") export declare function read_within(handle: i32, ptr: usize, len: usize, timeoutMs: i32): i32;
 @external("mnvkd", "try-write") export declare function try_write(handle: i32, ptr: usize, len: usize): i32;
 @external("mnvkd", "dup") export declare function dup(handle: i32): i32;
 @external("mnvkd", "shutdown") export declare function shutdown(handle: i32, how: i32): i32;

@@ -71,6 +71,7 @@ __attribute__((import_module("mnvkd"), import_name("read"))) int32_t mnvkd_read(
 __attribute__((import_module("mnvkd"), import_name("write"))) int32_t mnvkd_write(int32_t handle, const void *ptr, size_t len);
 __attribute__((import_module("mnvkd"), import_name("close"))) int32_t mnvkd_close(int32_t handle);
 __attribute__((import_module("mnvkd"), import_name("try-read"))) int32_t mnvkd_try_read(int32_t handle, void *ptr, size_t len);
+__attribute__((import_module("mnvkd"), import_name("read-within"))) int32_t mnvkd_read_within(int32_t handle, void *ptr, size_t len, int32_t timeout_ms);
 __attribute__((import_module("mnvkd"), import_name("try-write"))) int32_t mnvkd_try_write(int32_t handle, const void *ptr, size_t len);
 __attribute__((import_module("mnvkd"), import_name("dup"))) int32_t mnvkd_dup(int32_t handle);
 __attribute__((import_module("mnvkd"), import_name("shutdown"))) int32_t mnvkd_shutdown(int32_t handle, int32_t how);

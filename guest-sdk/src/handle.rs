@@ -302,6 +302,23 @@ fn write_rest(raw: i32, mut buf: &[u8], taken: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Reads from handle `raw`, waiting at most `timeout` for a byte: `None`
+/// when it passed first (the import's `timedout`), `Some(0)` at end of
+/// stream.
+pub(crate) fn read_within(
+    raw: i32,
+    buf: &mut [u8],
+    timeout: std::time::Duration,
+) -> io::Result<Option<usize>> {
+    let len = buf.len().min(MAX_LEN);
+    let timeout_ms = crate::poll::timeout_ms(Some(timeout));
+    // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes.
+    match unsafe { sys::read_within(raw, buf.as_mut_ptr(), len, timeout_ms) } {
+        sys::TIMEDOUT => Ok(None),
+        ret => errno::check(ret).map(Some),
+    }
+}
+
 /// Reads from handle `raw` what is there now: `None` when nothing is yet
 /// (the import's `again`), `Some(0)` at end of stream.
 pub(crate) fn try_read(raw: i32, buf: &mut [u8]) -> io::Result<Option<usize>> {

@@ -202,6 +202,25 @@ extern "C" {
     #[link_name = "try-read"]
     pub fn try_read(handle: i32, ptr: *mut u8, len: usize) -> i32;
 
+    /// Reads like [`read`], but waits at most `timeout_ms` milliseconds for
+    /// a byte (-1: no limit; 0: only what is there now): [`TIMEDOUT`] when
+    /// the time passed first. One call waits and reads, where [`poll`] and
+    /// then [`try_read`] take two.
+    ///
+    /// # Safety
+    ///
+    /// As [`read`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut buf = [0u8; 64];
+    /// // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    /// let n = unsafe { mnvkd_guest::sys::read_within(0, buf.as_mut_ptr(), buf.len(), 30_000) };
+    /// ```
+    #[link_name = "read-within"]
+    pub fn read_within(handle: i32, ptr: *mut u8, len: usize, timeout_ms: i32) -> i32;
+
     /// Writes what the handle takes now, like [`write`] but returning
     /// [`AGAIN`] at once instead of blocking when it takes nothing yet.
     ///
@@ -536,6 +555,27 @@ pub unsafe fn close(handle: i32) -> i32 {
 #[cfg(not(target_arch = "wasm32"))]
 pub unsafe fn try_read(handle: i32, ptr: *mut u8, len: usize) -> i32 {
     let _ = (handle, ptr, len);
+    IO
+}
+
+/// Native stub of the `read-within` import: touches nothing and returns [`IO`].
+///
+/// # Safety
+///
+/// Safe to call with any arguments; it is `unsafe` only to match the import.
+///
+/// # Examples
+///
+/// ```
+/// let mut buf = [0u8; 8];
+/// // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+/// let ret = unsafe { mnvkd_guest::sys::read_within(0, buf.as_mut_ptr(), buf.len(), 0) };
+/// # #[cfg(not(target_arch = "wasm32"))]
+/// assert_eq!(ret, mnvkd_guest::sys::IO);
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn read_within(handle: i32, ptr: *mut u8, len: usize, timeout_ms: i32) -> i32 {
+    let _ = (handle, ptr, len, timeout_ms);
     IO
 }
 

@@ -11,6 +11,7 @@ pub const raw = struct {
     pub extern "mnvkd" fn write(handle: i32, ptr: [*]const u8, len: usize) i32;
     pub extern "mnvkd" fn close(handle: i32) i32;
     pub extern "mnvkd" fn @"try-read"(handle: i32, ptr: [*]u8, len: usize) i32;
+    pub extern "mnvkd" fn @"read-within"(handle: i32, ptr: [*]u8, len: usize, timeout_ms: i32) i32;
     pub extern "mnvkd" fn @"try-write"(handle: i32, ptr: [*]const u8, len: usize) i32;
     pub extern "mnvkd" fn dup(handle: i32) i32;
     pub extern "mnvkd" fn shutdown(handle: i32, how: i32) i32;

@@ -34,6 +34,24 @@ pub(crate) trait Io {
     fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
     /// Waits until a read would not block; `false` if `timeout` passed first.
     async fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool>;
+    /// Reads, waiting at most `timeout` for bytes: `None` when it passed
+    /// first. A stream with a host handle does it in one call
+    /// (`read-within`); the others wait, then read, and wait again after
+    /// a stale readable.
+    async fn read_within(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> io::Result<Option<usize>> {
+        loop {
+            if !self.wait_readable(timeout).await? {
+                return Ok(None);
+            }
+            if let Some(n) = self.read_ready(buf)? {
+                return Ok(Some(n));
+            }
+        }
+    }
     /// Closes the stream (both directions, where it can).
     fn close(&mut self);
     /// Where a handler's response writes at once what is too large to
@@ -105,6 +123,14 @@ impl Io for Connection {
         poll_readable(0, timeout)
     }
 
+    async fn read_within(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> io::Result<Option<usize>> {
+        crate::handle::read_within(0, buf, timeout)
+    }
+
     fn close(&mut self) {
         let _ = crate::connection().close();
     }
@@ -151,6 +177,17 @@ impl Io for Owned {
         match &self.0 {
             Some(handle) => poll_readable(handle.as_raw(), timeout),
             None => Ok(true),
+        }
+    }
+
+    async fn read_within(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> io::Result<Option<usize>> {
+        match &self.0 {
+            Some(handle) => crate::handle::read_within(handle.as_raw(), buf, timeout),
+            None => Ok(Some(0)),
         }
     }
 

@@ -1054,11 +1054,12 @@ impl<I: Io> Session<'_, I> {
 
     /// Reads once, waiting at most `timeout` for bytes (`None`: as long as
     /// it takes); `None` when the timeout passed first. Under load the next
-    /// request is usually there already: one `try-read` then, and no
-    /// `poll` before the read (a host call and a syscall saved). After a
-    /// short read the stream had nothing more, and the host would answer
-    /// that `try-read` from its event count: the loop goes straight to
-    /// `poll`, which answers at once if bytes came since.
+    /// request is usually there already: one `try-read` then, and no wait
+    /// before the read. After a short read the stream had nothing more,
+    /// and the host would answer that `try-read` from its event count: the
+    /// loop goes straight to the read that waits (`Io::read_within`; on a
+    /// host handle one call, `read-within`, where `poll` and then
+    /// `try-read` took two).
     async fn fill_within(
         &mut self,
         timeout: Option<Duration>,
@@ -1077,19 +1078,13 @@ impl<I: Io> Session<'_, I> {
                 return Ok(n);
             }
         }
-        loop {
-            if !self.io.wait_readable(timeout).await? {
-                return Ok(None);
-            }
-            let room = self.input.room(want)?;
-            let capacity = room.len();
-            let n = self.io.read_ready(room)?;
+        let room = self.input.room(want)?;
+        let capacity = room.len();
+        let n = self.io.read_within(room, timeout).await?;
+        if n.is_some() {
             self.input.filled(n, capacity);
-            if n.is_some() {
-                return Ok(n);
-            }
-            // Stale readiness: nothing to read after all; wait again.
         }
+        Ok(n)
     }
 }
 

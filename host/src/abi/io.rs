@@ -12,6 +12,7 @@ use std::task::Poll;
 use wasmtime::{Caller, Linker};
 
 use super::handles::Handle;
+use super::poll::Timeout;
 use super::{guest_buffer, transfer_bytes, Errno, MODULE};
 use crate::kernel;
 use crate::pipe;
@@ -24,8 +25,13 @@ use crate::process::ProcessState;
 /// When a name is already defined in `linker`.
 pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     linker.func_wrap_async(MODULE, "read", |caller, (h, ptr, len)| {
-        Box::new(read(caller, h, ptr, len))
+        Box::new(read_within(caller, h, ptr, len, -1))
     })?;
+    linker.func_wrap_async(
+        MODULE,
+        "read-within",
+        |caller, (h, ptr, len, timeout_ms)| Box::new(read_within(caller, h, ptr, len, timeout_ms)),
+    )?;
     linker.func_wrap_async(MODULE, "write", |caller, (h, ptr, len)| {
         Box::new(write(caller, h, ptr, len))
     })?;
@@ -38,27 +44,31 @@ pub fn add_to_linker(linker: &mut Linker<ProcessState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads up to `len` bytes (at most [`MAX_TRANSFER`]) from handle `h` into
-/// the guest buffer at `ptr`, blocking (suspending the process) until at
-/// least one byte or end of stream.
+/// `read` and `read-within`: reads up to `len` bytes (at most
+/// [`MAX_TRANSFER`]) from handle `h` into the guest buffer at `ptr`,
+/// blocking (suspending the process) until at least one byte or end of
+/// stream, or until `timeout_ms` pass (-1, `read`'s: no limit; 0: only
+/// what is there now).
 ///
 /// [`MAX_TRANSFER`]: super::MAX_TRANSFER
 ///
-/// **Returns:** the count read, 0 at end of stream, `badf` (not open, or not
-/// readable), `fault`, `pipe`, `io`.
+/// **Returns:** the count read, 0 at end of stream, `timedout`, `badf`
+/// (not open, or not readable), `fault`, `pipe`, `io`.
 /// **Traps:** never.
-async fn read(
+async fn read_within(
     mut caller: Caller<'_, ProcessState>,
     h: i32,
     ptr: i32,
     len: i32,
+    timeout_ms: i32,
 ) -> wasmtime::Result<i32> {
     let result = async {
         caller.data().io.get(h)?;
+        let mut timeout = Timeout::start(&mut caller, timeout_ms);
         // The bytes and the handle are looked up again at each poll: they
         // are borrowed from the caller, which the wait gives up meanwhile.
         // Only this process, suspended in this call, changes its table.
-        let n = poll_fn(|cx| {
+        let read = poll_fn(|cx| {
             let (bytes, state) = match transfer_bytes(&mut caller, "read", ptr, len) {
                 Ok(found) => found,
                 Err(errno) => return Poll::Ready(Err(errno)),
@@ -66,13 +76,19 @@ async fn read(
             if bytes.is_empty() {
                 return Poll::Ready(Ok(0));
             }
-            match state.io.get(h) {
+            let read = match state.io.get(h) {
                 Ok(Handle::Connection(conn)) => conn.poll_read(cx, bytes).map_err(Errno::from),
                 Ok(Handle::PipeRead(pipe)) => pipe.poll_read(cx, bytes).map(Ok),
                 _ => Poll::Ready(Err(Errno::Badf)),
+            };
+            match read {
+                Poll::Pending if timeout.expired(cx) => Poll::Ready(Err(Errno::Timedout)),
+                read => read,
             }
         })
-        .await?;
+        .await;
+        timeout.keep(&mut caller);
+        let n = read?;
         if n > 0 {
             kernel::compute::note_io();
         }
