@@ -55,6 +55,7 @@ const PIPE: i32 = -4;
 const IO: i32 = -5;
 const LIMIT: i32 = -6;
 const DENIED: i32 = -7;
+const TIMEDOUT: i32 = -8;
 const AGAIN: i32 = -9;
 
 /// `poll` event bits.
@@ -268,7 +269,7 @@ impl Fuzzer {
             let pick = if self.hostile_wasi {
                 17 + self.rng.below(11)
             } else {
-                self.rng.below(33)
+                self.rng.below(35)
             };
             match pick {
                 0..=2 => self.fuzz_read(),
@@ -296,6 +297,8 @@ impl Fuzzer {
                 29 => self.fuzz_try_write(),
                 30 => self.fuzz_dup(),
                 31 => self.fuzz_watch(),
+                33 => self.fuzz_read_within(),
+                34 => self.fuzz_try_accept(),
                 _ => self.fuzz_shutdown(),
             }
         }

@@ -23,6 +23,10 @@ extern "C" {
     pub(crate) fn accept(listener: i32) -> i32;
     #[link_name = "try-read"]
     pub(crate) fn try_read(handle: i32, ptr: u32, len: u32) -> i32;
+    #[link_name = "read-within"]
+    pub(crate) fn read_within(handle: i32, ptr: u32, len: u32, timeout_ms: i32) -> i32;
+    #[link_name = "try-accept"]
+    pub(crate) fn try_accept(listener: i32) -> i32;
     #[link_name = "try-write"]
     pub(crate) fn try_write(handle: i32, ptr: u32, len: u32) -> i32;
     pub(crate) fn dup(handle: i32) -> i32;
@@ -531,6 +535,35 @@ impl Fuzzer {
         let code = unsafe { accept(h) };
         // No process of a connection-mode app holds a listener.
         self.expect(&format!("accept({h})"), code, BADF);
+    }
+
+    pub(crate) fn fuzz_try_accept(&mut self) {
+        let h = self.handle();
+        let code = unsafe { try_accept(h) };
+        // No process of a connection-mode app holds a listener.
+        self.expect(&format!("try-accept({h})"), code, BADF);
+    }
+
+    pub(crate) fn fuzz_read_within(&mut self) {
+        let h = self.handle();
+        let buf = self.dest(SCRATCH as u32);
+        let kind = self.handles.get(&h).copied();
+        let answers_at_once = kind.is_none() || !buf.inside || buf.len == 0;
+        // Short waits: a long one only slows the run, and one without a
+        // limit could wait for a writer that is this very process. Any
+        // timeout where the call must answer before it would wait.
+        let timeout_ms = match self.rng.below(3) {
+            0 => 0,
+            1 => 1 + self.rng.below(3) as i32,
+            _ if answers_at_once => self.rng.u32() as i32,
+            _ => 0,
+        };
+        let code = unsafe { read_within(h, buf.ptr, buf.len, timeout_ms) };
+        let what = format!(
+            "read-within({h}, {:#x}, {}, {timeout_ms})",
+            buf.ptr, buf.len
+        );
+        self.check_read(&what, code, kind, &buf, &[BADF, FAULT, PIPE, IO, TIMEDOUT]);
     }
 
     pub(crate) fn fuzz_try_read(&mut self) {
