@@ -165,6 +165,38 @@ fn pipes_try_read_and_try_write_move_what_they_can_and_refuse_hostile_calls() {
 }
 
 #[test]
+fn pipes_read_within_times_out_reads_and_refuses_hostile_calls() {
+    let server = serve_pipes(&[]);
+    let values = ask_values(
+        &server,
+        "readwithin",
+        &[
+            "empty",
+            "waited_ms",
+            "look",
+            "read",
+            "fault",
+            "badf",
+            "eof",
+            "try_accept",
+        ],
+    );
+    // `timedout` (-8) after at least the 20 ms asked, then at once for 0.
+    assert_eq!(values[0], "-8", "read-within on an empty pipe");
+    let waited = number("waited_ms", &values[1]);
+    assert!(
+        waited >= 20,
+        "a 20 ms read-within returned after {waited} ms"
+    );
+    assert_eq!(
+        values[2..],
+        ["-8", "2 ab", "-2", "-1", "0", "-1"],
+        "look, read, fault, badf (the write end), eof, try-accept on a connection"
+    );
+    assert_serves_another_command(&server);
+}
+
+#[test]
 fn pipes_a_writer_blocked_on_a_full_pipe_gets_epipe_when_the_reader_exits() {
     for threads in ["1", "2"] {
         let server = serve_pipes(&args!["--threads", threads]);

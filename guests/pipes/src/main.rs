@@ -26,6 +26,7 @@
 //! | `accept` | `accept -1` (handle 0 is a connection, not a listener) |
 //! | `halfclose` (then shut down writing) | `read 0`, `poll 0`, `revents 0`, `elapsed_ms <300 or more>` |
 //! | `trypipe` | see below |
+//! | `readwithin` | see below |
 //! | `blockedwrite` | `wrote 65536`, `write -4`, `status 0` |
 //! | `handoff` | see below |
 //! | `stdioleak` | see below |
@@ -37,6 +38,12 @@
 //! `kept 1 x`, `read_blocking_fault -2`, `write_blocking_fault -2`,
 //! `read_on_write_end -1`, `write_on_read_end -1`, `closed -1`, `fill 65536`,
 //! `full -9`, `drain 65536`, `eof_data 1 y`, `eof 0`, `broken -4`.
+//!
+//! `readwithin` drives `read-within` on pipe ends, and `try-accept` on
+//! the connection: `empty -8` (timed out after 20 ms: `waited_ms <20 or
+//! more>`), `look -8` (timeout 0), `read 2 ab`, `fault -2`, `badf -1`,
+//! `eof 0` (no limit, the writer gone), `try_accept -1` (handle 0 is a
+//! connection).
 //!
 //! `blockedwrite` writes 128 KiB into a pipe whose reader (a child) takes
 //! 10 bytes and exits: the write blocks once the 64 KiB buffer is full,
@@ -106,6 +113,7 @@ fn serve() {
         "handoff" => handoff(),
         "stdioleak" => stdio_leak(),
         "trypipe" => try_pipe(),
+        "readwithin" => read_within(),
         "blockedwrite" => blocked_write(),
         _ => {
             report("error", "unknown-command");
@@ -627,6 +635,37 @@ fn try_pipe() -> io::Result<()> {
     report("broken", unsafe {
         sys::try_write(writer.as_raw(), b"z".as_ptr(), 1)
     });
+    Ok(())
+}
+
+/// `readwithin`: `read-within` times out, reads, refuses hostile calls and
+/// sees end of stream; `try-accept` refuses a connection.
+fn read_within() -> io::Result<()> {
+    let (reader, writer) = pipe()?;
+    let (r, w) = (reader.as_raw(), writer.as_raw());
+    let mut buf = [0u8; 4];
+    // SAFETY (every call below): the host checks each buffer against the
+    // micro-heap; valid ones are local arrays of the length passed.
+    let read =
+        |buf: &mut [u8], ms: i32| unsafe { sys::read_within(r, buf.as_mut_ptr(), buf.len(), ms) };
+    let start = Instant::now();
+    report("empty", read(&mut buf, 20));
+    report("waited_ms", start.elapsed().as_millis());
+    report("look", read(&mut buf, 0));
+    unsafe { sys::try_write(w, b"ab".as_ptr(), 2) };
+    let n = read(&mut buf, 1000);
+    report(
+        "read",
+        format!("{n} {}", String::from_utf8_lossy(&buf[..n.max(0) as usize])),
+    );
+    let outside = 0xffff_fff0usize as *mut u8;
+    report("fault", unsafe { sys::read_within(r, outside, 64, 1000) });
+    report("badf", unsafe {
+        sys::read_within(w, buf.as_mut_ptr(), 4, 1000)
+    });
+    drop(writer);
+    report("eof", read(&mut buf, -1));
+    report("try_accept", unsafe { sys::try_accept(0) });
     Ok(())
 }
 
