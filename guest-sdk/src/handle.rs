@@ -335,7 +335,8 @@ pub(crate) fn try_write(raw: i32, buf: &[u8]) -> io::Result<Option<usize>> {
     again_to_none(unsafe { sys::try_write(raw, buf.as_ptr(), len) })
 }
 
-fn again_to_none(ret: i32) -> io::Result<Option<usize>> {
+/// An import's result as [`errno::check`] reads it, `again` as `None`.
+pub(crate) fn again_to_none(ret: i32) -> io::Result<Option<usize>> {
     match ret {
         sys::AGAIN => Ok(None),
         ret => errno::check(ret).map(Some),

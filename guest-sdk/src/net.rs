@@ -142,13 +142,9 @@ impl Listener {
     /// ```
     pub fn try_accept(&self) -> io::Result<Option<Handle>> {
         // SAFETY: the import touches no memory.
-        let ret = unsafe { sys::try_accept(Listener::HANDLE) };
-        if ret == sys::AGAIN {
-            return Ok(None);
-        }
-        errno::check(ret)?;
+        let accepted = crate::handle::again_to_none(unsafe { sys::try_accept(Listener::HANDLE) })?;
         // SAFETY: the host just opened the handle for this process.
-        Ok(Some(unsafe { Handle::from_raw(ret) }))
+        Ok(accepted.map(|raw| unsafe { Handle::from_raw(raw as i32) }))
     }
 
     /// An endless iterator of [`accept`](Listener::accept)ed connections,

@@ -104,15 +104,13 @@ impl Listener {
     /// Accepts the next connection if one is waiting, registered with the
     /// reactor; `WouldBlock` when none is. After a `WouldBlock`, and until
     /// the next readiness event, the backlog is known to be empty: this
-    /// answers without the syscall, and a lazy wait ([`Self::readiness`])
-    /// parks without a probe. After [`shutdown`](Self::shutdown), fails
-    /// with `NotConnected`, as [`Self::poll_accept`] does.
+    /// answers without the syscall ([`Source::try_io`]), and a lazy wait
+    /// ([`Self::readiness`]) parks without a probe. After
+    /// [`shutdown`](Self::shutdown), fails with `NotConnected`, as
+    /// [`Self::poll_accept`] does.
     pub fn try_accept(&self) -> io::Result<Connection> {
         if self.shut.load(std::sync::atomic::Ordering::Acquire) {
             return Err(io::ErrorKind::NotConnected.into());
-        }
-        if self.source.read_drained_at() == Some(self.source.events(Direction::Read)) {
-            return Err(io::ErrorKind::WouldBlock.into());
         }
         let (accepted, _) = self
             .source

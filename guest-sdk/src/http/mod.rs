@@ -1031,19 +1031,28 @@ impl<I: Io> Session<'_, I> {
         Ok(())
     }
 
+    /// Reads what is there without waiting, unless the last read took all
+    /// there was: a new connection's first request, or the next of a
+    /// pipelined batch, is usually there already. `None`: wait and read.
+    fn try_fill(&mut self, want: usize) -> std::io::Result<Option<usize>> {
+        if self.input.drained {
+            return Ok(None);
+        }
+        let room = self.input.room(want)?;
+        let capacity = room.len();
+        let n = self.io.try_read(room)?;
+        if n.is_some() {
+            self.input.filled(n, capacity);
+        }
+        Ok(n)
+    }
+
     /// Reads once, with room for at least `want` pending bytes in all, and
     /// for `MIN_READ` more where the limit allows (see [`InBuf::room`]).
     async fn fill(&mut self, want: usize) -> std::io::Result<usize> {
         self.output.date_stale = true;
-        if !self.input.drained {
-            // As in `fill_within`: a new connection's first request, or the
-            // next of a pipelined batch, is usually there already.
-            let room = self.input.room(want)?;
-            let capacity = room.len();
-            if let Some(n) = self.io.try_read(room)? {
-                self.input.filled(Some(n), capacity);
-                return Ok(n);
-            }
+        if let Some(n) = self.try_fill(want)? {
+            return Ok(n);
         }
         let room = self.input.room(want)?;
         let capacity = room.len();
@@ -1069,14 +1078,8 @@ impl<I: Io> Session<'_, I> {
             return self.fill(want).await.map(Some);
         };
         self.output.date_stale = true;
-        if !self.input.drained {
-            let room = self.input.room(want)?;
-            let capacity = room.len();
-            let n = self.io.try_read(room)?;
-            if n.is_some() {
-                self.input.filled(n, capacity);
-                return Ok(n);
-            }
+        if let Some(n) = self.try_fill(want)? {
+            return Ok(Some(n));
         }
         let room = self.input.room(want)?;
         let capacity = room.len();

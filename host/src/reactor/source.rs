@@ -140,14 +140,19 @@ impl Source {
     }
 
     /// Runs the non-blocking `op` once; returns its result and the event
-    /// count read before it (to park on after `WouldBlock`). A read notes
-    /// whether it found nothing, for [`Source::read_drained_at`].
+    /// count read before it (to park on after `WouldBlock`). A read (or
+    /// accept) notes whether it found nothing, for
+    /// [`Source::read_drained_at`], and is not made at all when the last
+    /// one found nothing and no event came since: `WouldBlock` then.
     pub fn try_io<R>(
         &self,
         direction: Direction,
         op: impl FnOnce() -> io::Result<R>,
     ) -> (io::Result<R>, u64) {
         let seen = self.events(direction);
+        if direction == Direction::Read && self.drained_since(seen) {
+            return (Err(io::ErrorKind::WouldBlock.into()), seen);
+        }
         let result = op();
         if direction == Direction::Read {
             let would_block =
@@ -175,7 +180,7 @@ impl Source {
         op: impl FnOnce() -> io::Result<usize>,
     ) -> (io::Result<usize>, u64) {
         let seen = self.events(Direction::Read);
-        if self.read_drained.load(Ordering::Relaxed) == seen + 1 {
+        if self.drained_since(seen) {
             return (Err(io::ErrorKind::WouldBlock.into()), seen);
         }
         let result = op();
@@ -186,6 +191,12 @@ impl Source {
         self.read_drained
             .store(if drained { seen + 1 } else { 0 }, Ordering::Relaxed);
         (result, seen)
+    }
+
+    /// Whether the last read left nothing at read event count `seen`: no
+    /// event came since, so another would find nothing either.
+    fn drained_since(&self, seen: u64) -> bool {
+        self.read_drained.load(Ordering::Relaxed) == seen + 1
     }
 
     /// Forgets that the last read left nothing: the socket was shut down
