@@ -55,7 +55,7 @@ fn hostile_pointers_and_handles_get_the_documented_codes() {
 fn the_linker_defines_exactly_the_wit_imports() {
     let expected = wit::core_functions(&wit::text());
     let settings = AppSettings::default();
-    let engine = engine::new(&engine::pool_slots(4, settings.limits.max_memory)).unwrap();
+    let engine = engine::new(&mut engine::pool_slots(4, settings.limits.max_memory)).unwrap();
     let linker = process::linker::new(&engine).unwrap();
     // `Linker::iter` needs a store of the linker's type: one of a real
     // (never started) process of the echo app.
@@ -104,7 +104,7 @@ fn a_module_importing_every_wit_function_links() {
         .collect();
     let wat =
         format!("(module\n{imports}(memory (export \"memory\") 1)\n(func (export \"_start\")))");
-    let engine = engine::new(&engine::pool_slots(4, 1 << 20)).unwrap();
+    let engine = engine::new(&mut engine::pool_slots(4, 1 << 20)).unwrap();
     let linker = process::linker::new(&engine).unwrap();
     let module = Module::new(&engine, &wat).unwrap_or_else(|err| panic!("{err:#}\n{wat}"));
     if let Err(err) = linker.instantiate_pre(&module) {

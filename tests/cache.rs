@@ -47,7 +47,15 @@ impl CacheHome {
     /// it echoes, and returns the server and its `compiled module` log line.
     #[track_caller]
     fn serve_echo(&self, extra: &[OsString]) -> (Server, String) {
-        let server = Server::start_with_env(&[("echo", guest("echo"))], extra, &self.env());
+        self.serve_echo_with_env(extra, &[])
+    }
+
+    /// [`CacheHome::serve_echo`] with `env` added.
+    #[track_caller]
+    fn serve_echo_with_env(&self, extra: &[OsString], env: &[(&str, &OsStr)]) -> (Server, String) {
+        let mut all = self.env().to_vec();
+        all.extend_from_slice(env);
+        let server = Server::start_with_env(&[("echo", guest("echo"))], extra, &all);
         let line = server.wait_for_log("compiled module", DEADLINE);
         let echoed = roundtrip(server.addr("echo"), b"cached?\n");
         assert_bytes_eq("echo", b"cached?\n", &echoed);
@@ -131,11 +139,19 @@ fn a_corrupt_cache_file_is_compiled_again_and_replaced() {
 fn other_engine_settings_compile_a_module_of_their_own() {
     let home = CacheHome::new();
     drop(home.serve_echo(&[]));
-    // The memory reservation changes the compiled bounds checks.
+    // With guard pages, the heap's size is no part of the code.
     let (server, line) = home.serve_echo(&args!["--max-memory", "32MiB"]);
+    assert_cache(&line, "hit");
+    drop(server);
+    // Bounds checks are, and they compare with the slot's size.
+    let checks = [("MNVKD_BOUNDS_CHECKS", OsStr::new("explicit"))];
+    let (server, line) = home.serve_echo_with_env(&[], &checks);
     assert_cache(&line, "miss");
     drop(server);
-    assert_eq!(home.modules().len(), 2, "one module per engine setting");
+    let (server, line) = home.serve_echo_with_env(&args!["--max-memory", "32MiB"], &checks);
+    assert_cache(&line, "miss");
+    drop(server);
+    assert_eq!(home.modules().len(), 3, "one module per engine setting");
 
     let (_server, line) = home.serve_echo(&[]);
     assert_cache(&line, "hit");

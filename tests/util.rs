@@ -251,6 +251,8 @@ const ADMIN: &str = "(admin)";
 pub struct Server {
     child: Mutex<Child>,
     addrs: HashMap<String, SocketAddr>,
+    /// The other lines of the start-up table on stdout (apps, workers).
+    table: Vec<String>,
     log: Arc<Log>,
     /// Appends stderr to `log` until the child exits.
     log_reader: Option<thread::JoinHandle<()>>,
@@ -323,6 +325,7 @@ impl Server {
         let mut server = Server {
             child: Mutex::new(child),
             addrs: HashMap::new(),
+            table: Vec::new(),
             log,
             log_reader: Some(log_reader),
         };
@@ -342,6 +345,8 @@ impl Server {
                     } else if let Some(addr) = line.strip_prefix("admin ") {
                         let addr = addr.parse().expect("the admin line ends in an address");
                         server.addrs.insert(ADMIN.to_owned(), addr);
+                    } else {
+                        server.table.push(line);
                     }
                 }
                 Err(err) => {
@@ -357,6 +362,15 @@ impl Server {
             }
         }
         server
+    }
+
+    /// The start-up table's line that begins with `prefix` (e.g. `workers:`).
+    #[track_caller]
+    pub fn table_line(&self, prefix: &str) -> &str {
+        self.table
+            .iter()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} in {:#?}", self.table))
     }
 
     /// Where `app` listens.
@@ -775,6 +789,29 @@ impl Server {
     /// hard, so the host cannot raise it) set to `fds`.
     #[track_caller]
     pub fn start_with_fd_limit(apps: &[(&str, PathBuf)], extra: &[OsString], fds: u64) -> Server {
+        Server::start_with_rlimit(apps, extra, libc::RLIMIT_NOFILE, fds)
+    }
+
+    /// As [`Server::start`], with the server's `RLIMIT_AS` (its address
+    /// space, soft and hard) set to `bytes`.
+    #[track_caller]
+    pub fn start_with_address_space(
+        apps: &[(&str, PathBuf)],
+        extra: &[OsString],
+        bytes: u64,
+    ) -> Server {
+        Server::start_with_rlimit(apps, extra, libc::RLIMIT_AS, bytes)
+    }
+
+    /// As [`Server::start`], with the server's `resource` limit set to
+    /// `value`, soft and hard (so the host cannot raise it).
+    #[track_caller]
+    fn start_with_rlimit(
+        apps: &[(&str, PathBuf)],
+        extra: &[OsString],
+        resource: libc::__rlimit_resource_t,
+        value: u64,
+    ) -> Server {
         use std::os::unix::process::CommandExt;
         Server::start_configured(apps, extra, &[], |cmd| {
             // SAFETY: setrlimit is async-signal-safe; the closure touches
@@ -782,10 +819,10 @@ impl Server {
             unsafe {
                 cmd.pre_exec(move || {
                     let limit = libc::rlimit {
-                        rlim_cur: fds,
-                        rlim_max: fds,
+                        rlim_cur: value,
+                        rlim_max: value,
                     };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    if libc::setrlimit(resource, &limit) == 0 {
                         Ok(())
                     } else {
                         Err(io::Error::last_os_error())

@@ -148,8 +148,8 @@ struct Bench {
 
 fn bench(path: PathBuf, runs: usize, warmup: usize) -> anyhow::Result<()> {
     let settings = AppSettings::default();
-    let sizing = engine::pool_slots(SLOTS, settings.limits.max_memory);
-    let engine = engine::new(&sizing)?;
+    let mut sizing = engine::pool_slots(SLOTS, settings.limits.max_memory);
+    let engine = engine::new(&mut sizing)?;
     let linker = linker::new(&engine)?;
     let app = Arc::new(App::load(&engine, &linker, &path, settings, None)?);
     // A process's state holds the kernel and reactor; this thread polls it

@@ -360,15 +360,20 @@ fn only_trusted_can_write(meta: &fs::Metadata) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine;
+    use crate::engine::{self, BoundsChecks, WhyExplicit};
 
     const WAT: &str = r#"(module (func (export "_start")))"#;
 
     fn engine_with(max_memory: u64, slots: usize) -> Engine {
-        engine::new(&engine::PoolSizing {
+        checked_engine_with(max_memory, slots, BoundsChecks::Elided)
+    }
+
+    fn checked_engine_with(max_memory: u64, slots: usize, bounds_checks: BoundsChecks) -> Engine {
+        engine::new(&mut engine::PoolSizing {
             slots,
             max_memory,
             max_map_count: 65530,
+            bounds_checks,
         })
         .unwrap()
     }
@@ -403,10 +408,18 @@ mod tests {
             "pool size is not code"
         );
         assert_ne!(key, super::key(&small, &other), "another module");
-        assert_ne!(
+        assert_eq!(
             key,
             super::key(&engine_with(32 << 20, 4), &wasm),
-            "another memory reservation"
+            "without bounds checks, the heap's size is not code"
+        );
+        let explicit = BoundsChecks::Explicit(WhyExplicit::Asked);
+        let checked = super::key(&checked_engine_with(16 << 20, 4, explicit), &wasm);
+        assert_ne!(key, checked, "bounds checks are code");
+        assert_ne!(
+            checked,
+            super::key(&checked_engine_with(32 << 20, 4, explicit), &wasm),
+            "and check against the slot's size"
         );
     }
 

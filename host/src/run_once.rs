@@ -40,7 +40,10 @@ pub struct RunConfig {
 /// When the guest cannot be loaded or the terminal bridge cannot be set up.
 pub fn run(config: RunConfig) -> anyhow::Result<u8> {
     let limits = &config.settings.limits;
-    let engine = engine::new(&engine::pool_slots(limits.max_processes, limits.max_memory))?;
+    let engine = engine::new(&mut engine::pool_slots(
+        limits.max_processes,
+        limits.max_memory,
+    ))?;
     let linker = linker::new(&engine)?;
     let app = App::load(
         &engine,

@@ -92,8 +92,8 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .iter()
         .map(|a| a.settings.limits.max_memory)
         .max();
-    let sizing = engine::pool_slots(wanted, max_memory.unwrap_or(1 << 16));
-    let engine = engine::new(&sizing)?;
+    let mut sizing = engine::pool_slots(wanted, max_memory.unwrap_or(1 << 16));
+    let engine = engine::new(&mut sizing)?;
     let linker = linker::new(&engine)?;
     let reactor = Reactor::start()?;
     let mut apps = Vec::new();
@@ -417,11 +417,12 @@ fn print_table(
     let fds = fd_limit.map_or("unknown".to_string(), |n| n.to_string());
     writeln!(
         out,
-        "workers: {}, process slots: {} (fitted to vm.max_map_count {}), open files: {}",
+        "workers: {}, process slots: {} (fitted to vm.max_map_count {}), open files: {}, micro-heaps kept by {}",
         kernel.threads(),
         sizing.slots,
         sizing.max_map_count,
-        fds
+        fds,
+        sizing.bounds_checks
     )?;
     for (name, addr) in addrs {
         writeln!(out, "listening {name} {addr}")?;
