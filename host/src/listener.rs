@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use mio::net::TcpListener;
 
-use crate::conn::{readiness, Connection, Readiness, Socket};
+use crate::conn::{readiness, Connection, Readiness};
 use crate::reactor::{Direction, Reactor, Source};
 
 /// Pending connections the kernel queues for a listener (capped by
@@ -51,6 +51,9 @@ pub struct Listener {
     reactor: Arc<Reactor>,
     /// Set by [`Listener::shutdown`]; then accepts fail with `NotConnected`.
     shut: std::sync::atomic::AtomicBool,
+    /// The address every accepted connection has as its local one; `None`
+    /// for a wildcard address (each connection's is asked then).
+    local: Option<SocketAddr>,
 }
 
 impl Listener {
@@ -68,6 +71,14 @@ impl Listener {
         if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // Accepted sockets inherit TCP_NODELAY on Linux: set once here
+        // instead of once per connection (small writes must not wait for
+        // Nagle). A test checks the inheritance.
+        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+        let local = listener
+            .local_addr()
+            .ok()
+            .filter(|addr| !addr.ip().is_unspecified());
         let mut listener = TcpListener::from_std(listener);
         let fd = listener.as_raw_fd();
         let source = reactor.register(&mut listener, fd)?;
@@ -76,6 +87,7 @@ impl Listener {
             source,
             reactor: Arc::clone(reactor),
             shut: std::sync::atomic::AtomicBool::new(false),
+            local,
         })
     }
 
@@ -97,7 +109,9 @@ impl Listener {
         self.source
             .poll_io(Direction::Read, cx, || self.listener.accept())
             .map(|accepted| {
-                accepted.and_then(|(stream, _)| Connection::new(Socket::Tcp(stream), &self.reactor))
+                accepted.and_then(|(stream, remote)| {
+                    Connection::accepted(stream, remote, self.local, &self.reactor)
+                })
             })
     }
 
@@ -115,7 +129,9 @@ impl Listener {
         let (accepted, _) = self
             .source
             .try_io(Direction::Read, || self.listener.accept());
-        accepted.and_then(|(stream, _)| Connection::new(Socket::Tcp(stream), &self.reactor))
+        accepted.and_then(|(stream, remote)| {
+            Connection::accepted(stream, remote, self.local, &self.reactor)
+        })
     }
 
     /// Before a drain closes a `SO_REUSEPORT` listener: steers the
@@ -183,5 +199,65 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.reactor.deregister(&mut self.listener, &self.source);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Connects to `listener` and accepts, turning `reactor` until the
+    /// connection's event came; returns the client's end and the host's.
+    fn connect_and_accept(
+        listener: &Listener,
+        reactor: &Reactor,
+        to: SocketAddr,
+    ) -> (std::net::TcpStream, Connection) {
+        let client = std::net::TcpStream::connect(to).unwrap();
+        for _ in 0..1000 {
+            match listener.try_accept() {
+                Ok(conn) => return (client, conn),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    reactor.turn(Some(Duration::from_millis(5)));
+                }
+                Err(err) => panic!("accept failed: {err}"),
+            }
+        }
+        panic!("no connection accepted in 5 s");
+    }
+
+    #[test]
+    fn an_accepted_connection_has_nodelay_and_its_addresses_from_the_listener() {
+        let reactor = Reactor::start().unwrap();
+        let listener = Listener::new(
+            bind("127.0.0.1:0".parse().unwrap(), false).unwrap(),
+            &reactor,
+        )
+        .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, conn) = connect_and_accept(&listener, &reactor, addr);
+        assert!(
+            conn.nodelay().unwrap(),
+            "TCP_NODELAY is inherited from the listener"
+        );
+        assert_eq!(conn.peers().remote, Some(client.local_addr().unwrap()));
+        assert_eq!(conn.peers().local, Some(addr));
+    }
+
+    #[test]
+    fn on_a_wildcard_listener_each_connection_asks_its_local_address() {
+        let reactor = Reactor::start().unwrap();
+        let listener =
+            Listener::new(bind("0.0.0.0:0".parse().unwrap(), false).unwrap(), &reactor).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let to: SocketAddr = ([127, 0, 0, 1], port).into();
+        let (client, conn) = connect_and_accept(&listener, &reactor, to);
+        assert_eq!(
+            conn.peers().local,
+            Some(to),
+            "the address the client reached"
+        );
+        assert_eq!(conn.peers().remote, Some(client.local_addr().unwrap()));
     }
 }

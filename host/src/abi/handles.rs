@@ -48,6 +48,13 @@ impl Handle {
     /// down; a pipe end closes when its last `Arc` goes.
     pub fn close(self) {
         if let Handle::Connection(conn) = self {
+            if Arc::strong_count(&conn) == 1 {
+                // Nobody else holds the connection (no other handle, no
+                // stdio made from it), and nobody can start to: dropping it
+                // here closes the socket, which ends the stream as a
+                // shutdown would, without the extra system call.
+                return;
+            }
             conn.close_handle();
         }
     }

@@ -159,6 +159,13 @@ impl Reactor {
     pub fn deregister(&self, io: &mut impl MioSource, source: &Source) {
         // Closing the fd removes it from epoll anyway; an error here changes nothing.
         let _ = self.registry.deregister(io);
+        self.forget(source);
+    }
+
+    /// Forgets `source` without deregistering its socket, for a socket
+    /// about to be closed whose descriptor is not shared: the close takes
+    /// it out of the `epoll` set.
+    pub fn forget(&self, source: &Source) {
         self.sources.lock().unwrap().remove(&source.token());
     }
 }
