@@ -121,13 +121,14 @@ impl std::fmt::Display for BoundsChecks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BoundsChecks::Elided => write!(f, "guard pages (4 GiB slots, no bounds checks)"),
-            BoundsChecks::Explicit(why) => {
-                let why = match why {
-                    WhyExplicit::Asked => "as MNVKD_BOUNDS_CHECKS asks",
-                    WhyExplicit::TooManySlots => "too many slots for 4 GiB each",
-                    WhyExplicit::ReserveFailed => "4 GiB slots could not be reserved",
-                };
-                write!(f, "bounds checks ({why})")
+            BoundsChecks::Explicit(WhyExplicit::Asked) => {
+                write!(f, "bounds checks (as {BOUNDS_CHECKS_ENV} asks)")
+            }
+            BoundsChecks::Explicit(WhyExplicit::TooManySlots) => {
+                write!(f, "bounds checks (too many slots for 4 GiB each)")
+            }
+            BoundsChecks::Explicit(WhyExplicit::ReserveFailed) => {
+                write!(f, "bounds checks (4 GiB slots could not be reserved)")
             }
         }
     }

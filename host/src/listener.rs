@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 
 use crate::conn::{readiness, Connection, Readiness};
 use crate::reactor::{Direction, Reactor, Source};
@@ -103,16 +103,12 @@ impl Listener {
     /// [`shutdown`](Self::shutdown), fails with `NotConnected` (a guest's
     /// `accept` returns `pipe`: no more connections will come).
     pub fn poll_accept(&self, cx: &Context<'_>) -> Poll<io::Result<Connection>> {
-        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
-            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        if let Err(err) = self.open() {
+            return Poll::Ready(Err(err));
         }
         self.source
             .poll_io(Direction::Read, cx, || self.listener.accept())
-            .map(|accepted| {
-                accepted.and_then(|(stream, remote)| {
-                    Connection::accepted(stream, remote, self.local, &self.reactor)
-                })
-            })
+            .map(|accepted| self.adopt(accepted))
     }
 
     /// Accepts the next connection if one is waiting, registered with the
@@ -123,15 +119,27 @@ impl Listener {
     /// [`shutdown`](Self::shutdown), fails with `NotConnected`, as
     /// [`Self::poll_accept`] does.
     pub fn try_accept(&self) -> io::Result<Connection> {
-        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(io::ErrorKind::NotConnected.into());
-        }
+        self.open()?;
         let (accepted, _) = self
             .source
             .try_io(Direction::Read, || self.listener.accept());
-        accepted.and_then(|(stream, remote)| {
-            Connection::accepted(stream, remote, self.local, &self.reactor)
-        })
+        self.adopt(accepted)
+    }
+
+    /// `NotConnected` after [`shutdown`](Self::shutdown): no more
+    /// connections will come. Checked before the backlog, so that a drain
+    /// is seen even while the backlog is known to be empty.
+    fn open(&self) -> io::Result<()> {
+        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        Ok(())
+    }
+
+    /// An accepted socket as a registered connection.
+    fn adopt(&self, accepted: io::Result<(TcpStream, SocketAddr)>) -> io::Result<Connection> {
+        let (stream, remote) = accepted?;
+        Connection::accepted(stream, remote, self.local, &self.reactor)
     }
 
     /// Before a drain closes a `SO_REUSEPORT` listener: steers the
