@@ -1,8 +1,45 @@
 //! The WASI preview-1 context is built on a guest's first call that needs
 //! it: a module that imports no WASI runs without one, and one built late
-//! serves arguments, stdout and the clock as one built at start would.
+//! serves arguments, stdout and the clock as one built at start would. A
+//! connection's process finds the connection's two ends in its environment.
 
-use crate::util::{assert_bytes_eq, run_fail, run_ok, TempDir};
+use std::io::Read;
+use std::net::Shutdown;
+
+use crate::util::{app_with_manifest, assert_bytes_eq, connect, run_fail, run_ok, Server, TempDir};
+
+/// The README's promise to a plain WASI guest: `REMOTE_ADDR`, `REMOTE_PORT`,
+/// `SERVER_ADDR` and `SERVER_PORT` name its connection's client and the
+/// address it connected to, beside the app's own variables.
+#[test]
+fn a_connections_process_finds_its_peers_in_its_environment() {
+    let dir = TempDir::new();
+    // cgi-probe prints its environment, sorted, when PATH_INFO is `/env`;
+    // without `kind = "http"` it is served a process per connection, its
+    // stdin the socket, which it reads to the end first.
+    let probe = app_with_manifest(&dir, "cgi-probe", "probe", "[env]\nPATH_INFO = \"/env\"\n");
+    let server = Server::start(&[("probe", probe)], &[]);
+    let addr = server.addr("probe");
+    for _ in 0..2 {
+        let mut stream = connect(addr);
+        let client = stream.local_addr().unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        let expected = format!(
+            "Content-Type: text/plain\r\n\r\n\
+             PATH_INFO=/env\n\
+             REMOTE_ADDR={}\nREMOTE_PORT={}\n\
+             SERVER_ADDR={}\nSERVER_PORT={}\n\
+             BODY-LENGTH=0\n",
+            client.ip(),
+            client.port(),
+            addr.ip(),
+            addr.port()
+        );
+        assert_eq!(out, expected, "the environment of a connection's process");
+    }
+}
 
 #[test]
 fn a_module_that_imports_no_wasi_runs() {
