@@ -149,18 +149,11 @@ impl Source {
         direction: Direction,
         op: impl FnOnce() -> io::Result<R>,
     ) -> (io::Result<R>, u64) {
-        let seen = self.events(direction);
-        if direction == Direction::Read && self.drained_since(seen) {
-            return (Err(io::ErrorKind::WouldBlock.into()), seen);
-        }
-        let result = op();
         if direction == Direction::Read {
-            let would_block =
-                matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock);
-            let drained = if would_block { seen + 1 } else { 0 };
-            self.read_drained.store(drained, Ordering::Relaxed);
+            return self.read_unless_drained(op, would_block);
         }
-        (result, seen)
+        let seen = self.events(direction);
+        (op(), seen)
     }
 
     /// Runs the non-blocking read `op` into a buffer of `capacity` bytes,
@@ -179,24 +172,29 @@ impl Source {
         capacity: usize,
         op: impl FnOnce() -> io::Result<usize>,
     ) -> (io::Result<usize>, u64) {
+        self.read_unless_drained(op, |result| match result {
+            Ok(n) => *n > 0 && *n < capacity && !self.read_closed.load(Ordering::Relaxed),
+            Err(_) => would_block(result),
+        })
+    }
+
+    /// The read side of [`Source::try_io`] and [`Source::try_read`]:
+    /// `WouldBlock` without calling `op` when the last read left nothing
+    /// and no event came since; else runs `op` and notes, as `drained`
+    /// judges its result, whether it left nothing.
+    fn read_unless_drained<R>(
+        &self,
+        op: impl FnOnce() -> io::Result<R>,
+        drained: impl FnOnce(&io::Result<R>) -> bool,
+    ) -> (io::Result<R>, u64) {
         let seen = self.events(Direction::Read);
-        if self.drained_since(seen) {
+        if self.read_drained.load(Ordering::Relaxed) == seen + 1 {
             return (Err(io::ErrorKind::WouldBlock.into()), seen);
         }
         let result = op();
-        let drained = match &result {
-            Ok(n) => *n > 0 && *n < capacity && !self.read_closed.load(Ordering::Relaxed),
-            Err(err) => err.kind() == io::ErrorKind::WouldBlock,
-        };
-        self.read_drained
-            .store(if drained { seen + 1 } else { 0 }, Ordering::Relaxed);
+        let mark = if drained(&result) { seen + 1 } else { 0 };
+        self.read_drained.store(mark, Ordering::Relaxed);
         (result, seen)
-    }
-
-    /// Whether the last read left nothing at read event count `seen`: no
-    /// event came since, so another would find nothing either.
-    fn drained_since(&self, seen: u64) -> bool {
-        self.read_drained.load(Ordering::Relaxed) == seen + 1
     }
 
     /// Forgets that the last read left nothing: the socket was shut down
@@ -238,4 +236,9 @@ impl Source {
             }
         }
     }
+}
+
+/// Whether a non-blocking operation found nothing to do.
+fn would_block<R>(result: &io::Result<R>) -> bool {
+    matches!(result, Err(err) if err.kind() == io::ErrorKind::WouldBlock)
 }
